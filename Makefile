@@ -1,0 +1,53 @@
+# Every routine action. `make run` (everything, laptop profile) and `make test` (what CI runs) are the front door.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= laptop
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+TEST_ENV := FACTORED_PROFILE=smoke TQDM_DISABLE=1 MPLBACKEND=Agg
+
+.PHONY: setup run render test lint unit notebooks-sync nbval sync bench sweep clean-smoke
+
+setup: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+# Execute every notebook with papermill at $(PROFILE); executed copies land in outputs/notebooks/.
+run: setup
+	@mkdir -p outputs/notebooks
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb (profile=$(PROFILE))"; \
+	  $(VENV)/bin/papermill --cwd notebooks $$nb outputs/notebooks/$$(basename $$nb) -p profile $(PROFILE) || exit 1; \
+	done
+
+# Copy the executed notebooks back so the committed .ipynb files show the rendered outputs, then re-pair.
+render: run
+	@for nb in $(NOTEBOOKS); do cp outputs/notebooks/$$(basename $$nb) $$nb; done
+	$(VENV)/bin/jupytext --sync notebooks/*.ipynb
+
+test: setup lint unit notebooks-sync nbval
+
+lint:
+	$(VENV)/bin/ruff check lib tests benchmarks notebooks/*.py
+	$(VENV)/bin/ruff format --check lib tests benchmarks
+
+unit:
+	$(TEST_ENV) $(VENV)/bin/pytest -q tests
+
+notebooks-sync:
+	$(VENV)/bin/python tests/check_notebook_pairs.py notebooks
+
+nbval:
+	cd notebooks && $(TEST_ENV) ../$(VENV)/bin/pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env $(notdir $(NOTEBOOKS))
+
+# After editing a notebook's .py, bring its .ipynb up to date (keeps outputs of unchanged cells).
+sync:
+	$(VENV)/bin/jupytext --sync notebooks/*.py
+
+bench: setup
+	$(PY) benchmarks/bench_generation.py
+	$(PY) benchmarks/bench_training.py

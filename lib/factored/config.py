@@ -1,0 +1,187 @@
+"""Run configuration: dataclasses for data, model and training, the three profiles, validation, hashing.
+
+A run is fully described by a `RunConfig`; its stable hash names the run folder, so the same config always
+maps to the same folder (and resumes there) while any change of a field that affects results starts a new one.
+Profiles are named starting points (`smoke` for CI, `laptop` for a 2-core CPU, `paper` for a GPU); notebooks and
+papermill override single fields on top of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+PROFILES = ("smoke", "laptop", "paper")
+ARCHS = ("transformer", "rnn", "lstm", "gru")
+STRUCTURES = ("independent", "chain")
+ACTIVATIONS = ("relu", "gelu")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The five-factor process and the sequences drawn from it."""
+
+    structure: str = "independent"  # independent | chain (hidden dependencies)
+    noise: float = 0.0  # eps: probability that a joint token is replaced by a uniform one
+    seq_len: int = 8  # tokens per sequence after BOS
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture; recurrent nets use d_model as their hidden width and ignore n_heads/d_mlp."""
+
+    arch: str = "transformer"
+    d_model: int = 120
+    n_layers: int = 4
+    n_heads: int = 3
+    d_mlp: int = 480
+    act: str = "relu"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation. `device` and `compile` change speed, not the model, so they do not enter the run hash."""
+
+    steps: int = 5000
+    batch_size: int = 512
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    plateau_factor: float = 0.7  # lr multiplier when the windowed loss stops improving
+    plateau_patience: int = 10  # windows without improvement before the lr drops
+    plateau_window: int = 50  # steps averaged into one windowed loss
+    eval_batch_size: int = 2048
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "canonical"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        return validate(
+            cls(
+                name=d["name"],
+                data=DataConfig(**d["data"]),
+                model=ModelConfig(**d["model"]),
+                train=TrainConfig(**d["train"]),
+            )
+        )
+
+    def hash(self) -> str:
+        """8 hex digits over every field that changes results (not the name, device or compile)."""
+        d = self.to_dict()
+        d.pop("name")
+        d["train"] = {k: v for k, v in d["train"].items() if k not in ("device", "compile")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.name}-{self.hash()}"
+
+
+_PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
+    # seconds on a CPU: a tiny model and a few steps; exercises the whole pipeline in CI
+    "smoke": {
+        "model": dict(d_model=24, n_layers=1, n_heads=2, d_mlp=48),
+        "train": dict(steps=30, batch_size=64, eval_batch_size=256, plateau_window=10, lr=3e-3),
+    },
+    # the canonical model on a 2-core CPU in about 20 minutes (see README "Profiles" for how it was chosen)
+    "laptop": {
+        "train": dict(steps=4000, batch_size=512, lr=1e-3),
+    },
+    # the authors' budget: a GPU job
+    "paper": {
+        "train": dict(steps=500_000, batch_size=25_000, lr=5e-4, eval_batch_size=25_000, compile=True),
+    },
+}
+
+
+def default_profile() -> str:
+    """FACTORED_PROFILE from the environment (CI sets `smoke`), else `laptop`."""
+    return os.environ.get("FACTORED_PROFILE", "laptop")
+
+
+def resolve_profile(profile: str | None = None) -> str:
+    """`profile`, or the default one when None; raises ValueError unless it is one of PROFILES."""
+    profile = default_profile() if profile is None else profile
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    return profile
+
+
+def make_config(profile: str | None = None, name: str = "canonical", **overrides: Any) -> RunConfig:
+    """The profile's config with single fields overridden by name, e.g. make_config("laptop", noise=0.1, arch="lstm").
+
+    Every field name of DataConfig, ModelConfig and TrainConfig is accepted; the result is validated.
+    """
+    profile = resolve_profile(profile)
+    parts = {"data": DataConfig(), "model": ModelConfig(), "train": TrainConfig()}
+    for part, values in _PROFILE_OVERRIDES[profile].items():
+        parts[part] = replace(parts[part], **values)
+    owners = {f.name: part for part, cfg in parts.items() for f in fields(cfg)}
+    for key, value in overrides.items():
+        if key not in owners:
+            raise ValueError(f"unknown config field {key!r}; valid fields: {sorted(owners)}")
+        parts[owners[key]] = replace(parts[owners[key]], **{key: value})
+    return validate(RunConfig(name=name, **parts))
+
+
+def _check(ok: bool, param: str, allowed: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"{param} must be {allowed}, got {value!r}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Return cfg unchanged, or raise one ValueError naming the first bad field and its allowed range."""
+    d, m, t = cfg.data, cfg.model, cfg.train
+    _check(isinstance(cfg.name, str) and cfg.name.replace("_", "").replace("-", "").isalnum(),
+           "name", "a non-empty string of letters, digits, '-' and '_'", cfg.name)
+    _check(d.structure in STRUCTURES, "structure", f"one of {STRUCTURES}", d.structure)
+    _check(_is_number(d.noise) and 0.0 <= d.noise <= 1.0, "noise", "a number in [0, 1]", d.noise)
+    _check(_is_int(d.seq_len) and 1 <= d.seq_len <= 512, "seq_len", "an integer in [1, 512]", d.seq_len)
+    _check(m.arch in ARCHS, "arch", f"one of {ARCHS}", m.arch)
+    _check(m.act in ACTIVATIONS, "act", f"one of {ACTIVATIONS}", m.act)
+    for name in ("d_model", "n_layers", "n_heads", "d_mlp"):
+        v = getattr(m, name)
+        _check(_is_int(v) and 1 <= v <= 65536, name, "an integer in [1, 65536]", v)
+    if m.arch == "transformer":
+        _check(m.d_model % m.n_heads == 0, "n_heads", f"a divisor of d_model={m.d_model}", m.n_heads)
+    _check(_is_int(t.steps) and 0 <= t.steps <= 10**8, "steps", "an integer in [0, 1e8]", t.steps)
+    for name in ("batch_size", "eval_batch_size"):
+        v = getattr(t, name)
+        _check(_is_int(v) and 1 <= v <= 10**7, name, "an integer in [1, 1e7]", v)
+    _check(_is_number(t.lr) and 0.0 < t.lr <= 1.0, "lr", "a number in (0, 1]", t.lr)
+    _check(_is_number(t.weight_decay) and 0.0 <= t.weight_decay <= 1.0,
+           "weight_decay", "a number in [0, 1]", t.weight_decay)
+    _check(_is_number(t.plateau_factor) and 0.0 < t.plateau_factor < 1.0,
+           "plateau_factor", "a number in (0, 1)", t.plateau_factor)
+    _check(_is_int(t.plateau_patience) and t.plateau_patience >= 0,
+           "plateau_patience", "an integer >= 0", t.plateau_patience)
+    _check(_is_int(t.plateau_window) and t.plateau_window >= 1,
+           "plateau_window", "an integer >= 1", t.plateau_window)
+    _check(_is_int(t.seed) and 0 <= t.seed < 2**63, "seed", "an integer in [0, 2**63)", t.seed)
+    _check(t.device in DEVICES, "device", f"one of {DEVICES}", t.device)
+    _check(isinstance(t.compile, bool), "compile", "True or False", t.compile)
+    return cfg

@@ -1,0 +1,317 @@
+"""Sequence models with named activation sites: a GPT-2-style transformer and RNN/LSTM/GRU baselines.
+
+One interface for every architecture (nanoGPT shape, TransformerLens names):
+
+    model = build_model("transformer", vocab_size=433, n_ctx=9, d_model=120, n_layers=4, n_heads=3, d_mlp=480)
+    logits, acts = model(tokens, capture=["blocks.3.hook_resid_post"])   # tokens [B, T] -> logits [B, T, V]
+
+`acts` maps each requested site to its activations [B, T, d]. Sites are identity `HookPoint` modules named by
+where they sit in the model, so the names read like TransformerLens (`blocks.{l}.hook_resid_post`,
+`ln_final.hook_normalized`) for the transformer and `rnn.{l}.hidden` (output of recurrent layer l) for the
+recurrent nets. The requested sites travel down the forward pass in a plain dict, so capturing keeps no
+global state, and the no-capture path costs one `is None` check per hook and traces cleanly under
+`torch.compile(fullgraph=True)`. Captured tensors are the live activations (not detached, not copied).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ARCHS = ("transformer", "rnn", "lstm", "gru")
+ACTS = ("relu", "gelu")
+
+# A capture request: site name -> None until that site's hook fills it in with its activations.
+Cache = dict[str, Tensor | None]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model; checkpoints store `asdict(config)` next to the weights.
+
+    Defaults are the paper's transformer. Recurrent nets use `d_model` as their hidden width and ignore
+    `n_heads`, `d_mlp` and `act`.
+    """
+
+    arch: str = "transformer"
+    vocab_size: int = 433
+    n_ctx: int = 9
+    d_model: int = 120
+    n_layers: int = 4
+    n_heads: int = 3
+    d_mlp: int = 480
+    act: str = "relu"
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.act not in ACTS:
+            raise ValueError(f"act must be one of {ACTS}, got {self.act!r}")
+        for name in ("vocab_size", "n_ctx", "d_model", "n_layers", "n_heads", "d_mlp"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int (>= 1), got {value!r}")
+        if self.arch == "transformer" and self.d_model % self.n_heads:
+            raise ValueError(
+                f"n_heads must divide d_model for the transformer, got d_model={self.d_model}, "
+                f"n_heads={self.n_heads}"
+            )
+
+
+class HookPoint(nn.Module):
+    """Identity module marking a named activation site; stores its input when the site was requested."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = ""  # set by SiteModel._name_hooks from the module tree, e.g. "blocks.3.hook_resid_post"
+
+    def forward(self, x: Tensor, cache: Cache | None = None) -> Tensor:
+        if cache is not None and self.name in cache:
+            cache[self.name] = x
+        return x
+
+
+class SiteModel(nn.Module):
+    """Shared front end: names the hook points, validates inputs and capture requests, returns the cache."""
+
+    uses_bos: bool
+    default_site: str
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.n_ctx = config.n_ctx
+
+    def _name_hooks(self) -> None:
+        self.sites: list[str] = []
+        for name, module in self.named_modules():
+            if isinstance(module, HookPoint):
+                module.name = name
+                self.sites.append(name)
+
+    def forward(self, tokens: Tensor, capture: Sequence[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
+        """tokens: [B, T] int64 with T <= n_ctx -> (logits [B, T, vocab], {site: activations [B, T, d]})."""
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens: must be [batch, seq] (2-D), got shape {tuple(tokens.shape)}")
+        if tokens.shape[1] > self.n_ctx:
+            raise ValueError(f"tokens: sequence length must be <= n_ctx={self.n_ctx}, got {tokens.shape[1]}")
+        if isinstance(capture, str):
+            capture = (capture,)
+        cache: Cache | None = None
+        if capture:
+            unknown = [s for s in capture if s not in self.sites]
+            if unknown:
+                raise ValueError(f"capture: unknown site(s) {unknown}; valid sites are {self.sites}")
+            cache = dict.fromkeys(capture)
+        logits = self._forward(tokens, cache)
+        return logits, ({} if cache is None else cache)
+
+    def _forward(self, tokens: Tensor, cache: Cache | None) -> Tensor:
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Transformer
+
+
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm whose output (after the affine map) is the site `<name>.hook_normalized`."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__(d_model)
+        self.hook_normalized = HookPoint()
+
+    def forward(self, x: Tensor, cache: Cache | None = None) -> Tensor:
+        return self.hook_normalized(super().forward(x), cache)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = config.n_heads
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)  # fused: one matmul for q, k and v
+        self.proj = nn.Linear(config.d_model, config.d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: [B, T, D] -> [B, T, D]."""
+        B, T, D = x.shape
+        # [B, T, 3, H, Dh] -> three [B, H, T, Dh] views, no copies before SDPA
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(B, T, D))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(config.d_model, config.d_mlp)
+        self.proj = nn.Linear(config.d_mlp, config.d_model)
+        self.relu = config.act == "relu"
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.fc(x)
+        # in place: relu on a fresh [B, T, d_mlp] buffer costs ~10x more on CPU (allocation), and autograd
+        # needs only relu's output here (addmm does not keep its own)
+        return self.proj(F.relu(h, inplace=True) if self.relu else F.gelu(h))
+
+
+class Block(nn.Module):
+    """Pre-LN block: mid = pre + attn(ln1(pre)); post = mid + mlp(ln2(mid))."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.d_model)
+        self.attn = CausalSelfAttention(config)
+        self.ln2 = nn.LayerNorm(config.d_model)
+        self.mlp = MLP(config)
+        self.hook_resid_pre = HookPoint()
+        self.hook_resid_mid = HookPoint()
+        self.hook_resid_post = HookPoint()
+
+    def forward(self, x: Tensor, cache: Cache | None = None) -> Tensor:
+        x = self.hook_resid_pre(x, cache)
+        x = self.hook_resid_mid(x + self.attn(self.ln1(x)), cache)
+        return self.hook_resid_post(x + self.mlp(self.ln2(x)), cache)
+
+
+class Transformer(SiteModel):
+    """GPT-2-style decoder: token + learned position embeddings, pre-LN blocks, final LN, untied unembed."""
+
+    uses_bos = True
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_embed = nn.Embedding(config.n_ctx, config.d_model)
+        self.hook_embed = HookPoint()
+        self.hook_pos_embed = HookPoint()
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_final = LayerNorm(config.d_model)
+        self.unembed = nn.Linear(config.d_model, config.vocab_size)
+        self.default_site = f"blocks.{config.n_layers - 1}.hook_resid_post"
+        self.apply(_init_gpt2)
+        self._name_hooks()
+
+    def _forward(self, tokens: Tensor, cache: Cache | None) -> Tensor:
+        B, T = tokens.shape
+        embed = self.hook_embed(self.embed(tokens), cache)
+        pos = self.pos_embed(torch.arange(T, device=tokens.device)).expand(B, T, -1)  # a view: [B, T, D]
+        x = embed + self.hook_pos_embed(pos, cache)
+        for block in self.blocks:
+            x = block(x, cache)
+        return self.unembed(self.ln_final(x, cache))
+
+
+def _init_gpt2(module: nn.Module) -> None:
+    # GPT-2: every weight matrix and embedding ~ N(0, 0.02), biases 0; LayerNorm keeps (1, 0).
+    if isinstance(module, nn.Linear | nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Recurrent nets
+
+_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # gate blocks stacked in weight_hh_l0 ([gates * H, H])
+
+
+class RecurrentLayer(nn.Module):
+    """One single-layer torch RNN/LSTM/GRU, so each layer's output sequence is the site `rnn.{l}.hidden`."""
+
+    def __init__(self, arch: str, d_in: int, d_hidden: int) -> None:
+        super().__init__()
+        self.cell = _CELLS[arch](d_in, d_hidden, batch_first=True)  # nn.RNN is tanh by default
+        self.hidden = HookPoint()
+        _init_recurrent(self.cell, _GATES[arch], d_hidden, forget_bias=arch == "lstm")
+
+    def forward(self, x: Tensor, cache: Cache | None = None) -> Tensor:
+        """x: [B, T, d_in] -> hidden states [B, T, d_hidden], from a zero initial state."""
+        return self.hidden(self.cell(x)[0], cache)
+
+
+def _init_recurrent(cell: nn.RNNBase, n_gates: int, d_hidden: int, forget_bias: bool) -> None:
+    """The authors' init: xavier-uniform input weights, orthogonal recurrent weights, zero biases.
+
+    weight_hh stacks one [H, H] matrix per gate (LSTM i, f, g, o; GRU r, z, n): each is made orthogonal on
+    its own. LSTM forget bias 1 goes in bias_ih only, so the effective forget bias (bias_ih + bias_hh) is 1.
+    """
+    with torch.no_grad():
+        nn.init.xavier_uniform_(cell.weight_ih_l0)
+        for gate in cell.weight_hh_l0.split(d_hidden, dim=0):
+            nn.init.orthogonal_(gate)
+        nn.init.zeros_(cell.bias_ih_l0)
+        nn.init.zeros_(cell.bias_hh_l0)
+        if forget_bias:
+            cell.bias_ih_l0[d_hidden : 2 * d_hidden] = 1.0
+
+
+class RecurrentNet(SiteModel):
+    """Token embedding -> n_layers stacked recurrent layers (width d_model) -> linear readout. No BOS."""
+
+    uses_bos = False
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)  # torch default init N(0, 1)
+        self.rnn = nn.ModuleList(
+            RecurrentLayer(config.arch, config.d_model, config.d_model) for _ in range(config.n_layers)
+        )
+        self.unembed = nn.Linear(config.d_model, config.vocab_size)  # torch default init
+        self.default_site = f"rnn.{config.n_layers - 1}.hidden"
+        self._name_hooks()
+
+    def _forward(self, tokens: Tensor, cache: Cache | None) -> Tensor:
+        x = self.embed(tokens)
+        for layer in self.rnn:
+            x = layer(x, cache)
+        return self.unembed(x)
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def build_model(
+    arch: str = "transformer",
+    vocab_size: int = 433,
+    n_ctx: int = 9,
+    d_model: int = 120,
+    n_layers: int = 4,
+    n_heads: int = 3,
+    d_mlp: int = 480,
+    act: str = "relu",
+) -> SiteModel:
+    """Build a model (defaults: the paper's transformer); `build_model(**model_config(model))` rebuilds it.
+
+    Recurrent archs ("rnn", "lstm", "gru") use d_model as hidden width and ignore n_heads, d_mlp, act.
+    Raises ValueError naming the offending parameter.
+    """
+    config = ModelConfig(arch, vocab_size, n_ctx, d_model, n_layers, n_heads, d_mlp, act)
+    return Transformer(config) if arch == "transformer" else RecurrentNet(config)
+
+
+def model_config(model: SiteModel) -> dict:
+    """The keyword arguments of build_model that made `model` (for self-describing checkpoints)."""
+    return asdict(model.config)
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = [
+    "ARCHS",
+    "HookPoint",
+    "ModelConfig",
+    "RecurrentNet",
+    "SiteModel",
+    "Transformer",
+    "build_model",
+    "model_config",
+    "n_params",
+]

@@ -1,0 +1,99 @@
+"""The run store: one folder per config under outputs/runs/<name>-<hash>/, and `get_or_train` on top of it.
+
+A folder is never overwritten by a different config: its name carries the config hash, and config.json is
+checked against the requested config before anything is trained there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from .config import RunConfig
+from .train import (
+    atomic_write_text,
+    checkpoint_path,
+    model_of,
+    pick_device,
+    process_of,
+    read_metrics,
+    saved_steps,
+    train,
+)
+
+
+def outputs_dir() -> Path:
+    """FACTORED_OUTPUTS if set, else outputs/ at the root of this checkout."""
+    env = os.environ.get("FACTORED_OUTPUTS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "outputs"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A trained (or training) run: its folder, its config and lazy access to metrics and checkpoints."""
+
+    dir: Path
+    config: RunConfig
+
+    @property
+    def steps(self) -> list[int]:
+        """Checkpointed steps, ascending."""
+        return saved_steps(self.dir)
+
+    @property
+    def finished(self) -> bool:
+        steps = self.steps
+        return bool(steps) and steps[-1] == self.config.train.steps
+
+    def metrics(self) -> list[dict]:
+        return read_metrics(self.dir)
+
+    @cached_property
+    def process(self):
+        return process_of(self.config)
+
+    def load_model(self, step: int | None = None, device: str | torch.device = "auto") -> torch.nn.Module:
+        """The model at checkpoint `step` (default: the last), in eval mode, on `device`."""
+        steps = self.steps
+        step = steps[-1] if step is None else step
+        if step not in steps:
+            raise ValueError(f"step must be one of the checkpointed steps {steps[0]}..{steps[-1]}, got {step}")
+        dev = pick_device(device) if isinstance(device, str) else device
+        model = model_of(self.config, self.process).to(dev)
+        state = torch.load(checkpoint_path(self.dir, step), map_location=dev, weights_only=True)
+        model.load_state_dict(state["model"])
+        return model.eval()
+
+
+def run_dir_for(cfg: RunConfig, root: Path | None = None) -> Path:
+    return (root or outputs_dir()) / "runs" / cfg.run_id
+
+
+def open_run(cfg: RunConfig, root: Path | None = None) -> Run:
+    """The run folder for cfg, created with its config.json if new; an existing folder must hold the same config."""
+    path = run_dir_for(cfg, root)
+    config_file = path / "config.json"
+    if config_file.exists():
+        stored = json.loads(config_file.read_text())
+        mine = cfg.to_dict()
+        for d in (stored, mine):  # device and compile change speed, not results
+            d["train"].pop("device"), d["train"].pop("compile")
+        if stored != mine:
+            raise ValueError(f"{path} holds a different config; refusing to overwrite it")
+    else:
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(config_file, json.dumps(cfg.to_dict(), indent=2) + "\n")
+    return Run(path, cfg)
+
+
+def get_or_train(cfg: RunConfig, root: Path | None = None, progress: bool = True) -> Run:
+    """A finished run for cfg: loaded if done, resumed if interrupted, trained from scratch if new."""
+    run = open_run(cfg, root)
+    if not run.finished:
+        train(cfg, run.dir, progress=progress)
+    return run

@@ -1,0 +1,93 @@
+"""Training: checkpoint schedule, a tiny end-to-end run, and exact resume after an interruption."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from factored import train as train_mod
+from factored.config import make_config
+from factored.runs import get_or_train, open_run
+from factored.train import checkpoint_steps, read_metrics, saved_steps
+
+
+def test_checkpoint_schedule_is_the_authors_log_spacing():
+    steps = checkpoint_steps(12_000)
+    assert steps[:12] == list(range(11)) + [20]
+    assert [s for s in steps if 480 <= s <= 1000] == [480, 490, 500, 600, 700, 800, 900, 1000]
+    assert [s for s in steps if s > 1000] == [2000, 3000, 4000, 5000, 10_000, 12_000]
+    assert checkpoint_steps(7) == list(range(8))
+    assert checkpoint_steps(0) == [0]
+
+
+def tiny(**overrides):
+    base = dict(d_model=8, n_layers=1, n_heads=1, d_mlp=16, steps=25, batch_size=32, eval_batch_size=64,
+                plateau_window=5, plateau_patience=0, lr=1e-2, device="cpu")
+    return make_config("smoke", **{**base, **overrides})
+
+
+def test_tiny_end_to_end_run_learns_and_records_everything(tmp_path):
+    # big enough to beat the unigram plateau ln(432) in 300 steps: it has learned to use the context
+    cfg = tiny(d_model=32, d_mlp=64, steps=300, batch_size=128, eval_batch_size=512, lr=3e-3, plateau_window=10,
+               plateau_patience=10)
+    run = get_or_train(cfg, root=tmp_path, progress=False)
+    assert run.finished and run.dir.name == cfg.run_id
+    assert run.steps == checkpoint_steps(300)
+    metrics = run.metrics()
+    assert metrics[0]["step"] == 0 and metrics[-1]["step"] == 300
+    assert metrics[-1]["eval_loss"] < math.log(432) - 0.003 < metrics[0]["eval_loss"]
+    assert metrics[-1]["gap"] == pytest.approx(metrics[-1]["eval_loss"] - 5.92558, abs=1e-4)
+    assert len(metrics[-1]["eval_loss_per_position"]) == 8
+    assert json.loads((run.dir / "config.json").read_text()) == cfg.to_dict()
+    state = torch.load(train_mod.checkpoint_path(run.dir, 300), weights_only=True)
+    assert set(state) >= {"model", "optimizer", "scheduler", "rng", "step", "config", "loss_window"}
+    assert state["config"] == cfg.to_dict()
+    # a second call finds the finished run and trains nothing
+    mtime = (run.dir / "metrics.jsonl").stat().st_mtime_ns
+    assert get_or_train(cfg, root=tmp_path, progress=False).steps == run.steps
+    assert (run.dir / "metrics.jsonl").stat().st_mtime_ns == mtime
+
+
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path, monkeypatch):
+    cfg = tiny(steps=25)
+    whole = get_or_train(cfg, root=tmp_path / "whole", progress=False)
+
+    calls = {"n": 0}
+    real_save = train_mod.atomic_save
+
+    def save_then_die(obj, path):  # kill training right after the step-20 checkpoint is written
+        real_save(obj, path)
+        calls["n"] += 1
+        if obj["step"] == 20:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "atomic_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        get_or_train(cfg, root=tmp_path / "cut", progress=False)
+    monkeypatch.setattr(train_mod, "atomic_save", real_save)
+    cut_dir = open_run(cfg, root=tmp_path / "cut").dir
+    assert saved_steps(cut_dir)[-1] == 20
+    resumed = get_or_train(cfg, root=tmp_path / "cut", progress=False)
+
+    a, b = whole.metrics(), resumed.metrics()
+    assert [m["step"] for m in a] == [m["step"] for m in b]  # no duplicated or missing lines
+    assert b[-1]["eval_loss"] == a[-1]["eval_loss"]  # bit-identical on CPU with the same seed
+    assert b[-1]["train_loss"] == a[-1]["train_loss"]
+
+
+def test_folder_with_other_config_is_not_overwritten(tmp_path):
+    cfg = tiny()
+    run = open_run(cfg, root=tmp_path)
+    text = json.dumps({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "lr": 0.5}})
+    (run.dir / "config.json").write_text(text)
+    with pytest.raises(ValueError, match="holds a different config"):
+        open_run(cfg, root=tmp_path)
+    assert (run.dir / "config.json").read_text() == text
+
+
+def test_unavailable_device_is_a_clear_error():
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device 'cuda' is not available"):
+            train_mod.pick_device("cuda")
+    assert train_mod.pick_device("cpu").type == "cpu"
