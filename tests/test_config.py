@@ -1,5 +1,4 @@
 import pytest
-
 from factored.config import RunConfig, make_config
 
 

@@ -127,14 +127,10 @@ def test_transformer_init():
         if name.endswith("bias") or "ln" in name:
             continue
         assert abs(p.std().item() - 0.02) < 0.002, name
-    assert all(
-        p.abs().max() == 0 for n, p in model.named_parameters() if n.endswith("bias") and "ln" not in n
-    )
+    assert all(p.abs().max() == 0 for n, p in model.named_parameters() if n.endswith("bias") and "ln" not in n)
 
 
-@pytest.mark.parametrize(
-    ("arch", "act"), [("transformer", "relu"), ("transformer", "gelu"), ("lstm", "relu")]
-)
+@pytest.mark.parametrize(("arch", "act"), [("transformer", "relu"), ("transformer", "gelu"), ("lstm", "relu")])
 def test_overfits_a_fixed_batch(arch, act):
     model = tiny(arch, act=act, d_model=24, d_mlp=48)
     x = torch.randint(0, V, (8, T + 1), generator=torch.Generator().manual_seed(1))

@@ -3,7 +3,6 @@ from pathlib import Path
 
 import jupytext
 import pytest
-
 from check_notebook_pairs import pair_problems
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"

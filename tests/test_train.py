@@ -5,11 +5,10 @@ import math
 
 import pytest
 import torch
-
 from factored import train as train_mod
 from factored.config import make_config
 from factored.runs import get_or_train, open_run
-from factored.train import checkpoint_steps, read_metrics, saved_steps
+from factored.train import checkpoint_steps, saved_steps
 
 
 def test_checkpoint_schedule_is_the_authors_log_spacing():
@@ -22,22 +21,45 @@ def test_checkpoint_schedule_is_the_authors_log_spacing():
 
 
 def tiny(**overrides):
-    base = dict(d_model=8, n_layers=1, n_heads=1, d_mlp=16, steps=25, batch_size=32, eval_batch_size=64,
-                plateau_window=5, plateau_patience=0, lr=1e-2, device="cpu")
+    base = dict(
+        d_model=8,
+        n_layers=1,
+        n_heads=1,
+        d_mlp=16,
+        steps=25,
+        batch_size=32,
+        eval_batch_size=64,
+        plateau_window=5,
+        plateau_patience=0,
+        lr=1e-2,
+        device="cpu",
+    )
     return make_config("smoke", **{**base, **overrides})
 
 
 def test_tiny_end_to_end_run_learns_and_records_everything(tmp_path):
     # big enough to beat the unigram plateau ln(432) in 300 steps: it has learned to use the context
-    cfg = tiny(d_model=32, d_mlp=64, steps=300, batch_size=128, eval_batch_size=512, lr=3e-3, plateau_window=10,
-               plateau_patience=10)
+    cfg = tiny(
+        d_model=32,
+        d_mlp=64,
+        steps=300,
+        batch_size=128,
+        eval_batch_size=512,
+        lr=3e-3,
+        plateau_window=10,
+        plateau_patience=10,
+    )
     run = get_or_train(cfg, root=tmp_path, progress=False)
     assert run.finished and run.dir.name == cfg.run_id
     assert run.steps == checkpoint_steps(300)
     metrics = run.metrics()
     assert metrics[0]["step"] == 0 and metrics[-1]["step"] == 300
     assert metrics[-1]["eval_loss"] < math.log(432) - 0.003 < metrics[0]["eval_loss"]
-    assert metrics[-1]["gap"] == pytest.approx(metrics[-1]["eval_loss"] - 5.92558, abs=1e-4)
+    last = metrics[-1]
+    assert last["gap"] == pytest.approx(last["eval_loss"] - last["eval_optimum"], abs=1e-9)
+    # the held-out batch's own optimum is an unbiased draw around the exact expected optimum 5.92558
+    assert last["eval_optimum"] == pytest.approx(5.92558, abs=0.05)
+    assert all(m["eval_optimum"] == last["eval_optimum"] for m in metrics)  # one fixed held-out batch
     assert len(metrics[-1]["eval_loss_per_position"]) == 8
     assert json.loads((run.dir / "config.json").read_text()) == cfg.to_dict()
     state = torch.load(train_mod.checkpoint_path(run.dir, 300), weights_only=True)

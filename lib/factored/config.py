@@ -101,7 +101,7 @@ _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     },
     # the canonical model on a 2-core CPU in about 20 minutes (see README "Profiles" for how it was chosen)
     "laptop": {
-        "train": dict(steps=4000, batch_size=512, lr=1e-3),
+        "train": dict(steps=3500, batch_size=512, lr=1e-3, eval_batch_size=4096),
     },
     # the authors' budget: a GPU job
     "paper": {
@@ -156,8 +156,12 @@ def _is_number(v: Any) -> bool:
 def validate(cfg: RunConfig) -> RunConfig:
     """Return cfg unchanged, or raise one ValueError naming the first bad field and its allowed range."""
     d, m, t = cfg.data, cfg.model, cfg.train
-    _check(isinstance(cfg.name, str) and cfg.name.replace("_", "").replace("-", "").isalnum(),
-           "name", "a non-empty string of letters, digits, '-' and '_'", cfg.name)
+    _check(
+        isinstance(cfg.name, str) and cfg.name.replace("_", "").replace("-", "").isalnum(),
+        "name",
+        "a non-empty string of letters, digits, '-' and '_'",
+        cfg.name,
+    )
     _check(d.structure in STRUCTURES, "structure", f"one of {STRUCTURES}", d.structure)
     _check(_is_number(d.noise) and 0.0 <= d.noise <= 1.0, "noise", "a number in [0, 1]", d.noise)
     _check(_is_int(d.seq_len) and 1 <= d.seq_len <= 512, "seq_len", "an integer in [1, 512]", d.seq_len)
@@ -173,14 +177,30 @@ def validate(cfg: RunConfig) -> RunConfig:
         v = getattr(t, name)
         _check(_is_int(v) and 1 <= v <= 10**7, name, "an integer in [1, 1e7]", v)
     _check(_is_number(t.lr) and 0.0 < t.lr <= 1.0, "lr", "a number in (0, 1]", t.lr)
-    _check(_is_number(t.weight_decay) and 0.0 <= t.weight_decay <= 1.0,
-           "weight_decay", "a number in [0, 1]", t.weight_decay)
-    _check(_is_number(t.plateau_factor) and 0.0 < t.plateau_factor < 1.0,
-           "plateau_factor", "a number in (0, 1)", t.plateau_factor)
-    _check(_is_int(t.plateau_patience) and t.plateau_patience >= 0,
-           "plateau_patience", "an integer >= 0", t.plateau_patience)
-    _check(_is_int(t.plateau_window) and t.plateau_window >= 1,
-           "plateau_window", "an integer >= 1", t.plateau_window)
+    _check(
+        _is_number(t.weight_decay) and 0.0 <= t.weight_decay <= 1.0,
+        "weight_decay",
+        "a number in [0, 1]",
+        t.weight_decay,
+    )
+    _check(
+        _is_number(t.plateau_factor) and 0.0 < t.plateau_factor < 1.0,
+        "plateau_factor",
+        "a number in (0, 1)",
+        t.plateau_factor,
+    )
+    _check(
+        _is_int(t.plateau_patience) and t.plateau_patience >= 0,
+        "plateau_patience",
+        "an integer >= 0",
+        t.plateau_patience,
+    )
+    _check(
+        _is_int(t.plateau_window) and t.plateau_window >= 1,
+        "plateau_window",
+        "an integer >= 1",
+        t.plateau_window,
+    )
     _check(_is_int(t.seed) and 0 <= t.seed < 2**63, "seed", "an integer in [0, 2**63)", t.seed)
     _check(t.device in DEVICES, "device", f"one of {DEVICES}", t.device)
     _check(isinstance(t.compile, bool), "compile", "True or False", t.compile)

@@ -57,8 +57,7 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a positive int (>= 1), got {value!r}")
         if self.arch == "transformer" and self.d_model % self.n_heads:
             raise ValueError(
-                f"n_heads must divide d_model for the transformer, got d_model={self.d_model}, "
-                f"n_heads={self.n_heads}"
+                f"n_heads must divide d_model for the transformer, got d_model={self.d_model}, n_heads={self.n_heads}"
             )
 
 

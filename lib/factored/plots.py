@@ -1,0 +1,232 @@
+"""Every figure the notebooks show, one function each. Functions take plain results and return the Figure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from . import analysis
+
+sns.set_theme(context="notebook", style="whitegrid")
+FACTOR_NAMES = ("Mess3 F0", "Mess3 F1", "Mess3 F2", "Bloch F3", "Bloch F4")
+
+
+def factor_names(kinds: Sequence[str]) -> list[str]:
+    return [f"{'Mess3' if k == 'simplex' else 'Bloch'} F{i}" for i, k in enumerate(kinds)]
+
+
+def _outline(ax, kind: str) -> None:
+    if kind == "simplex":
+        corners = analysis.belief_to_2d(np.eye(3), "simplex")
+        ax.fill(corners[:, 0], corners[:, 1], fill=False, lw=0.8, color="0.4")
+    else:
+        theta = np.linspace(0, 2 * np.pi, 200)
+        ax.plot(np.cos(theta), np.sin(theta), lw=0.8, color="0.4")
+    ax.set_aspect("equal")
+    ax.set_xticks([]), ax.set_yticks([])
+
+
+def belief_geometry(beliefs: np.ndarray, kind: str, ax=None, title: str = "", s: float = 1.0):
+    """Scatter beliefs [n, 3] in their natural 2D picture: the simplex (Mess3) or the Bloch disk."""
+    ax = ax or plt.subplots(figsize=(4, 4))[1]
+    xy = analysis.belief_to_2d(beliefs, kind)
+    ax.scatter(xy[:, 0], xy[:, 1], c=analysis.belief_colors(beliefs, kind), s=s, lw=0, rasterized=True)
+    _outline(ax, kind)
+    ax.set_title(title)
+    return ax.figure
+
+
+def dimension_counts(n_factors: np.ndarray, joint: np.ndarray, factored: np.ndarray):
+    """Joint (exponential) vs factored (linear) belief dimension against the number of factors."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.semilogy(n_factors, joint, "o-", label="joint: prod(d) - 1")
+    ax.semilogy(n_factors, factored, "s-", label="factored: sum(d - 1)")
+    ax.set(
+        xlabel="number of factors N",
+        ylabel="belief dimension",
+        title="Dimension of the belief representation",
+    )
+    ax.legend()
+    return fig
+
+
+def per_position(
+    values: dict[str, np.ndarray],
+    errors: dict[str, np.ndarray] | None = None,
+    ylabel: str = "nats",
+    title: str = "",
+):
+    """One line per label over token positions 1..L (with optional error bars)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for label, v in values.items():
+        pos = np.arange(1, len(v) + 1)
+        err = None if errors is None else errors.get(label)
+        ax.errorbar(pos, v, yerr=err, marker="o", ms=4, capsize=2, label=label)
+    ax.set(xlabel="token position", ylabel=ylabel, title=title)
+    ax.legend()
+    return fig
+
+
+def fidelity_cost(eps: np.ndarray, cost: np.ndarray, stderr: np.ndarray, chain_cost: float, chain_stderr: float):
+    """Mean fidelity cost of factoring vs noise eps, with the chain process as a reference line."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    ax.errorbar(eps, cost, yerr=stderr, marker="o", capsize=2, label="noise eps")
+    ax.axhspan(chain_cost - chain_stderr, chain_cost + chain_stderr, color="C1", alpha=0.3)
+    ax.axhline(chain_cost, color="C1", label="chain (hidden dependencies)")
+    ax.set(
+        xlabel="noise eps",
+        ylabel="KL(true law || product of marginals), nats/token",
+        title="Fidelity cost of a factored predictor",
+    )
+    ax.legend()
+    return fig
+
+
+def loss_curves(metrics: Sequence[dict], optimum: float, plateau: float):
+    """Train and held-out loss vs step, against the exact optimum and the unigram plateau ln(432)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    rows = [m for m in metrics if m["step"] > 0]
+    steps = np.array([m["step"] for m in rows])
+    ax.plot(steps, [m["train_loss"] for m in rows], lw=1, alpha=0.7, label="train (one batch)")
+    ax.plot(steps, [m["eval_loss"] for m in rows], lw=1.5, label="held-out")
+    ax.axhline(optimum, color="k", ls="--", lw=1, label=f"exact optimum {optimum:.5f}")
+    ax.axhline(plateau, color="0.5", ls=":", lw=1, label=f"ln(432) = {plateau:.4f}")
+    ax.set_xscale("log")
+    ax.set_ylim(optimum - 0.02, max(plateau + 0.1, min(6.5, max(m["eval_loss"] for m in rows))))
+    ax.set(xlabel="step", ylabel="loss (nats/token)", title="Training loss against the Bayes-optimal loss")
+    ax.legend()
+    return fig
+
+
+def _step_colors(steps: Sequence[int]):
+    import matplotlib as mpl
+
+    norm = mpl.colors.LogNorm(vmin=max(1, min(steps) or 1), vmax=max(2, max(steps)))
+    cmap = plt.get_cmap("viridis")
+    return [cmap(norm(max(s, 1))) for s in steps], mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
+
+
+def cev_over_training(trajectory: dict[int, dict], factored_cev: np.ndarray, joint_cev: np.ndarray, k_max: int = 60):
+    """Cumulative explained variance of the activations at every checkpoint (coloured by step) with the
+    'Factored' (concatenated beliefs) and 'Joint' (outer product) reference curves."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    steps = sorted(trajectory)
+    colors, mappable = _step_colors(steps)
+    for s, c in zip(steps, colors, strict=True):
+        cev = np.asarray(trajectory[s]["cev"])[:k_max]
+        ax.plot(np.arange(1, len(cev) + 1), cev, color=c, lw=0.8, alpha=0.8)
+    for cev, label, style in (
+        (factored_cev, "Factored (true beliefs)", "--"),
+        (joint_cev, "Joint (true beliefs)", ":"),
+    ):
+        cev = np.asarray(cev)[:k_max]
+        ax.plot(np.arange(1, len(cev) + 1), cev, "k", ls=style, lw=2, label=label)
+    ax.axhline(0.95, color="r", lw=0.8, alpha=0.6)
+    ax.set(
+        xscale="log",
+        xlabel="principal components",
+        ylabel="cumulative explained variance",
+        title="Residual-stream CEV over training",
+        ylim=(0, 1.01),
+    )
+    fig.colorbar(mappable, ax=ax, label="training step")
+    ax.legend(loc="lower right")
+    return fig
+
+
+def dims_over_training(trajectory: dict[int, dict], factored_dims: int, joint_dims: int, threshold: str = "0.95"):
+    """dims@95 of the activations vs step, against the factored (sum d_n - 1) and joint dimensions."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    steps = np.array(sorted(trajectory))
+    dims = [trajectory[s]["dims"][threshold] for s in steps]
+    ax.plot(np.maximum(steps, 1), dims, "o-", ms=3, label="activations")
+    ax.axhline(factored_dims, color="C2", ls="--", label=f"factored: {factored_dims}")
+    ax.axhline(joint_dims, color="C3", ls=":", label=f"joint: {joint_dims}")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="training step (step 0 drawn at 1)",
+        ylabel=f"dims@{float(threshold):.0%}",
+        title="Dimension of the residual stream over training",
+    )
+    ax.legend()
+    return fig
+
+
+def rmse_over_training(trajectory: dict[int, dict], names: Sequence[str]):
+    """Held-out belief-regression RMSE per factor vs step."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    steps = np.array(sorted(trajectory))
+    rmse = np.array([trajectory[s]["rmse"] for s in steps])
+    for n, name in enumerate(names):
+        ax.plot(np.maximum(steps, 1), rmse[:, n], lw=1.5, ls="-" if "Mess3" in name else "--", label=name)
+    ax.set(
+        xscale="log",
+        xlabel="training step (step 0 drawn at 1)",
+        ylabel="held-out RMSE",
+        title="Linear decodability of each factor's belief",
+    )
+    ax.legend()
+    return fig
+
+
+def projection_grid(
+    beliefs: Sequence[np.ndarray],
+    projections: Sequence[np.ndarray],
+    kinds: Sequence[str],
+    names: Sequence[str],
+    s: float = 0.5,
+):
+    """Top row: each factor's true belief geometry. Bottom row: activations projected on that factor's top-2
+    subspace directions, coloured by the same belief, so the eye can match the two pictures."""
+    n = len(beliefs)
+    fig, axes = plt.subplots(2, n, figsize=(3 * n, 6.2))
+    for i in range(n):
+        belief_geometry(beliefs[i], kinds[i], ax=axes[0, i], title=names[i], s=s)
+        xy = projections[i]
+        axes[1, i].scatter(
+            xy[:, 0], xy[:, 1], c=analysis.belief_colors(beliefs[i], kinds[i]), s=s, lw=0, rasterized=True
+        )
+        axes[1, i].set_aspect("equal", adjustable="datalim")
+        axes[1, i].set_xticks([]), axes[1, i].set_yticks([])
+    axes[0, 0].set_ylabel("true beliefs")
+    axes[1, 0].set_ylabel("activations (top-2 dirs)")
+    fig.tight_layout()
+    return fig
+
+
+def vary_one_dims(results: dict[str, dict], names: Sequence[str]):
+    """Grouped bars: each factor's vary-one dims@95 (and the union) at a few training stages."""
+    import pandas as pd
+
+    rows = [
+        {"stage": stage, "factor": name, "dims@95": d}
+        for stage, r in results.items()
+        for name, d in zip([*names, "union"], [*r["dims95"], r["union_dims95"]], strict=True)
+    ]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    sns.barplot(pd.DataFrame(rows), x="factor", y="dims@95", hue="stage", ax=ax)
+    ax.set_title("Vary-one subspace dimension per factor")
+    return fig
+
+
+def overlap_vs_k(results: dict[str, np.ndarray], band: tuple[np.ndarray, np.ndarray, np.ndarray], d_model: int):
+    """Mean pairwise subspace overlap vs rank k at a few stages, with the random-init band and k/d."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    k = np.arange(1, len(band[0]) + 1)
+    ax.fill_between(k, band[0], band[2], color="0.8", label="random init (5-95%)")
+    ax.plot(k, band[1], color="0.5", lw=1)
+    ax.plot(k, k / d_model, "k:", label="random subspaces k/d")
+    for stage, values in results.items():
+        ax.plot(k, values, "o-", ms=3, label=stage)
+    ax.set(
+        yscale="log",
+        xlabel="rank k",
+        ylabel="mean pairwise overlap",
+        title="Are the factor subspaces orthogonal?",
+    )
+    ax.legend(fontsize=8)
+    return fig

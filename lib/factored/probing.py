@@ -1,0 +1,236 @@
+"""Probing trained networks: activations paired with beliefs, and the factored-geometry analysis of a run.
+
+This is the torch side of the analysis; the math lives in `analysis` (numpy, pure). Activations are taken at
+one site for every position the model was trained to predict from, BOS dropped, and paired with each factor's
+belief at the same point of the sequence (after t tokens for the activation that has read t tokens).
+Analyses of every checkpoint of a run are cached in the run folder, keyed by the analysis config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import analysis, factored
+from .runs import Run
+from .train import atomic_write_text, inputs_and_targets, model_of
+
+CACHE_VERSION = 1  # bump when the content of the cached analysis files changes
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """What to measure. Trajectory = PCA + regression at every checkpoint; vary-one at chosen steps."""
+
+    site: str | None = None  # None: the model's default (last residual stream / last recurrent layer)
+    n_sequences: int = 4_000  # held-out sequences for PCA and regression (x 7 positions = activations)
+    vary_settings: int = 10  # frozen settings of the other factors
+    vary_sequences: int = 200  # sequences per setting, varying only the probed factor
+    k_max: int = 20  # overlap ranks 1..k_max
+    n_random_models: int = 5  # randomly initialised models for the overlap baseline band
+    batch_size: int = 4_096
+    seed: int = 12_345  # analysis data seed, distinct from training seeds
+
+    def hash(self) -> str:
+        """Names the cache files; CACHE_VERSION changes it when what is cached changes."""
+        key = {**asdict(self), "cache_version": CACHE_VERSION}
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class ProbeData:
+    """Held-out sequences for one analysis: tokens [B, L] and per-factor beliefs list[N] of [B, L+1, S_n]."""
+
+    tokens: torch.Tensor
+    beliefs: list[torch.Tensor]
+
+
+@torch.no_grad()
+def collect(model: torch.nn.Module, process, tokens: torch.Tensor, site: str, batch_size: int = 4096) -> np.ndarray:
+    """Activations at `site` for every trained position, BOS dropped: tokens [B, L] -> float32 [B, L-1, d].
+
+    Position p of the result has read tokens x_1..x_{p+1}: it pairs with beliefs[:, p + 1]."""
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(tokens), batch_size):
+        inputs, _ = inputs_and_targets(process, tokens[start : start + batch_size].to(device), model.uses_bos)
+        acts = model(inputs, capture=[site])[1][site]
+        out.append((acts[:, 1:] if model.uses_bos else acts).float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def paired_beliefs(beliefs: list[torch.Tensor], seq_len: int) -> list[np.ndarray]:
+    """The beliefs matching `collect`'s positions: list[N] of [B, L+1, S] -> list[N] of float64 [B, L-1, S]."""
+    return [b[:, 1:seq_len].double().cpu().numpy() for b in beliefs]
+
+
+def probe_data(process, n_sequences: int, seq_len: int, seed: int) -> ProbeData:
+    tokens, beliefs = factored.sample(process, n_sequences, seq_len, seed=seed)
+    return ProbeData(tokens, beliefs)
+
+
+def vary_one_tokens(process, factor: int, n_settings: int, n_sequences: int, seq_len: int, seed: int) -> torch.Tensor:
+    """Sequences in which only `factor`'s token stream varies: [n_settings, n_sequences, L] joint tokens.
+
+    Each setting freezes the other factors' streams (taken from one sampled sequence); the probed factor's
+    stream comes from n_settings * n_sequences fresh samples, so each setting sees many of its histories."""
+    gen = torch.Generator().manual_seed(seed)
+    frozen = factored.decode(process, factored.sample(process, n_settings, seq_len, generator=gen)[0])
+    varied = factored.decode(process, factored.sample(process, n_settings * n_sequences, seq_len, generator=gen)[0])
+    mixed = frozen[:, None].expand(n_settings, n_sequences, seq_len, process.n_factors).clone()
+    mixed[..., factor] = varied[..., factor].view(n_settings, n_sequences, seq_len)
+    return factored.encode(process, mixed)
+
+
+def vary_one(model, process, cfg: AnalysisConfig, seq_len: int, site: str) -> dict:
+    """Each factor's subspace from vary-one activations; their dims@95, union dims and pairwise overlaps."""
+    subspaces, acts_by_factor = [], []
+    for n in range(process.n_factors):
+        toks = vary_one_tokens(process, n, cfg.vary_settings, cfg.vary_sequences, seq_len, cfg.seed + 1 + n)
+        acts = collect(model, process, toks.flatten(0, 1), site, cfg.batch_size)
+        acts = acts.reshape(cfg.vary_settings, cfg.vary_sequences, *acts.shape[1:])
+        acts_by_factor.append(acts)
+        subspaces.append(analysis.factor_subspace(acts))
+    directions = [s["directions"][: cfg.k_max] for s in subspaces]
+    return {
+        "dims95": [s["dims95"] for s in subspaces],
+        "union_dims95": analysis.union_dims(acts_by_factor),
+        "overlap_matrix": analysis.overlap_matrix(directions, range(1, cfg.k_max + 1)),
+        "mean_overlap": analysis.mean_pairwise_overlap(directions, range(1, cfg.k_max + 1)),
+        "directions": directions,
+    }
+
+
+def trajectory_point(model, process, data: ProbeData, site: str, seed: int) -> dict:
+    """PCA and held-out belief regression of one model on the probe data (plain floats and lists)."""
+    seq_len = data.tokens.shape[1]
+    acts = collect(model, process, data.tokens, site)
+    flat = acts.reshape(-1, acts.shape[-1])
+    beliefs = [b.reshape(-1, b.shape[-1]) for b in paired_beliefs(data.beliefs, seq_len)]
+    pca = analysis.pca_summary(flat)
+    reg = analysis.belief_regression(flat, beliefs, seed=seed)
+    return {"cev": pca["cev"].tolist(), "dims": {str(k): v for k, v in pca["dims"].items()}, **reg.to_dict()}
+
+
+def analyze_run(
+    run: Run, cfg: AnalysisConfig = AnalysisConfig(), steps: list[int] | None = None, progress: bool = True
+) -> dict[int, dict]:
+    """Trajectory analysis of every checkpoint (or `steps`), cached in <run>/analysis/trajectory-<hash>.json.
+
+    Returns {step: {"cev", "dims", "rmse", "r2", "rmse_overall", "r2_overall", "rcond"}}; only missing steps
+    are computed, and the cache is rewritten atomically after each one, so an interrupted analysis resumes."""
+    path = run.dir / "analysis" / f"trajectory-{cfg.hash()}.json"
+    path.parent.mkdir(exist_ok=True)
+    cache = {int(k): v for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
+    steps = run.steps if steps is None else steps
+    todo = [s for s in steps if s not in cache]
+    if todo:
+        seq_len = run.config.data.seq_len
+        data = probe_data(run.process, cfg.n_sequences, seq_len, cfg.seed)
+        for step in tqdm(todo, desc="analysing checkpoints", disable=not progress):
+            model = run.load_model(step)
+            cache[step] = trajectory_point(model, run.process, data, cfg.site or model.default_site, cfg.seed)
+            atomic_write_text(path, json.dumps(cache))
+    return {s: cache[s] for s in steps}
+
+
+def _to_jsonable(result: dict) -> dict:
+    return {
+        k: np.asarray(v).tolist() if k in ("directions", "overlap_matrix", "mean_overlap") else v
+        for k, v in result.items()
+    }
+
+
+def vary_one_at(run: Run, steps: list[int], cfg: AnalysisConfig = AnalysisConfig()) -> dict[int, dict]:
+    """Vary-one results at the given checkpoints (cached like `analyze_run`), with numpy arrays restored."""
+    path = run.dir / "analysis" / f"vary_one-{cfg.hash()}.json"
+    path.parent.mkdir(exist_ok=True)
+    cache = {int(k): v for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
+    for step in steps:
+        if step not in cache:
+            model = run.load_model(step)
+            site = cfg.site or model.default_site
+            cache[step] = _to_jsonable(vary_one(model, run.process, cfg, run.config.data.seq_len, site))
+            atomic_write_text(path, json.dumps(cache))
+    return {s: {k: np.asarray(v) if isinstance(v, list) else v for k, v in cache[s].items()} for s in steps}
+
+
+def random_init_overlaps(run: Run, cfg: AnalysisConfig = AnalysisConfig()) -> np.ndarray:
+    """Mean pairwise overlap vs k for cfg.n_random_models freshly initialised models of the run's architecture
+    (seeds 1000, 1001, ...): [n_models, k_max]. The baseline band an untrained network gives."""
+    path = run.dir / "analysis" / f"random_init-{cfg.hash()}.json"
+    if path.exists():
+        return np.asarray(json.loads(path.read_text()))
+    rows = []
+    for i in range(cfg.n_random_models):
+        torch.manual_seed(1000 + i)
+        model = model_of(run.config, run.process).eval()
+        site = cfg.site or model.default_site
+        rows.append(vary_one(model, run.process, cfg, run.config.data.seq_len, site)["mean_overlap"])
+    path.parent.mkdir(exist_ok=True)
+    atomic_write_text(path, json.dumps(np.asarray(rows).tolist()))
+    return np.asarray(rows)
+
+
+def reference_curves(process, cfg: AnalysisConfig, seq_len: int) -> dict:
+    """CEV of the true beliefs on the probe data: concatenated ("factored") and outer product ("joint")."""
+    data = probe_data(process, cfg.n_sequences, seq_len, cfg.seed)
+    beliefs = [b.reshape(-1, b.shape[-1]) for b in paired_beliefs(data.beliefs, seq_len)]
+    factored_cev, joint_cev = analysis.factored_reference(beliefs), analysis.joint_reference(beliefs)
+    return {
+        "factored_cev": factored_cev,
+        "joint_cev": joint_cev,
+        "factored_dims95": analysis.dims_at(factored_cev, 0.95),
+        "joint_dims95": analysis.dims_at(joint_cev, 0.95),
+    }
+
+
+def smoke_sized(cfg: AnalysisConfig, profile: str) -> AnalysisConfig:
+    """The analysis config shrunk for the smoke profile (CI runs it in seconds); other profiles unchanged."""
+    if profile != "smoke":
+        return cfg
+    from dataclasses import replace
+
+    return replace(cfg, n_sequences=300, vary_settings=3, vary_sequences=40, k_max=5, n_random_models=2)
+
+
+def stages(trajectory: dict[int, dict]) -> dict[str, int]:
+    """The three training stages the vary-one analysis compares: init (step 0), early (the step where dims@95
+    is smallest, the collapse), final (the last checkpoint)."""
+    steps = sorted(trajectory)
+    early = min(steps[1:] or steps, key=lambda s: (trajectory[s]["dims"]["0.95"], s))
+    return {"init": steps[0], "early": early, "final": steps[-1]}
+
+
+def summary(
+    trajectory: dict[int, dict],
+    vary: dict[int, dict],
+    random_overlaps: np.ndarray,
+    gap: float,
+    names: list[str],
+) -> dict:
+    """The results table of notebook 03 (plain floats), from the cached analyses."""
+    st = stages(trajectory)
+    final, early = trajectory[st["final"]], trajectory[st["early"]]
+    random_median = np.median(random_overlaps, axis=0)
+    overlap = vary[st["final"]]["mean_overlap"]
+    return {
+        "final_step": st["final"],
+        "final_dims95": final["dims"]["0.95"],
+        "min_dims95": early["dims"]["0.95"],
+        "min_dims95_step": st["early"],
+        "rmse": dict(zip(names, final["rmse"], strict=True)),
+        "r2": dict(zip(names, final["r2"], strict=True)),
+        "vary_one_dims95": dict(zip(names, vary[st["final"]]["dims95"].tolist(), strict=True)),
+        "union_dims95": int(vary[st["final"]]["union_dims95"]),
+        "overlap_k1": float(overlap[0]),
+        "overlap_k2": float(overlap[1]),
+        "random_init_overlap_k1": float(random_median[0]),
+        "random_init_overlap_k2": float(random_median[1]),
+        "optimal_loss_gap": gap,
+    }
