@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from factored import analysis as an
+from factored.factored import joint_belief
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
@@ -84,7 +85,7 @@ def test_dims_of_factored_embedding(data):
 def test_joint_reference_is_kron():
     rng = np.random.default_rng(3)
     beliefs = [rng.dirichlet(np.ones(3), size=400), rng.dirichlet(np.ones(2), size=400)]
-    joint = an.kron_beliefs(beliefs)
+    joint = joint_belief(beliefs)
     assert joint.shape == (400, 6)
     np.testing.assert_allclose(joint[7], np.kron(beliefs[0][7], beliefs[1][7]))  # factor 0 most significant
     cev = an.joint_reference(beliefs)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .factored import joint_belief
+
 THRESHOLDS = (0.8, 0.9, 0.95, 0.99)
 DEFAULT_RCONDS = tuple(float(r) for r in np.logspace(-8, -1, 8))
 _CHUNK = 16384  # rows per chunk when accumulating a covariance: bounds memory, keeps BLAS efficient
@@ -109,15 +111,6 @@ def pca_summary(X: np.ndarray, thresholds: Iterable[float] = THRESHOLDS) -> dict
     return {"cev": cev, "dims": {float(t): dims_at(cev, t) for t in thresholds}}
 
 
-def kron_beliefs(beliefs: Sequence[np.ndarray]) -> np.ndarray:
-    """Row-wise Kronecker product: list[N] of [n, S_n] -> [n, prod S_n], factor 0 most significant."""
-    beliefs = _as_factor_list(beliefs)
-    out = beliefs[0]
-    for b in beliefs[1:]:
-        out = np.einsum("ni,nj->nij", out, b).reshape(out.shape[0], -1)
-    return out
-
-
 def factored_reference(beliefs: Sequence[np.ndarray]) -> np.ndarray:
     """CEV of the concatenated factor beliefs (list[N] of [n, S_n]): the 'Factored' reference curve."""
     return cumulative_explained_variance(np.concatenate(_as_factor_list(beliefs), axis=1))
@@ -125,7 +118,7 @@ def factored_reference(beliefs: Sequence[np.ndarray]) -> np.ndarray:
 
 def joint_reference(beliefs: Sequence[np.ndarray]) -> np.ndarray:
     """CEV of the joint belief (outer product of the factor beliefs): the 'Joint' reference curve."""
-    return cumulative_explained_variance(kron_beliefs(beliefs))
+    return cumulative_explained_variance(joint_belief(_as_factor_list(beliefs)))
 
 
 # ----------------------------------------------------------------------------------------- belief regression

@@ -1,0 +1,153 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-papermill,-execution,-ExecuteTime
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version,-papermill
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Factored geometry in the residual stream
+#
+# The paper's core result (its RQ1-RQ3): a transformer trained on the five-factor process represents its
+# beliefs **factored**, in about 10 dimensions, one orthogonal subspace per factor, not jointly (242).
+# We measure it on the canonical run of notebook 02, with the residual stream after the last block
+# (`blocks.3.hook_resid_post`), BOS position dropped, at every checkpoint.
+#
+# * **Dimension**: PCA of the activations; dims@95 is the number of components reaching 95% of the variance.
+# * **Decodability**: one affine map from activations to all five beliefs, its regularisation chosen on a
+#   validation split, scored on held-out test sequences (RMSE and R² per factor).
+# * **Vary-one subspaces**: freeze the other factors' tokens, vary one factor, centre per position: what is
+#   left is that factor's subspace. Two factors' subspaces are orthogonal when their overlap is near 0.
+
+# %% tags=["parameters"]
+profile: str | None = None  # smoke | laptop | paper; None: $FACTORED_PROFILE, else laptop
+seed: int = 0
+site: str | None = None  # None: the last residual stream
+n_random_models: int = 5  # randomly initialised models for the overlap baseline band
+
+# %%
+import json
+
+import numpy as np
+import pandas as pd
+
+from factored import analysis, config, plots, probing, runs, train
+
+profile = config.resolve_profile(profile)
+cfg = config.make_config(profile, seed=seed)
+acfg = probing.smoke_sized(probing.AnalysisConfig(site=site, n_random_models=n_random_models), profile)
+print(cfg, acfg, sep="\n")
+
+# %% [markdown]
+# ## The run and the analysis of every checkpoint
+#
+# `get_or_train` loads the run of notebook 02 (or trains it). The trajectory analysis (PCA + regression at
+# each checkpoint) is cached in the run folder, so re-running this notebook is quick.
+
+# %%
+run = runs.get_or_train(cfg)
+process = run.process
+kinds = ["simplex" if d == 3 and v == 3 else "bloch" for d, v in zip(process.state_dims, process.factor_vocab_sizes,
+                                                                     strict=True)]
+names = plots.factor_names(kinds)
+trajectory = probing.analyze_run(run, acfg)
+refs = probing.reference_curves(process, acfg, cfg.data.seq_len)
+joint_dim, factored_dim = 242, 10
+print(f"{len(trajectory)} checkpoints analysed; reference dims@95: factored beliefs {refs['factored_dims95']}, "
+      f"joint beliefs {refs['joint_dims95']}")
+
+# %% [markdown]
+# ## Dimension over training
+#
+# Each curve is the cumulative explained variance of the activations at one checkpoint (dark: early,
+# bright: late). The dashed curve is the same quantity for the true factor beliefs concatenated (what a
+# perfectly factored representation would look like), the dotted one for their outer product (a joint one).
+
+# %%
+plots.cev_over_training(trajectory, refs["factored_cev"], refs["joint_cev"]);
+
+# %%
+plots.dims_over_training(trajectory, factored_dim, joint_dim);
+
+# %%
+st = probing.stages(trajectory)
+dims = {s: trajectory[s]["dims"]["0.95"] for s in sorted(trajectory)}
+print(f"dims@95: init {dims[st['init']]}, minimum {dims[st['early']]} at step {st['early']}, "
+      f"final {dims[st['final']]} at step {st['final']}")
+
+# %% [markdown]
+# ## Each factor's belief is linearly decodable
+#
+# RMSE of the held-out regression per factor (belief coordinates as the authors normalise them: Mess3 beliefs
+# sum to 1, Bloch beliefs have first coordinate 1/3).
+
+# %%
+plots.rmse_over_training(trajectory, names);
+
+# %% [markdown]
+# ## Vary-one subspaces at three stages
+#
+# *init* is the untrained network, *early* the checkpoint where dims@95 is smallest (the collapse), *final*
+# the end of training. For each factor we keep its top directions; the projections below use the top two.
+
+# %%
+vary = probing.vary_one_at(run, sorted(set(st.values())), acfg)
+random_overlaps = probing.random_init_overlaps(run, acfg)
+plots.vary_one_dims({stage: vary[step] for stage, step in st.items()}, names);
+
+# %% [markdown]
+# ## Projections redraw each factor's geometry
+#
+# Top: the true beliefs of each factor on held-out sequences. Bottom: the final model's activations on the
+# same sequences, projected on that factor's top-2 vary-one directions, coloured by the true belief. Matching
+# colour patterns mean the subspace holds the belief geometry.
+
+# %%
+data = probing.probe_data(process, min(acfg.n_sequences, 2000), cfg.data.seq_len, acfg.seed)
+model = run.load_model(st["final"])
+acts = probing.collect(model, process, data.tokens, acfg.site or model.default_site)
+flat = acts.reshape(-1, acts.shape[-1])
+beliefs = [b.reshape(-1, b.shape[-1]) for b in probing.paired_beliefs(data.beliefs, cfg.data.seq_len)]
+projections = [analysis.project(flat, V, k=2) for V in vary[st["final"]]["directions"]]
+plots.projection_grid(beliefs, projections, kinds, names);
+
+# %% [markdown]
+# ## Are the factor subspaces orthogonal?
+#
+# Overlap of factors i, j at rank k is ||V_i[:k] V_j[:k]^T||²_F / k: 0 for orthogonal subspaces, 1 for the
+# same one, k/d for random ones. The grey band is the spread (5th-95th percentile) over randomly initialised
+# networks, measured the same way.
+
+# %%
+band = analysis.baseline_band(random_overlaps)
+plots.overlap_vs_k({stage: vary[step]["mean_overlap"] for stage, step in st.items()}, band, cfg.model.d_model);
+
+# %% [markdown]
+# ## Results
+#
+# Also saved as `summary.json` in the run folder. Paper (one seed, their GPU budget): final dims@95 10-11 after
+# a collapse to about 3 near step 200-300; RMSE about 0.06 (Mess3) and 0.075 (Bloch); overlap about 1e-3 at
+# k = 1, 2 against 0.3-0.5 at random init; union dims@95 about 12.
+
+# %%
+gap = run.metrics()[-1]["gap"]  # held-out loss minus the optimal predictor's on the same sequences
+result = probing.summary(trajectory, vary, random_overlaps, gap, names)
+train.atomic_write_text(run.dir / "summary.json", json.dumps(result, indent=2) + "\n")
+table = pd.DataFrame(
+    {
+        "held-out RMSE": result["rmse"],
+        "held-out R²": result["r2"],
+        "vary-one dims@95": result["vary_one_dims95"],
+    }
+)
+print(table.round(4).to_string())
+print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}, indent=1))
