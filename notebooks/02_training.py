@@ -57,9 +57,11 @@ print(f"run folder: {run.dir}\ncheckpoints: {len(run.steps)} (steps {run.steps[0
 #
 # The dashed line is the Bayes-optimal loss of this process (mean over the 8 positions, computed exactly in
 # notebook 01). The *gap* reported below compares the model with the optimal predictor on the same held-out
-# sequences, which removes most of the sampling noise of a finite held-out batch. The dotted line is ln(432): the loss of predicting every joint token as equally likely, which is
-# what a freshly initialised network does, and also exactly the optimal loss at the first position (the
-# stationary token law is uniform). Learning shows as the held-out loss leaving that plateau.
+# sequences, which removes most of the sampling noise of a finite held-out batch.
+#
+# The dotted line is ln(432): the loss of predicting every joint token as equally likely, which is what a
+# freshly initialised network does, and also exactly the optimal loss at the first position (the stationary
+# token law is uniform). Learning shows as the held-out loss leaving that plateau.
 
 # %%
 uses_bos = cfg.model.arch == "transformer"
@@ -72,8 +74,8 @@ plots.loss_curves(metrics, optimum, plateau);
 m = milestones
 print(f"plateau ln(432) = {plateau:.5f} nats; held-out loss leaves it (by 0.01 nats) at step {m['escape_step']}")
 print(f"first within 0.02 nats of the optimum: step {m['first_within_0.02']}")
-print(f"final (step {m['final_step']}): held-out loss {m['final_eval_loss']:.5f}; the optimal predictor's loss on "
-      f"the same held-out batch {m['final_eval_optimum']:.5f} (expected: {optimum:.5f}); gap {m['final_gap']:+.5f} nats")
+print(f"final (step {m['final_step']}): held-out loss {m['final_eval_loss']:.5f}; the optimal predictor's loss on")
+print(f"the same held-out batch {m['final_eval_optimum']:.5f} (expected {optimum:.5f}); gap {m['final_gap']:+.5f} nats")
 print(f"throughput: {np.median([r['tokens_per_s'] for r in metrics[1:]]):,.0f} tokens/s (median over logs)")
 
 # %% [markdown]

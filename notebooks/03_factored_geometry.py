@@ -37,7 +37,6 @@ n_random_models: int = 5  # randomly initialised models for the overlap baseline
 # %%
 import json
 
-import numpy as np
 import pandas as pd
 
 from factored import analysis, config, plots, probing, runs, train

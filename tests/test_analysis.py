@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-from factored import analysis as an
-from factored.factored import joint_belief
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
+
+from factored import analysis as an
+from factored.factored import joint_belief
 
 D = 120
 

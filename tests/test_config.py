@@ -1,4 +1,5 @@
 import pytest
+
 from factored.config import RunConfig, make_config
 
 

@@ -6,6 +6,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import stats
+
 from factored import factored
 from factored.factored import (
     FactoredProcess,
@@ -26,7 +28,6 @@ from factored.factored import (
 )
 from factored.ghmm import all_sequences, position_entropies, sequence_probability, update
 from factored.processes import bloch_walk, mess3, rrxor, zero_one_random
-from scipy import stats
 
 PAPER_OPTIMAL_LOSS = [6.06843, 5.97951, 5.93642, 5.90973, 5.89239, 5.88032, 5.87192, 5.86589]
 

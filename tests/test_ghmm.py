@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from factored.ghmm import (
     GHMM,
     all_sequences,

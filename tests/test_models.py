@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from factored.models import ModelConfig, build_model, model_config, n_params
 
 ARCHS = ("transformer", "rnn", "lstm", "gru")

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from factored.ghmm import all_sequences, next_token_probs, sequence_probability, update
 from factored.processes import bloch_walk, mess3, rrxor, tom_quantum, zero_one_random
 

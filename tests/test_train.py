@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+
 from factored import train as train_mod
 from factored.config import make_config
 from factored.runs import get_or_train, open_run
