@@ -9,15 +9,19 @@ Appends a Markdown section to benchmarks/results.md.
 from __future__ import annotations
 
 import argparse
-import platform
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+
 from factored import analysis, config, probing, runs
 from factored.train import model_of
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_training import cpu_name  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results.md")
 
@@ -49,7 +53,7 @@ def main() -> None:
 
     lines = [
         f"\n## Analysis of one checkpoint: canonical transformer, {len(flat):,} activations x {flat.shape[1]}",
-        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads, "
         f"numpy {np.__version__}, torch {torch.__version__}; {time.strftime('%Y-%m-%d')}",
         "",
         "| stage | seconds |",

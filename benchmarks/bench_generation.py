@@ -18,6 +18,7 @@ import statistics
 import time
 
 import torch
+
 from factored import factored
 
 

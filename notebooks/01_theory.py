@@ -32,7 +32,7 @@
 # transformer stores it.
 
 # %% tags=["parameters"]
-profile: str | None = None  # smoke | laptop | paper (sets Monte-Carlo sample sizes); None: $FACTORED_PROFILE
+profile: str = ""  # smoke | laptop | paper (sets Monte-Carlo sample sizes); "": $FACTORED_PROFILE or laptop
 seed: int = 0
 
 # %%

@@ -26,12 +26,12 @@
 # interrupted it resumes; otherwise it trains (with a progress bar).
 
 # %% tags=["parameters"]
-profile: str | None = None  # smoke | laptop | paper; None: $FACTORED_PROFILE, else laptop
+profile: str = ""  # smoke | laptop | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
-d_model: int | None = None  # None: the profile's model size
-n_layers: int | None = None
-n_heads: int | None = None
-d_mlp: int | None = None
+d_model: int = 0  # 0: the profile's model size
+n_layers: int = 0
+n_heads: int = 0
+d_mlp: int = 0
 
 # %%
 import math
@@ -41,7 +41,7 @@ import numpy as np
 from factored import config, plots, runs, train
 
 overrides = dict(d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp)
-cfg = config.make_config(profile, seed=seed, **{k: v for k, v in overrides.items() if v is not None})
+cfg = config.make_config(profile, seed=seed, **{k: v for k, v in overrides.items() if v})
 print(cfg)
 
 # %% [markdown]

@@ -29,9 +29,9 @@
 #   left is that factor's subspace. Two factors' subspaces are orthogonal when their overlap is near 0.
 
 # %% tags=["parameters"]
-profile: str | None = None  # smoke | laptop | paper; None: $FACTORED_PROFILE, else laptop
+profile: str = ""  # smoke | laptop | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
-site: str | None = None  # None: the last residual stream
+site: str = ""  # "": the model's last residual stream (or last recurrent layer)
 n_random_models: int = 5  # randomly initialised models for the overlap baseline band
 
 # %%
@@ -43,7 +43,7 @@ from factored import analysis, config, plots, probing, runs, train
 
 profile = config.resolve_profile(profile)
 cfg = config.make_config(profile, seed=seed)
-acfg = probing.smoke_sized(probing.AnalysisConfig(site=site, n_random_models=n_random_models), profile)
+acfg = probing.smoke_sized(probing.AnalysisConfig(site=site or None, n_random_models=n_random_models), profile)
 print(cfg, acfg, sep="\n")
 
 # %% [markdown]
