@@ -6,7 +6,7 @@ PROFILE ?= laptop
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 TEST_ENV := FACTORED_PROFILE=smoke TQDM_DISABLE=1 MPLBACKEND=Agg
 
-.PHONY: setup run render test lint unit notebooks-sync nbval sync bench sweep clean-smoke
+.PHONY: setup run render test lint unit notebooks-sync nbval sync bench
 
 setup: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -24,9 +24,13 @@ run: setup
 	  $(VENV)/bin/papermill --cwd notebooks $$nb outputs/notebooks/$$(basename $$nb) -p profile $(PROFILE) || exit 1; \
 	done
 
-# Copy the executed notebooks back so the committed .ipynb files show the rendered outputs, then re-pair.
-render: run
-	@for nb in $(NOTEBOOKS); do cp outputs/notebooks/$$(basename $$nb) $$nb; done
+# Execute the notebooks in place at the default profile, so the committed .ipynb files show rendered outputs.
+# No -p here: papermill would add an injected-parameters cell that pins the profile for every later run (and CI).
+render: setup
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== render $$nb"; \
+	  env -u FACTORED_PROFILE $(VENV)/bin/papermill --cwd notebooks $$nb $$nb || exit 1; \
+	done
 	$(VENV)/bin/jupytext --sync notebooks/*.ipynb
 
 test: setup lint unit notebooks-sync nbval
@@ -48,6 +52,8 @@ nbval:
 sync:
 	$(VENV)/bin/jupytext --sync notebooks/*.py
 
+# Throughput benchmarks; each appends its results (with the machine) to benchmarks/results.md.
 bench: setup
 	$(PY) benchmarks/bench_generation.py
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_analysis.py --run-all

@@ -21,9 +21,7 @@ from factored import analysis, config, probing, runs
 from factored.train import model_of
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_training import cpu_name  # noqa: E402
-
-RESULTS = Path(__file__).with_name("results.md")
+from bench_training import cpu_name, report  # noqa: E402
 
 
 def main() -> None:
@@ -79,10 +77,7 @@ def main() -> None:
             f"| trajectory analysis of all {len(run.steps)} checkpoints of the laptop run "
             f"({fresh.n_sequences:,} sequences each) | {seconds:.1f} |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(RESULTS, "a") as f:
-        f.write(text)
+    report(lines)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,14 @@ def timed(fn, repeats: int, warmup: int = 3, sync=lambda: None, best: bool = Fal
     return min(times) if best else statistics.median(times)
 
 
+def report(lines: list[str]) -> None:
+    """Print a Markdown section and append it to benchmarks/results.md."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(RESULTS, "a") as f:
+        f.write(text)
+
+
 def cpu_name() -> str:
     """Model name from /proc/cpuinfo (Linux), else what platform knows, with the core count."""
     try:
@@ -135,10 +143,7 @@ def main() -> None:
         )
         if cuda and with_data:
             lines.append(f"|   projected paper budget (500k steps) | | | | | {500_000 * seconds / 3600:.1f} h |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(RESULTS, "a") as f:
-        f.write(text)
+    report(lines)
 
 
 if __name__ == "__main__":

@@ -527,6 +527,33 @@ def _monte_carlo(
     return v.mean(0), v.std(0, ddof=1) / np.sqrt(len(v))
 
 
+def _exact_or_monte_carlo(
+    process: FactoredProcess,
+    seq_len: int,
+    exact: bool | None,
+    exact_value: Callable[[], np.ndarray],
+    stat: Callable,
+    n_samples: int,
+    seed: int,
+    chunk: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The exact value for independent noiseless processes (unless exact=False), else the Monte-Carlo mean of
+    stat over sampled contexts; exact=True on any other process is an error. Exact enumeration that would need
+    too many prefixes falls back to Monte Carlo unless exact=True."""
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+    can_exact = process.structure == "independent" and process.noise == 0
+    if exact and not can_exact:
+        raise ValueError("exact=True needs an independent process with noise 0")
+    if can_exact and exact is not False:
+        try:
+            return exact_value(), np.zeros(seq_len)
+        except ValueError:
+            if exact:
+                raise
+    return _monte_carlo(process, seq_len, stat, n_samples, seed, chunk)
+
+
 def optimal_loss(
     process: FactoredProcess,
     seq_len: int,
@@ -544,19 +571,11 @@ def optimal_loss(
     E[-log P(x_t | past)] with less variance than averaging -log P of the sampled token. Under noise the law
     is computed from the authors' beliefs, i.e. it is the law of the data `sample` produces.
     """
-    if seq_len < 1:
-        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
-    can_exact = process.structure == "independent" and process.noise == 0
-    if exact and not can_exact:
-        raise ValueError("exact=True needs an independent process with noise 0")
-    if can_exact and exact is not False:
-        try:
-            per = sum(position_entropies(g, seq_len) for g in process.factors)
-            return per, np.zeros(seq_len)
-        except ValueError:
-            if exact:
-                raise
-    return _monte_carlo(process, seq_len, _entropy, n_samples, seed, chunk)
+
+    def exact_value() -> np.ndarray:
+        return sum(position_entropies(g, seq_len) for g in process.factors)
+
+    return _exact_or_monte_carlo(process, seq_len, exact, exact_value, _entropy, n_samples, seed, chunk)
 
 
 def fidelity_cost(
@@ -574,11 +593,6 @@ def fidelity_cost(
     exact=False forces the Monte-Carlo estimate); otherwise Monte Carlo over n_samples contexts (float64).
     Under noise the marginals are (1-eps) p_n + eps/V_n; for the chain they come from summing the chain law.
     """
-    if seq_len < 1:
-        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
-    can_exact = process.structure == "independent" and process.noise == 0
-    if exact and not can_exact:
-        raise ValueError("exact=True needs an independent process with noise 0")
-    if can_exact and exact is not False:
-        return np.zeros(seq_len), np.zeros(seq_len)
-    return _monte_carlo(process, seq_len, _total_correlation, n_samples, seed, chunk)
+    return _exact_or_monte_carlo(
+        process, seq_len, exact, lambda: np.zeros(seq_len), _total_correlation, n_samples, seed, chunk
+    )
