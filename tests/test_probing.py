@@ -1,0 +1,69 @@
+"""The torch side of the analysis: vary-one sequences, activation/belief pairing, caching across a run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from factored import factored, probing
+from factored.config import make_config
+from factored.models import build_model
+from factored.runs import get_or_train
+
+PROCESS = factored.paper_process()
+
+
+def test_vary_one_freezes_every_other_factor_within_a_setting():
+    tokens = probing.vary_one_tokens(PROCESS, factor=3, n_settings=4, n_sequences=50, seq_len=8, seed=0)
+    assert tokens.shape == (4, 50, 8)
+    parts = factored.decode(PROCESS, tokens)  # [4, 50, 8, 5]
+    others = [n for n in range(5) if n != 3]
+    assert (parts[..., others] == parts[:, :1, :, others]).all()  # constant across sequences of a setting
+    assert (parts[:, 0, :, others] != parts[:1, 0, :, others]).any()  # but differs between settings
+    assert len(torch.unique(parts[0, :, :, 3], dim=0)) > 40  # the probed factor varies freely
+
+
+def test_collect_drops_bos_and_pairs_with_beliefs_after_the_same_tokens():
+    torch.manual_seed(0)
+    model = build_model("transformer", d_model=16, n_layers=2, n_heads=2, d_mlp=32).eval()
+    tokens, beliefs = factored.sample(PROCESS, 10, 8, seed=1)
+    acts = probing.collect(model, PROCESS, tokens, "blocks.1.hook_resid_post", batch_size=3)
+    assert acts.shape == (10, 7, 16)  # BOS dropped; positions after x1..x7
+    with torch.no_grad():
+        inputs = factored.add_bos(PROCESS, tokens)[:, :-1]
+        full = model(inputs, capture=["blocks.1.hook_resid_post"])[1]["blocks.1.hook_resid_post"]
+    np.testing.assert_allclose(acts, full[:, 1:].numpy(), rtol=1e-6)
+    paired = probing.paired_beliefs(beliefs, 8)
+    assert [b.shape for b in paired] == [(10, 7, 3)] * 5
+    np.testing.assert_allclose(paired[0][:, 0], beliefs[0][:, 1].double().numpy())  # after exactly x1
+
+    rnn = build_model("lstm", d_model=8, n_layers=1, n_ctx=9)
+    assert probing.collect(rnn, PROCESS, tokens, "rnn.0.hidden").shape == (10, 7, 8)  # inputs x1..x7, no BOS
+
+
+def test_run_analysis_is_cached_and_only_missing_steps_are_computed(tmp_path, monkeypatch):
+    cfg = make_config("smoke", steps=3, d_model=8, n_heads=1, d_mlp=8, batch_size=16, eval_batch_size=32)
+    run = get_or_train(cfg, root=tmp_path, progress=False)
+    acfg = probing.smoke_sized(probing.AnalysisConfig(), "smoke")
+    first = probing.analyze_run(run, acfg, steps=[0, 3], progress=False)
+    assert set(first) == {0, 3} and first[3]["dims"]["0.95"] >= 1 and len(first[3]["rmse"]) == 5
+
+    calls = []
+    real = probing.trajectory_point
+    monkeypatch.setattr(probing, "trajectory_point", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = probing.analyze_run(run, acfg, progress=False)  # steps 0..3: only 1 and 2 are new
+    assert len(calls) == 2 and again[3] == first[3]
+    cache = json.loads(next((run.dir / "analysis").glob("trajectory-*.json")).read_text())
+    assert sorted(map(int, cache)) == [0, 1, 2, 3]
+
+
+def test_stages_and_summary_from_known_results():
+    traj = {s: {"dims": {"0.95": d}, "rmse": [0.1] * 5, "r2": [0.9] * 5} for s, d in [(0, 60), (10, 3), (50, 10)]}
+    assert probing.stages(traj) == {"init": 0, "early": 10, "final": 50}
+    vary = {50: {"dims95": np.array([2, 2, 2, 2, 2]), "union_dims95": 10, "mean_overlap": np.array([1e-3, 2e-3])}}
+    names = ["a", "b", "c", "d", "e"]
+    out = probing.summary(traj, vary, np.array([[0.3, 0.4], [0.5, 0.6]]), 0.05, names)
+    assert out["final_dims95"] == 10 and (out["min_dims95"], out["min_dims95_step"]) == (3, 10)
+    assert out["overlap_k1"] == pytest.approx(1e-3) and out["random_init_overlap_k2"] == pytest.approx(0.5)
+    assert out["union_dims95"] == 10 and out["rmse"]["a"] == 0.1
