@@ -29,7 +29,7 @@ run: setup
 render: setup
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== render $$nb"; \
-	  env -u FACTORED_PROFILE $(VENV)/bin/papermill --cwd notebooks $$nb $$nb || exit 1; \
+	  env -u FACTORED_PROFILE TQDM_DISABLE=1 $(VENV)/bin/papermill --cwd notebooks $$nb $$nb || exit 1; \
 	done
 	$(VENV)/bin/jupytext --sync notebooks/*.ipynb
 
