@@ -6,7 +6,7 @@ PROFILE ?= laptop
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 TEST_ENV := FACTORED_PROFILE=smoke TQDM_DISABLE=1 MPLBACKEND=Agg
 
-.PHONY: setup run render test lint unit notebooks-sync nbval sync bench
+.PHONY: setup run render figures test lint unit notebooks-sync nbval sync bench
 
 setup: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -33,11 +33,15 @@ render: setup
 	done
 	$(VENV)/bin/jupytext --sync notebooks/*.ipynb
 
+# The README's figures, copied from the rendered notebooks.
+figures: setup
+	$(PY) docs/extract_figures.py
+
 test: setup lint unit notebooks-sync nbval
 
 lint:
-	$(VENV)/bin/ruff check lib tests benchmarks notebooks/*.py
-	$(VENV)/bin/ruff format --check lib tests benchmarks
+	$(VENV)/bin/ruff check lib tests benchmarks docs notebooks/*.py
+	$(VENV)/bin/ruff format --check lib tests benchmarks docs
 
 unit:
 	$(TEST_ENV) $(VENV)/bin/pytest -q tests
