@@ -65,7 +65,7 @@ print(f"run folder: {run.dir}\ncheckpoints: {len(run.steps)} (steps {run.steps[0
 
 # %%
 uses_bos = cfg.model.arch == "transformer"
-optimum_pp = train.optimal_loss_per_position(cfg, run.process, uses_bos)
+optimum_pp = train.expected_optimal_loss(cfg, run.process, uses_bos)
 optimum, plateau = float(optimum_pp.mean()), math.log(run.process.vocab_size)
 milestones = train.loss_milestones(metrics, plateau)
 plots.loss_curves(metrics, optimum, plateau);

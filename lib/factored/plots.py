@@ -11,7 +11,6 @@ import seaborn as sns
 from . import analysis
 
 sns.set_theme(context="notebook", style="whitegrid")
-FACTOR_NAMES = ("Mess3 F0", "Mess3 F1", "Mess3 F2", "Bloch F3", "Bloch F4")
 
 
 def factor_names(kinds: Sequence[str]) -> list[str]:

@@ -94,13 +94,13 @@ def per_position_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: tor
     return ce.view(targets.shape).mean(0)
 
 
-def optimal_loss_per_position(cfg: RunConfig, process: factored.FactoredProcess, uses_bos: bool) -> np.ndarray:
+def expected_optimal_loss(cfg: RunConfig, process: factored.FactoredProcess, uses_bos: bool) -> np.ndarray:
     """The Bayes-optimal loss at each trained position (exact for independent noiseless factors, else Monte Carlo)."""
     per_position, _ = factored.optimal_loss(process, cfg.data.seq_len)
     return np.asarray(per_position)[target_positions(cfg.data.seq_len, uses_bos)]
 
 
-def optimal_per_position(
+def batch_optimal_loss(
     process: factored.FactoredProcess, tokens: torch.Tensor, beliefs: list[torch.Tensor], positions: slice
 ) -> np.ndarray:
     """The Bayes-optimal predictor's mean loss on these very tokens, per target position: [T] float64.
@@ -169,7 +169,7 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
     )
     eval_inputs, eval_targets = inputs_and_targets(process, eval_tokens, model.uses_bos)
     positions = target_positions(cfg.data.seq_len, model.uses_bos)
-    eval_optimum = optimal_per_position(process, eval_tokens, eval_beliefs, positions)
+    eval_optimum = batch_optimal_loss(process, eval_tokens, eval_beliefs, positions)
 
     window: list[float] = []
     done = saved_steps(run_dir)
