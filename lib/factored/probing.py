@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -117,26 +117,34 @@ def trajectory_point(model, process, data: ProbeData, site: str, seed: int) -> d
     return {"cev": pca["cev"].tolist(), "dims": {str(k): v for k, v in pca["dims"].items()}, **reg.to_dict()}
 
 
+def _cached_steps(path, steps: list[int], compute, progress: bool = False, desc: str = "") -> dict:
+    """{step: compute(step)} for `steps`, kept in the JSON file `path`: only missing steps are computed, and the
+    file is rewritten atomically after each one, so an interrupted analysis resumes where it stopped."""
+    path.parent.mkdir(exist_ok=True)
+    cache = {int(k): v for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
+    for step in tqdm([s for s in steps if s not in cache], desc=desc, disable=not progress):
+        cache[step] = compute(step)
+        atomic_write_text(path, json.dumps(cache))
+    return {s: cache[s] for s in steps}
+
+
 def analyze_run(
     run: Run, cfg: AnalysisConfig = AnalysisConfig(), steps: list[int] | None = None, progress: bool = True
 ) -> dict[int, dict]:
     """Trajectory analysis of every checkpoint (or `steps`), cached in <run>/analysis/trajectory-<hash>.json.
 
-    Returns {step: {"cev", "dims", "rmse", "r2", "rmse_overall", "r2_overall", "rcond"}}; only missing steps
-    are computed, and the cache is rewritten atomically after each one, so an interrupted analysis resumes."""
+    Returns {step: {"cev", "dims", "rmse", "r2", "rmse_overall", "r2_overall", "rcond"}}."""
+    data = None
+
+    def compute(step: int) -> dict:
+        nonlocal data  # the probe sequences are drawn once, and only if some step is missing
+        if data is None:
+            data = probe_data(run.process, cfg.n_sequences, run.config.data.seq_len, cfg.seed)
+        model = run.load_model(step)
+        return trajectory_point(model, run.process, data, cfg.site or model.default_site, cfg.seed)
+
     path = run.dir / "analysis" / f"trajectory-{cfg.hash()}.json"
-    path.parent.mkdir(exist_ok=True)
-    cache = {int(k): v for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
-    steps = run.steps if steps is None else steps
-    todo = [s for s in steps if s not in cache]
-    if todo:
-        seq_len = run.config.data.seq_len
-        data = probe_data(run.process, cfg.n_sequences, seq_len, cfg.seed)
-        for step in tqdm(todo, desc="analysing checkpoints", disable=not progress):
-            model = run.load_model(step)
-            cache[step] = trajectory_point(model, run.process, data, cfg.site or model.default_site, cfg.seed)
-            atomic_write_text(path, json.dumps(cache))
-    return {s: cache[s] for s in steps}
+    return _cached_steps(path, run.steps if steps is None else steps, compute, progress, "analysing checkpoints")
 
 
 def _to_jsonable(result: dict) -> dict:
@@ -148,16 +156,14 @@ def _to_jsonable(result: dict) -> dict:
 
 def vary_one_at(run: Run, steps: list[int], cfg: AnalysisConfig = AnalysisConfig()) -> dict[int, dict]:
     """Vary-one results at the given checkpoints (cached like `analyze_run`), with numpy arrays restored."""
-    path = run.dir / "analysis" / f"vary_one-{cfg.hash()}.json"
-    path.parent.mkdir(exist_ok=True)
-    cache = {int(k): v for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
-    for step in steps:
-        if step not in cache:
-            model = run.load_model(step)
-            site = cfg.site or model.default_site
-            cache[step] = _to_jsonable(vary_one(model, run.process, cfg, run.config.data.seq_len, site))
-            atomic_write_text(path, json.dumps(cache))
-    return {s: {k: np.asarray(v) if isinstance(v, list) else v for k, v in cache[s].items()} for s in steps}
+
+    def compute(step: int) -> dict:
+        model = run.load_model(step)
+        site = cfg.site or model.default_site
+        return _to_jsonable(vary_one(model, run.process, cfg, run.config.data.seq_len, site))
+
+    cached = _cached_steps(run.dir / "analysis" / f"vary_one-{cfg.hash()}.json", steps, compute)
+    return {s: {k: np.asarray(v) if isinstance(v, list) else v for k, v in r.items()} for s, r in cached.items()}
 
 
 def random_init_overlaps(run: Run, cfg: AnalysisConfig = AnalysisConfig()) -> np.ndarray:
@@ -194,8 +200,6 @@ def smoke_sized(cfg: AnalysisConfig, profile: str) -> AnalysisConfig:
     """The analysis config shrunk for the smoke profile (CI runs it in seconds); other profiles unchanged."""
     if profile != "smoke":
         return cfg
-    from dataclasses import replace
-
     return replace(cfg, n_sequences=300, vary_settings=3, vary_sequences=40, k_max=5, n_random_models=2)
 
 
