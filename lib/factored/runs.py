@@ -79,11 +79,8 @@ def open_run(cfg: RunConfig, root: Path | None = None) -> Run:
     path = run_dir_for(cfg, root)
     config_file = path / "config.json"
     if config_file.exists():
-        stored = json.loads(config_file.read_text())
-        mine = cfg.to_dict()
-        for d in (stored, mine):  # device and compile change speed, not results
-            d["train"].pop("device"), d["train"].pop("compile")
-        if stored != mine:
+        stored = RunConfig.from_dict(json.loads(config_file.read_text()))
+        if stored.hash() != cfg.hash():  # the hash leaves out device and compile: they change speed, not results
             raise ValueError(f"{path} holds a different config; refusing to overwrite it")
     else:
         path.mkdir(parents=True, exist_ok=True)
