@@ -1,6 +1,8 @@
+import json
+
 import pytest
 
-from factored.config import RunConfig, make_config
+from factored.config import RunConfig, check_parameters, make_config
 
 
 def test_profiles_and_overrides():
@@ -22,7 +24,10 @@ def test_environment_sets_default_profile(monkeypatch):
 def test_hash_is_stable_and_ignores_speed_only_fields():
     a = make_config("laptop")
     assert a.hash() == make_config("laptop").hash()
-    assert a.hash() == make_config("laptop", device="cpu", compile=True, name="other").hash()
+    assert a.hash() == make_config("laptop", device="cpu", compile=True, name="other", checkpoint_every=7).hash()
+    assert a.hash() != make_config("laptop", init="gpt2").hash()
+    assert a.hash() != make_config("laptop", embed_std=1.0).hash()
+    assert a.hash() != make_config("laptop", schedule="cosine").hash()
     assert a.hash() != make_config("laptop", seed=1).hash()
     assert a.hash() != make_config("laptop", noise=0.1).hash()
     assert RunConfig.from_dict(a.to_dict()) == a
@@ -43,6 +48,11 @@ def test_hash_is_stable_and_ignores_speed_only_fields():
         ("plateau_factor", 1.0, r"plateau_factor must be a number in \(0, 1\)"),
         ("device", "tpu", r"device must be one of"),
         ("seq_len", 0, r"seq_len must be an integer in \[1, 512\]"),
+        ("init", "xavier", r"init must be one of \('tl', 'gpt2', 'torch'\)"),
+        ("embed_std", 0.0, r"embed_std must be None or a number in \(0, 100\]"),
+        ("schedule", "linear", r"schedule must be one of \('plateau', 'cosine'\)"),
+        ("warmup_steps", 31, r"warmup_steps must be an integer in \[0, steps=30\]"),
+        ("checkpoint_every", -1, r"checkpoint_every must be an integer >= 0"),
     ],
 )
 def test_bad_values_name_the_field_and_range(field, value, message):
@@ -57,3 +67,41 @@ def test_unknown_field_and_profile():
         make_config("huge")
     with pytest.raises(ValueError, match="name must be"):
         make_config("smoke", name="a/b")
+
+
+def test_overrides_apply_together():
+    # one call may change two fields that are only valid together (d_model 32 needs n_heads to divide it)
+    cfg = make_config("laptop", d_model=32, n_heads=4)
+    assert (cfg.model.d_model, cfg.model.n_heads) == (32, 4)
+
+
+def test_paper_profile_uses_the_authors_init():
+    assert make_config("paper").model.init == "tl" and make_config("paper").train.schedule == "plateau"
+
+
+def namespace(**params):
+    """A notebook namespace after the parameters cell: annotated declarations, plus what papermill injected."""
+    declared = {"noise": float, "profile": str, "seed": int}
+    ns = {"__annotations__": declared, "noise": 0.0, "profile": "", "seed": 0, "In": [], "_i1": "x"}
+    return ns | params
+
+
+def test_check_parameters_accepts_declared_values():
+    check_parameters(namespace())
+    check_parameters(namespace(noise=0, seed=3, profile="smoke"))  # papermill passes -p noise 0 as an int
+    check_parameters(namespace(json=json))  # modules and other non-data names are not parameters
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"bogus": 3}, r"unknown parameter 'bogus'; this notebook's parameters are \['noise', 'profile', 'seed'\]"),
+        ({"noise": "abc"}, r"noise must be a number, got 'abc'"),
+        ({"seed": 1.5}, r"seed must be an integer, got 1.5"),
+        ({"seed": True}, r"seed must be an integer, got True"),
+        ({"profile": 3}, r"profile must be a string, got 3"),
+    ],
+)
+def test_check_parameters_rejects(params, message):
+    with pytest.raises(ValueError, match=message):
+        check_parameters(namespace(**params))

@@ -122,13 +122,39 @@ def test_recurrent_init(arch):
         assert model.rnn[0].cell.nonlinearity == "tanh"
 
 
-def test_transformer_init():
-    model = build_model("transformer", 433, 9, 120, 4, 3, 480, "relu")
+@pytest.mark.parametrize(("init", "std"), [("tl", 0.8 / math.sqrt(120)), ("gpt2", 0.02)])
+def test_transformer_normal_inits(init, std):
+    model = build_model("transformer", 433, 9, 120, 4, 3, 480, "relu", init)
     for name, p in model.named_parameters():
         if name.endswith("bias") or "ln" in name:
             continue
-        assert abs(p.std().item() - 0.02) < 0.002, name
+        assert abs(p.std().item() - std) < 0.1 * std, name  # every weight matrix and both embeddings
     assert all(p.abs().max() == 0 for n, p in model.named_parameters() if n.endswith("bias") and "ln" not in n)
+    assert all(torch.equal(p, torch.ones_like(p)) for n, p in model.named_parameters() if "ln" in n and "weight" in n)
+
+
+def test_transformer_torch_init_keeps_pytorch_defaults():
+    model = build_model("transformer", 433, 9, 120, 4, 3, 480, "relu", "torch")
+    for emb in (model.embed, model.pos_embed):
+        assert abs(emb.weight.std().item() - 1.0) < 0.1  # nn.Embedding: N(0, 1)
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):  # kaiming-uniform(a=sqrt 5): U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+            bound = 1 / math.sqrt(module.in_features)
+            assert (
+                module.weight.abs().max() <= bound
+                and abs(module.weight.std().item() - bound / math.sqrt(3)) < 0.1 * bound
+            ), name
+            assert module.bias.abs().max() <= bound and module.bias.abs().max() > 0, name
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_embed_std_sets_the_embeddings_only(arch):
+    model = build_model(arch, 433, 9, 120, 2, 3, 480, "relu", "gpt2", embed_std=0.5)
+    embeddings = [model.embed] + ([model.pos_embed] if arch == "transformer" else [])
+    for emb in embeddings:
+        assert abs(emb.weight.std().item() - 0.5) < 0.05
+    if arch == "transformer":
+        assert abs(model.blocks[0].mlp.fc.weight.std().item() - 0.02) < 0.002  # the rest keeps its scheme
 
 
 @pytest.mark.parametrize(("arch", "act"), [("transformer", "relu"), ("transformer", "gelu"), ("lstm", "relu")])
@@ -158,7 +184,10 @@ def test_config_round_trip():
     model = tiny("gru", d_model=10)
     config = model_config(model)
     assert config["arch"] == "gru" and config["d_model"] == 10
-    assert build_model(**config).config == model.config == ModelConfig(**config)
+    assert config["vocab_size"] == V and config["n_ctx"] == T and config["init"] == "tl"
+    rebuilt = build_model(**config)
+    assert rebuilt.config == model.config and (rebuilt.vocab_size, rebuilt.n_ctx) == (V, T)
+    assert model.config == ModelConfig(**{k: v for k, v in config.items() if k not in ("vocab_size", "n_ctx")})
 
 
 def test_bad_site_lists_valid_ones():
@@ -178,6 +207,8 @@ def test_bad_site_lists_valid_ones():
         ({"vocab_size": 2.0}, "vocab_size"),
         ({"n_ctx": True}, "n_ctx"),
         ({"d_mlp": 0}, "d_mlp"),
+        ({"init": "xavier"}, "init"),
+        ({"embed_std": -1.0}, "embed_std"),
     ],
 )
 def test_bad_config_names_parameter(kw, param):

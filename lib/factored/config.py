@@ -20,6 +20,9 @@ ARCHS = ("transformer", "rnn", "lstm", "gru")
 STRUCTURES = ("independent", "chain")
 ACTIVATIONS = ("relu", "gelu")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+INITS = ("tl", "gpt2", "torch")
+SCHEDULES = ("plateau", "cosine")
+NOT_HASHED = ("device", "compile", "checkpoint_every")  # TrainConfig fields that change speed, not results
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,19 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture; recurrent nets use d_model as their hidden width and ignore n_heads/d_mlp."""
+    """Architecture and initialisation: the one description of a model, used by runs and by `models.build_model`.
+
+    Defaults are the paper's transformer with the authors' init. Recurrent nets use d_model as their hidden
+    width and ignore n_heads, d_mlp, act and init (they keep the authors' recurrent init), but not embed_std.
+    Vocabulary size and context length come from the data, so they are arguments of build_model, not fields.
+
+    init: how weights start (biases 0, LayerNorm (1, 0) for tl and gpt2):
+      tl     every weight matrix and embedding N(0, 0.8/sqrt(d_model)): TransformerLens' default, the authors'
+      gpt2   every weight matrix and embedding N(0, 0.02)
+      torch  PyTorch's defaults: embeddings N(0, 1), Linear weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    embed_std: if set, the token and position embeddings are N(0, embed_std) whatever `init` says, so the
+      embedding scale can be studied apart from the rest.
+    """
 
     arch: str = "transformer"
     d_model: int = 120
@@ -41,16 +56,21 @@ class ModelConfig:
     n_heads: int = 3
     d_mlp: int = 480
     act: str = "relu"
+    init: str = "tl"
+    embed_std: float | None = None
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation. `device` and `compile` change speed, not the model, so they do not enter the run hash."""
+    """Optimisation. `device`, `compile` and `checkpoint_every` change speed or bookkeeping, not the model, so they
+    do not enter the run hash."""
 
     steps: int = 5000
     batch_size: int = 512
     lr: float = 5e-4
     weight_decay: float = 0.0
+    schedule: str = "plateau"  # plateau: reduce-on-plateau (the authors'); cosine: linear warmup, cosine to 0
+    warmup_steps: int = 0  # cosine only: steps of linear warmup from 0 to lr
     plateau_factor: float = 0.7  # lr multiplier when the windowed loss stops improving
     plateau_patience: int = 10  # windows without improvement before the lr drops
     plateau_window: int = 50  # steps averaged into one windowed loss
@@ -58,6 +78,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     compile: bool = False
+    checkpoint_every: int = 0  # also checkpoint every N steps, on top of the log-spaced schedule (0: only that)
 
 
 @dataclass(frozen=True)
@@ -82,10 +103,10 @@ class RunConfig:
         )
 
     def hash(self) -> str:
-        """8 hex digits over every field that changes results (not the name, device or compile)."""
+        """8 hex digits over every field that changes results (not the name, device, compile, checkpoint_every)."""
         d = self.to_dict()
         d.pop("name")
-        d["train"] = {k: v for k, v in d["train"].items() if k not in ("device", "compile")}
+        d["train"] = {k: v for k, v in d["train"].items() if k not in NOT_HASHED}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
     @property
@@ -101,7 +122,7 @@ _PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     },
     # the canonical model on a 2-core CPU in about 20 minutes (see README "Profiles" for how it was chosen)
     "laptop": {
-        "train": dict(steps=5000, batch_size=512, lr=1e-3, eval_batch_size=4096),
+        "train": dict(steps=5000, batch_size=512, lr=1e-3, eval_batch_size=4096, checkpoint_every=250),
     },
     # the authors' budget: a GPU job
     "paper": {
@@ -133,10 +154,11 @@ def make_config(profile: str | None = None, name: str = "canonical", **overrides
     for part, values in _PROFILE_OVERRIDES[profile].items():
         parts[part] = replace(parts[part], **values)
     owners = {f.name: part for part, cfg in parts.items() for f in fields(cfg)}
-    for key, value in overrides.items():
-        if key not in owners:
-            raise ValueError(f"unknown config field {key!r}; valid fields: {sorted(owners)}")
-        parts[owners[key]] = replace(parts[owners[key]], **{key: value})
+    unknown = sorted(set(overrides) - set(owners))
+    if unknown:
+        raise ValueError(f"unknown config field {unknown[0]!r}; valid fields: {sorted(owners)}")
+    for part in parts:
+        parts[part] = replace(parts[part], **{k: v for k, v in overrides.items() if owners[k] == part})
     return validate(RunConfig(name=name, **parts))
 
 
@@ -165,18 +187,19 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(d.structure in STRUCTURES, "structure", f"one of {STRUCTURES}", d.structure)
     _check(_is_number(d.noise) and 0.0 <= d.noise <= 1.0, "noise", "a number in [0, 1]", d.noise)
     _check(_is_int(d.seq_len) and 1 <= d.seq_len <= 512, "seq_len", "an integer in [1, 512]", d.seq_len)
-    _check(m.arch in ARCHS, "arch", f"one of {ARCHS}", m.arch)
-    _check(m.act in ACTIVATIONS, "act", f"one of {ACTIVATIONS}", m.act)
-    for name in ("d_model", "n_layers", "n_heads", "d_mlp"):
-        v = getattr(m, name)
-        _check(_is_int(v) and 1 <= v <= 65536, name, "an integer in [1, 65536]", v)
-    if m.arch == "transformer":
-        _check(m.d_model % m.n_heads == 0, "n_heads", f"a divisor of d_model={m.d_model}", m.n_heads)
+    validate_model(m)
     _check(_is_int(t.steps) and 0 <= t.steps <= 10**8, "steps", "an integer in [0, 1e8]", t.steps)
     for name in ("batch_size", "eval_batch_size"):
         v = getattr(t, name)
         _check(_is_int(v) and 1 <= v <= 10**7, name, "an integer in [1, 1e7]", v)
     _check(_is_number(t.lr) and 0.0 < t.lr <= 1.0, "lr", "a number in (0, 1]", t.lr)
+    _check(t.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}", t.schedule)
+    _check(
+        _is_int(t.warmup_steps) and 0 <= t.warmup_steps <= max(t.steps, 0),
+        "warmup_steps",
+        f"an integer in [0, steps={t.steps}]",
+        t.warmup_steps,
+    )
     _check(
         _is_number(t.weight_decay) and 0.0 <= t.weight_decay <= 1.0,
         "weight_decay",
@@ -204,4 +227,66 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(_is_int(t.seed) and 0 <= t.seed < 2**63, "seed", "an integer in [0, 2**63)", t.seed)
     _check(t.device in DEVICES, "device", f"one of {DEVICES}", t.device)
     _check(isinstance(t.compile, bool), "compile", "True or False", t.compile)
+    _check(
+        _is_int(t.checkpoint_every) and t.checkpoint_every >= 0,
+        "checkpoint_every",
+        "an integer >= 0",
+        t.checkpoint_every,
+    )
     return cfg
+
+
+def validate_model(m: ModelConfig) -> ModelConfig:
+    """Return m unchanged, or raise one ValueError naming the first bad model field and its allowed range."""
+    _check(m.arch in ARCHS, "arch", f"one of {ARCHS}", m.arch)
+    _check(m.act in ACTIVATIONS, "act", f"one of {ACTIVATIONS}", m.act)
+    for name in ("d_model", "n_layers", "n_heads", "d_mlp"):
+        v = getattr(m, name)
+        _check(_is_int(v) and 1 <= v <= 65536, name, "an integer in [1, 65536]", v)
+    if m.arch == "transformer":
+        _check(m.d_model % m.n_heads == 0, "n_heads", f"a divisor of d_model={m.d_model}", m.n_heads)
+    _check(m.init in INITS, "init", f"one of {INITS}", m.init)
+    _check(
+        m.embed_std is None or (_is_number(m.embed_std) and 0.0 < m.embed_std <= 100.0),
+        "embed_std",
+        "None or a number in (0, 100]",
+        m.embed_std,
+    )
+    return m
+
+
+# Names IPython itself puts in a notebook's namespace; never parameters.
+_IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+_PARAMETER_TYPES = (str, int, float, bool, list, dict, tuple, type(None))
+
+
+def check_parameters(namespace: dict[str, Any]) -> None:
+    """Check a notebook's parameters after papermill injected its own: one ValueError per bad notebook.
+
+    Call it with `globals()` at the top of the cell after the `parameters` cell. The declared parameters are
+    the annotated names of that cell (`noise: float = 0.0`), which Python records in `__annotations__`;
+    papermill injects plain assignments, so any other public name holding plain data is an unknown parameter
+    (papermill itself only warns about those, and the notebook would run with the default). A value whose type
+    does not match its annotation (an int is a valid float) is reported too, before anything is computed.
+    """
+    declared: dict[str, Any] = namespace.get("__annotations__", {})
+    unknown = sorted(
+        k
+        for k, v in namespace.items()
+        if not k.startswith("_") and k not in _IPYTHON_NAMES and k not in declared and isinstance(v, _PARAMETER_TYPES)
+    )
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r}; this notebook's parameters are {sorted(declared)}")
+    for name, kind in declared.items():
+        kind = getattr(kind, "__name__", kind)  # a type, or its name under `from __future__ import annotations`
+        if kind in _PARAMETER_CHECKS:
+            ok, expected = _PARAMETER_CHECKS[kind]
+            _check(ok(namespace.get(name)), name, expected, namespace.get(name))
+
+
+_PARAMETER_CHECKS = {
+    "float": (_is_number, "a number"),
+    "int": (_is_int, "an integer"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "True or False"),
+}

@@ -15,50 +15,18 @@ global state, and the no-capture path costs one `is None` check per hook and tra
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ARCHS = ("transformer", "rnn", "lstm", "gru")
-ACTS = ("relu", "gelu")
+from .config import ARCHS, ModelConfig, validate_model
 
 # A capture request: site name -> None until that site's hook fills it in with its activations.
 Cache = dict[str, Tensor | None]
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild a model; checkpoints store `asdict(config)` next to the weights.
-
-    Defaults are the paper's transformer. Recurrent nets use `d_model` as their hidden width and ignore
-    `n_heads`, `d_mlp` and `act`.
-    """
-
-    arch: str = "transformer"
-    vocab_size: int = 433
-    n_ctx: int = 9
-    d_model: int = 120
-    n_layers: int = 4
-    n_heads: int = 3
-    d_mlp: int = 480
-    act: str = "relu"
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
-        if self.act not in ACTS:
-            raise ValueError(f"act must be one of {ACTS}, got {self.act!r}")
-        for name in ("vocab_size", "n_ctx", "d_model", "n_layers", "n_heads", "d_mlp"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int (>= 1), got {value!r}")
-        if self.arch == "transformer" and self.d_model % self.n_heads:
-            raise ValueError(
-                f"n_heads must divide d_model for the transformer, got d_model={self.d_model}, n_heads={self.n_heads}"
-            )
 
 
 class HookPoint(nn.Module):
@@ -80,10 +48,11 @@ class SiteModel(nn.Module):
     uses_bos: bool
     default_site: str
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, vocab_size: int, n_ctx: int) -> None:
         super().__init__()
         self.config = config
-        self.n_ctx = config.n_ctx
+        self.vocab_size = vocab_size
+        self.n_ctx = n_ctx
 
     def _name_hooks(self) -> None:
         self.sites: list[str] = []
@@ -182,17 +151,20 @@ class Transformer(SiteModel):
 
     uses_bos = True
 
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config)
-        self.embed = nn.Embedding(config.vocab_size, config.d_model)
-        self.pos_embed = nn.Embedding(config.n_ctx, config.d_model)
+    def __init__(self, config: ModelConfig, vocab_size: int, n_ctx: int) -> None:
+        super().__init__(config, vocab_size, n_ctx)
+        self.embed = nn.Embedding(vocab_size, config.d_model)
+        self.pos_embed = nn.Embedding(n_ctx, config.d_model)
         self.hook_embed = HookPoint()
         self.hook_pos_embed = HookPoint()
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_final = LayerNorm(config.d_model)
-        self.unembed = nn.Linear(config.d_model, config.vocab_size)
+        self.unembed = nn.Linear(config.d_model, vocab_size)
         self.default_site = f"blocks.{config.n_layers - 1}.hook_resid_post"
-        self.apply(_init_gpt2)
+        if config.init != "torch":  # torch: keep the defaults the modules were built with
+            std = INIT_STD[config.init](config.d_model)
+            self.apply(lambda module: _init_normal(module, std))
+        _init_embeddings((self.embed, self.pos_embed), config.embed_std)
         self._name_hooks()
 
     def _forward(self, tokens: Tensor, cache: Cache | None) -> Tensor:
@@ -205,12 +177,23 @@ class Transformer(SiteModel):
         return self.unembed(self.ln_final(x, cache))
 
 
-def _init_gpt2(module: nn.Module) -> None:
-    # GPT-2: every weight matrix and embedding ~ N(0, 0.02), biases 0; LayerNorm keeps (1, 0).
+# The weight std of each normal init scheme, as a function of d_model (see config.ModelConfig).
+INIT_STD = {"tl": lambda d_model: 0.8 / math.sqrt(d_model), "gpt2": lambda d_model: 0.02}
+
+
+def _init_normal(module: nn.Module, std: float) -> None:
+    # every weight matrix and embedding ~ N(0, std), biases 0; LayerNorm keeps (1, 0).
     if isinstance(module, nn.Linear | nn.Embedding):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        nn.init.normal_(module.weight, mean=0.0, std=std)
     if isinstance(module, nn.Linear) and module.bias is not None:
         nn.init.zeros_(module.bias)
+
+
+def _init_embeddings(embeddings: Sequence[nn.Embedding], std: float | None) -> None:
+    """embed_std: the embeddings' own scale, independent of the rest of the init (None: leave them)."""
+    if std is not None:
+        for embedding in embeddings:
+            nn.init.normal_(embedding.weight, mean=0.0, std=std)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -255,13 +238,14 @@ class RecurrentNet(SiteModel):
 
     uses_bos = False
 
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config)
-        self.embed = nn.Embedding(config.vocab_size, config.d_model)  # torch default init N(0, 1)
+    def __init__(self, config: ModelConfig, vocab_size: int, n_ctx: int) -> None:
+        super().__init__(config, vocab_size, n_ctx)
+        self.embed = nn.Embedding(vocab_size, config.d_model)  # torch default init N(0, 1) unless embed_std
         self.rnn = nn.ModuleList(
             RecurrentLayer(config.arch, config.d_model, config.d_model) for _ in range(config.n_layers)
         )
-        self.unembed = nn.Linear(config.d_model, config.vocab_size)  # torch default init
+        self.unembed = nn.Linear(config.d_model, vocab_size)  # torch default init
+        _init_embeddings((self.embed,), config.embed_std)
         self.default_site = f"rnn.{config.n_layers - 1}.hidden"
         self._name_hooks()
 
@@ -284,19 +268,24 @@ def build_model(
     n_heads: int = 3,
     d_mlp: int = 480,
     act: str = "relu",
+    init: str = "tl",
+    embed_std: float | None = None,
 ) -> SiteModel:
-    """Build a model (defaults: the paper's transformer); `build_model(**model_config(model))` rebuilds it.
+    """Build a model (defaults: the paper's transformer and init); `build_model(**model_config(model))` rebuilds it.
 
-    Recurrent archs ("rnn", "lstm", "gru") use d_model as hidden width and ignore n_heads, d_mlp, act.
-    Raises ValueError naming the offending parameter.
+    The architecture fields are those of `config.ModelConfig` (which documents them); `vocab_size` and `n_ctx`
+    come from the data. Raises ValueError naming the offending parameter.
     """
-    config = ModelConfig(arch, vocab_size, n_ctx, d_model, n_layers, n_heads, d_mlp, act)
-    return Transformer(config) if arch == "transformer" else RecurrentNet(config)
+    for name, value in (("vocab_size", vocab_size), ("n_ctx", n_ctx)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int (>= 1), got {value!r}")
+    config = validate_model(ModelConfig(arch, d_model, n_layers, n_heads, d_mlp, act, init, embed_std))
+    return (Transformer if arch == "transformer" else RecurrentNet)(config, vocab_size, n_ctx)
 
 
 def model_config(model: SiteModel) -> dict:
     """The keyword arguments of build_model that made `model` (for self-describing checkpoints)."""
-    return asdict(model.config)
+    return {**asdict(model.config), "vocab_size": model.vocab_size, "n_ctx": model.n_ctx}
 
 
 def n_params(model: nn.Module) -> int:

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,10 @@ CHECKPOINT_SCHEDULE = ((10, 1), (500, 10), (1000, 100), (5000, 1000))  # (up to 
 LATE_EVERY = 5000
 
 
-def checkpoint_steps(total: int) -> list[int]:
+def checkpoint_steps(total: int, every: int = 0) -> list[int]:
     """The authors' log-spaced schedule: every step to 10, every 10 to 500, every 100 to 1k, every 1k to 5k,
-    then every 5k; always step 0 (initialisation) and the final step."""
-    steps, start = set(), 0
+    then every 5k; always step 0 (initialisation) and the final step; and every `every` steps if > 0."""
+    steps, start = set(range(0, total + 1, every)) if every else set(), 0
     for stop, every in CHECKPOINT_SCHEDULE:
         steps.update(range(start, min(stop, total) + 1, every))
         start = stop
@@ -60,17 +61,7 @@ def process_of(cfg: RunConfig) -> factored.FactoredProcess:
 
 
 def model_of(cfg: RunConfig, process: factored.FactoredProcess) -> torch.nn.Module:
-    m = cfg.model
-    return build_model(
-        m.arch,
-        vocab_size=process.model_vocab_size,
-        n_ctx=cfg.data.seq_len + 1,
-        d_model=m.d_model,
-        n_layers=m.n_layers,
-        n_heads=m.n_heads,
-        d_mlp=m.d_mlp,
-        act=m.act,
-    )
+    return build_model(**asdict(cfg.model), vocab_size=process.model_vocab_size, n_ctx=cfg.data.seq_len + 1)
 
 
 def inputs_and_targets(
@@ -113,6 +104,24 @@ def batch_optimal_loss(
         law = factored.next_token_law(process, [b[:, t] for b in beliefs64])  # [B, V]
         out.append(-torch.log(law.gather(1, tokens[:, t : t + 1].cpu())).mean().item())
     return np.array(out)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig):
+    """The lr schedule: reduce-on-plateau of the windowed training loss (the authors'), or a linear warmup over
+    `warmup_steps` followed by a cosine decay to 0 at the last step (stepped once per step)."""
+    t = cfg.train
+    if t.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=t.plateau_factor, patience=t.plateau_patience
+        )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_factor(step, t.warmup_steps, t.steps))
+
+
+def cosine_factor(step: int, warmup: int, total: int) -> float:
+    """lr multiplier after `step` optimizer steps: (step + 1) / warmup during warmup, then cosine from 1 to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
 def atomic_save(obj: object, path: Path) -> None:
@@ -159,9 +168,7 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
     torch.manual_seed(t.seed)
     model = model_of(cfg, process).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=t.plateau_factor, patience=t.plateau_patience
-    )
+    scheduler = make_scheduler(optimizer, cfg)
     data_rng = torch.Generator(device=device).manual_seed(t.seed)
     eval_rng = torch.Generator(device=device).manual_seed(t.seed + 1)  # held out: never used for training
     eval_tokens, eval_beliefs = factored.sample(
@@ -188,7 +195,7 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
 
     forward_model = torch.compile(model) if (t.compile and device.type == "cuda") else model
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    schedule = set(checkpoint_steps(t.steps))
+    schedule = set(checkpoint_steps(t.steps, t.checkpoint_every))
     log_every = t.plateau_window
     batches = _batches(process, t.batch_size, cfg.data.seq_len, data_rng, device)
     tokens_per_step = t.batch_size * (eval_inputs.shape[1])
@@ -245,8 +252,11 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
         optimizer.step()
         loss_value = loss.item()
         window.append(loss_value)
-        if len(window) == t.plateau_window:
+        if t.schedule == "cosine":
+            scheduler.step()
+        elif len(window) == t.plateau_window:
             scheduler.step(sum(window) / len(window))
+        if len(window) == t.plateau_window:
             window.clear()
         bar.update(1)
         if step % log_every == 0 or step in schedule:

@@ -1,0 +1,194 @@
+"""Time-to-result study that chose the `laptop` profile: which init, lr, schedule and batch reach the targets first.
+
+    python benchmarks/laptop_recipe.py throughput          # quiet-machine steps/s per batch size (2 threads)
+    python benchmarks/laptop_recipe.py screen [NAME ...]   # the candidates at one token budget, one change each
+    python benchmarks/laptop_recipe.py seeds               # the chosen laptop profile, seeds 0, 1, 2, full budget
+    python benchmarks/laptop_recipe.py report              # benchmarks/recipe.md + recipe.png from what exists
+
+Every candidate is the laptop model with one thing changed from the base (torch init, lr 1e-3, plateau schedule,
+batch 512), trained on the same number of sequences with the same seed, and scored the same way: the held-out
+gap to the optimal predictor on the same sequences (every 50 steps, from the run's metrics) and the held-out R^2
+of each factor's belief regression on 4,000 probe sequences (`probing.trajectory_point`, every 250 steps at
+batch 512). Wall minutes are steps divided by the quiet-machine training rate of that batch size (measured by
+`throughput`), so a busy machine during the study does not distort them. Runs live in outputs/runs/ like any
+other run (names `recipe_<candidate>`), so the study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from bench_training import cpu_name, training_step_rate
+
+from factored import config, probing, runs
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "recipe.json"
+GAP_TARGET, R2_TARGET = 0.02, 0.9
+SCREEN_SEQUENCES = 1500 * 512  # the screening budget: 1,500 steps at batch 512
+SCORE_EVERY_SEQUENCES = 250 * 512
+
+BASE = dict(init="torch", lr=1e-3, schedule="plateau", batch_size=512)
+CANDIDATES: dict[str, dict] = {
+    "base": {},
+    "gpt2_embed1": dict(init="gpt2", embed_std=1.0),  # the authors'-style small weights, torch's big embedding
+    "torch_embed0.02": dict(embed_std=0.02),  # torch's weights, a small embedding
+    "lr2e-3": dict(lr=2e-3),
+    "cosine": dict(schedule="cosine", warmup_steps=75),
+    "batch1024": dict(batch_size=1024),
+    "batch256": dict(batch_size=256),
+    "lr3e-3": dict(lr=3e-3),
+    "tl": dict(init="tl"),
+    "gpt2": dict(init="gpt2"),
+}
+
+
+def candidate_config(name: str, sequences: int) -> config.RunConfig:
+    over = BASE | CANDIDATES[name]
+    batch = over["batch_size"]
+    steps = sequences // batch
+    if over.get("schedule") == "cosine":
+        over["warmup_steps"] = round(over.get("warmup_steps", 0) * 512 / batch)
+    return config.make_config(
+        "laptop", name=f"recipe_{name.replace('.', '')}", steps=steps,
+        checkpoint_every=SCORE_EVERY_SEQUENCES // batch, **over,
+    )  # fmt: skip
+
+
+def score(run: runs.Run) -> dict:
+    """Curves of one run: gap every 50 steps, R^2 per factor and dims@95 at the scored checkpoints."""
+    every = SCORE_EVERY_SEQUENCES // run.config.train.batch_size
+    steps = [s for s in run.steps if s % every == 0 and s > 0]
+    trajectory = probing.analyze_run(run, probing.AnalysisConfig(), steps=steps, progress=False)
+    metrics = [m for m in run.metrics() if m["step"] > 0]
+    return {
+        "config": run.config.to_dict(),
+        "batch_size": run.config.train.batch_size,
+        "gap": [[m["step"], m["gap"]] for m in metrics],
+        "r2": [[s, trajectory[s]["r2"]] for s in steps],
+        "dims95": [[s, trajectory[s]["dims"]["0.95"]] for s in steps],
+    }
+
+
+def first_step(pairs: list, ok) -> int | None:
+    return next((step for step, value in pairs if ok(value)), None)
+
+
+def measure_throughput(batches=(256, 512, 1024)) -> dict:
+    """Training steps/s of the laptop model per batch size, data generation included, 2 threads (the best of
+    three medians: the quiet-machine rate)."""
+    torch.set_num_threads(2)
+    out = {}
+    for batch in batches:
+        seconds = min(
+            training_step_rate(torch.device("cpu"), batch, nullcontext, False, True, 30, lambda: None)[0]
+            for _ in range(3)
+        )
+        out[str(batch)] = 1.0 / seconds
+        print(f"batch {batch}: {out[str(batch)]:.2f} steps/s")
+    return out
+
+
+def load() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
+
+
+def save(results: dict) -> None:
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def report(results: dict) -> str:
+    """The results page: machine, rates, one row per run, and the figure."""
+    rates = results.get("throughput", {})
+    rows = []
+    for name, r in results["runs"].items():
+        rate = rates.get(str(r["batch_size"]))
+        gap_step = first_step(r["gap"], lambda g: g <= GAP_TARGET)
+        r2_step = first_step(r["r2"], lambda v: min(v) >= R2_TARGET)
+        last_r2 = r["r2"][-1][1]
+
+        def minutes(step, rate=rate):
+            return "-" if step is None or not rate else f"{step / rate / 60:.1f}"
+
+        rows.append(
+            f"| {name} | {r['batch_size']} | {r['gap'][-1][0]} | {r['gap'][-1][1]:.4f} | "
+            f"{min(last_r2[:3]):.2f}-{max(last_r2[:3]):.2f} | {min(last_r2[3:]):.2f}-{max(last_r2[3:]):.2f} | "
+            f"{r['dims95'][-1][1]} | {gap_step or '-'} ({minutes(gap_step)}) | {r2_step or '-'} ({minutes(r2_step)}) |"
+        )
+    machine = results.get("machine", "")
+    rate_text = ", ".join(f"batch {b}: {v:.2f} steps/s" for b, v in rates.items())
+    return "\n".join(
+        [
+            "# Laptop recipe: time-to-result study",
+            "",
+            f"Machine: {machine}. Quiet-machine training rates (2 threads, data generation included): {rate_text}.",
+            "Produced by `python benchmarks/laptop_recipe.py report` from `recipe.json`; the study and its method are",
+            "described in that script's docstring. Columns: final gap and R^2 at the run's last step; the step (and",
+            f"laptop minutes) at which the held-out gap first reached <= {GAP_TARGET} nats and at which every factor's",
+            f"held-out R^2 first reached >= {R2_TARGET} ('-': not within the run).",
+            "",
+            "| run | batch | steps | final gap | Mess3 R^2 | Bloch R^2 | dims@95 | gap <= 0.02 at step (min) | "
+            "all R^2 >= 0.9 at step (min) |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            "![curves](recipe.png)",
+            "",
+        ]
+    )
+
+
+def figure(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_gap, ax_m, ax_b) = plt.subplots(1, 3, figsize=(15, 4.2))
+    for name, r in results["runs"].items():
+        seqs = lambda pairs, b=r["batch_size"]: [s * b / 1e6 for s, _ in pairs]  # noqa: E731
+        (line,) = ax_gap.plot(seqs(r["gap"]), [g for _, g in r["gap"]], label=name, lw=1)
+        ax_m.plot(seqs(r["r2"]), [min(v[:3]) for _, v in r["r2"]], color=line.get_color(), marker=".", lw=1)
+        ax_b.plot(seqs(r["r2"]), [min(v[3:]) for _, v in r["r2"]], color=line.get_color(), marker=".", lw=1)
+    ax_gap.axhline(GAP_TARGET, color="k", ls=":")
+    ax_gap.set(yscale="log", xlabel="training sequences (millions)", ylabel="held-out gap to optimum (nats)")
+    for ax, what in ((ax_m, "Mess3"), (ax_b, "Bloch")):
+        ax.axhline(R2_TARGET, color="k", ls=":")
+        ax.set(xlabel="training sequences (millions)", ylabel=f"worst {what} factor's held-out R^2", ylim=(0, 1))
+    ax_gap.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("throughput", "screen", "seeds", "report"))
+    parser.add_argument("names", nargs="*", help=f"screen only these candidates (default all: {list(CANDIDATES)})")
+    args = parser.parse_args()
+    results = load()
+    results["machine"] = f"{cpu_name()}, torch {torch.__version__}"
+    if args.what == "throughput":
+        results["throughput"] = measure_throughput()
+    elif args.what == "screen":
+        for name in args.names or list(CANDIDATES):
+            run = runs.get_or_train(candidate_config(name, SCREEN_SEQUENCES))
+            results = load() | {"machine": results["machine"]}
+            results["runs"][name] = score(run)
+            save(results)
+    elif args.what == "seeds":
+        for seed in (0, 1, 2):
+            run = runs.get_or_train(config.make_config("laptop", seed=seed))
+            results = load() | {"machine": results["machine"]}
+            results["runs"][f"laptop_seed{seed}"] = score(run)
+            save(results)
+    save(results)
+    (HERE / "recipe.md").write_text(report(results))
+    figure(results, HERE / "recipe.png")
+
+
+if __name__ == "__main__":
+    main()
