@@ -28,21 +28,27 @@
 # %% tags=["parameters"]
 profile: str = ""  # smoke | laptop | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
+steps: int = 0  # 0: the profile's training budget
 d_model: int = 0  # 0: the profile's model size
 n_layers: int = 0
 n_heads: int = 0
 d_mlp: int = 0
 
 # %%
+from factored import config
+
+config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
+cfg = config.from_parameters(
+    profile, seed=seed, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp
+)
+print(cfg)
+
+# %%
 import math
 
 import numpy as np
 
-from factored import config, plots, runs, train
-
-overrides = dict(d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp)
-cfg = config.make_config(profile, seed=seed, **{k: v for k, v in overrides.items() if v})
-print(cfg)
+from factored import plots, runs, train
 
 # %% [markdown]
 # ## Train (or load)
@@ -50,7 +56,7 @@ print(cfg)
 # %%
 run = runs.get_or_train(cfg)
 metrics = run.metrics()
-print(f"run folder: {run.dir}\ncheckpoints: {len(run.steps)} (steps {run.steps[0]}..{run.steps[-1]})")
+print(f"run folder: {runs.relative(run.dir)}\ncheckpoints: {len(run.steps)} (steps {run.steps[0]}..{run.steps[-1]})")
 
 # %% [markdown]
 # ## Loss against the exact optimum

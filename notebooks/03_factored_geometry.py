@@ -31,20 +31,33 @@
 # %% tags=["parameters"]
 profile: str = ""  # smoke | laptop | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
+steps: int = 0  # 0: the profile's training budget
+d_model: int = 0  # 0: the profile's model size
+n_layers: int = 0
+n_heads: int = 0
+d_mlp: int = 0
 site: str = ""  # "": the model's last residual stream (or last recurrent layer)
 n_random_models: int = 5  # randomly initialised models for the overlap baseline band
+
+# %%
+from factored import config
+
+config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
+cfg = config.from_parameters(
+    profile, seed=seed, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp
+)
+profile = config.resolve_profile(profile)
+print(cfg)
 
 # %%
 import json
 
 import pandas as pd
 
-from factored import analysis, config, plots, probing, runs, train
+from factored import analysis, plots, probing, runs, train
 
-profile = config.resolve_profile(profile)
-cfg = config.make_config(profile, seed=seed)
 acfg = probing.smoke_sized(probing.AnalysisConfig(site=site or None, n_random_models=n_random_models), profile)
-print(cfg, acfg, sep="\n")
+print(acfg)
 
 # %% [markdown]
 # ## The run and the analysis of every checkpoint
@@ -118,6 +131,31 @@ flat = acts.reshape(-1, acts.shape[-1])
 beliefs = [b.reshape(-1, b.shape[-1]) for b in probing.paired_beliefs(data.beliefs, cfg.data.seq_len)]
 projections = [analysis.project(flat, V, k=2) for V in vary[st["final"]]["directions"]]
 plots.projection_grid(beliefs, projections, kinds, names);
+
+# %% [markdown]
+# ## What the dimensions beyond the factored ten carry
+#
+# A perfectly factored residual stream would hold the ten belief coordinates and nothing else. dims@95 counts
+# every direction with variance, so we ask what else has variance: we explain the final activations by
+# nested linear models of growing feature sets (fitted on one split, scored on held-out sequences) and, at
+# each step, count the dims@95 of what is still unexplained. Features: the beliefs (linear), the position,
+# the newest token of each factor (one-hot), the one before it, products of coordinates within each factor's
+# belief, and all cross-factor products (the joint belief, 243 coordinates).
+
+# %%
+decomposition = probing.variance_decomposition(model, process, data, acfg.site or model.default_site, acfg.seed)
+final_dims = trajectory[st["final"]]["dims"]["0.95"]
+plots.variance_decomposition(decomposition, final_dims, factored_dim);
+
+# %%
+print(pd.DataFrame(decomposition).round(3).to_string(index=False))
+r2s = [0.0] + [r["r2"] for r in decomposition]
+gains = {r["features"]: r2s[i + 1] - r2s[i] for i, r in enumerate(decomposition)}
+largest = max(list(gains)[1:], key=gains.get)
+print(f"beliefs explain {decomposition[0]['r2']:.1%} of the variance linearly (the fitted part spans "
+      f"{decomposition[0]['fitted_dims95']} dims@95); the largest further share comes from '{largest}' "
+      f"(+{gains[largest]:.1%}); {decomposition[-1]['residual_share']:.1%} is left unexplained, spanning "
+      f"{decomposition[-1]['residual_dims95']} dims@95.")
 
 # %% [markdown]
 # ## Are the factor subspaces orthogonal?

@@ -314,3 +314,38 @@ def test_belief_to_2d_and_colors():
         an.belief_to_2d(corners, "sphere")
     with pytest.raises(ValueError, match="beliefs"):
         an.belief_colors(np.ones((4, 2)))
+
+
+# ------------------------------------------------------------------------------------ variance decomposition
+def test_variance_explained_known_answer():
+    # acts = beliefs embedded in 10 directions + a token one-hot (4 classes) in 3 more directions + small noise:
+    # the beliefs alone explain their share; adding the tokens explains nearly everything, 10 + 3 dims fitted
+    rng = np.random.default_rng(0)
+    n = 20_000
+    beliefs = synthetic_beliefs(n, rng)
+    token = rng.integers(0, 4, n)
+    centred = np.hstack([b - b.mean(0) for b in beliefs])  # 15 coordinates spanning 10 directions
+    basis = random_orthonormal(D, 13, rng)
+    signal_b = centred @ np.linalg.qr(rng.standard_normal((15, 10)))[0] @ basis[:10]
+    signal_t = (an.one_hot(token, 4)[:, :3] - 0.25) * 0.3 @ basis[10:]
+    acts = signal_b + signal_t + 1e-3 * rng.standard_normal((n, D))
+    rows = an.variance_explained(acts, {"beliefs": np.hstack(beliefs), "+ token": an.one_hot(token, 4)})
+    var_b, var_t = signal_b.var(0).sum(), signal_t.var(0).sum()
+    assert rows[0]["r2"] == pytest.approx(var_b / (var_b + var_t), abs=0.01)
+    assert rows[1]["r2"] > 0.99 and rows[1]["residual_share"] < 0.01
+    assert rows[0]["fitted_dims95"] <= 10 and rows[1]["fitted_dims95"] <= 13
+    assert rows[0]["residual_dims95"] == 3  # what the beliefs leave is the token's 3 directions
+    assert [r["n_features"] for r in rows] == [15, 19]
+
+
+def test_one_hot_and_quadratic_features():
+    np.testing.assert_array_equal(an.one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
+    with pytest.raises(ValueError, match="labels must be"):
+        an.one_hot(np.array([3]), 3)
+    q = an.quadratic_features([np.array([[1.0, 2.0]]), np.array([[3.0, 4.0, 5.0]])])
+    np.testing.assert_array_equal(q, [[1, 2, 4, 9, 12, 15, 16, 20, 25]])  # within factor only, i <= j
+
+
+def test_variance_explained_bad_inputs():
+    with pytest.raises(ValueError, match=r"feature_sets\['x'\] must have 10 rows"):
+        an.variance_explained(np.zeros((10, 3)), {"x": np.zeros((9, 2))})

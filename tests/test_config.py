@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from factored.config import RunConfig, check_parameters, make_config
+from factored.config import RunConfig, check_parameters, from_parameters, make_config
 
 
 def test_profiles_and_overrides():
@@ -105,3 +105,41 @@ def test_check_parameters_accepts_declared_values():
 def test_check_parameters_rejects(params, message):
     with pytest.raises(ValueError, match=message):
         check_parameters(namespace(**params))
+
+
+def test_from_parameters_zero_means_the_profiles():
+    assert from_parameters("laptop", seed=0, steps=0, d_model=0, n_ctx=0) == make_config("laptop")
+    cfg = from_parameters("smoke", seed=2, steps=7, d_model=32, n_heads=4, n_ctx=33)
+    assert (cfg.train.seed, cfg.train.steps, cfg.model.d_model, cfg.data.seq_len) == (2, 7, 32, 32)
+    with pytest.raises(ValueError, match=r"n_ctx must be an integer in \[2, 513\]"):
+        from_parameters("smoke", n_ctx=1)
+    with pytest.raises(ValueError, match=r"d_model must be an integer in \[1, 65536\], got -3"):
+        from_parameters("smoke", d_model=-3)
+
+
+def test_n_mess3_selects_the_number_of_factors_and_enters_the_hash():
+    assert make_config("smoke").data.n_mess3 == 0  # the paper's five factors
+    cfg = make_config("smoke", n_mess3=3, noise=0.1)
+    assert cfg.data.n_mess3 == 3 and RunConfig.from_dict(cfg.to_dict()) == cfg
+    assert len({make_config("smoke", n_mess3=n).hash() for n in range(9)}) == 9
+
+
+@pytest.mark.parametrize("value", [-1, 9, 2.0, True, "3"])
+def test_n_mess3_out_of_range(value):
+    with pytest.raises(ValueError, match=r"n_mess3 must be an integer in \[0, 8\]"):
+        make_config("smoke", n_mess3=value)
+
+
+def test_n_mess3_needs_independent_factors():
+    with pytest.raises(ValueError, match=r"n_mess3 must be .*0 unless structure is 'independent', got 2"):
+        make_config("smoke", n_mess3=2, structure="chain")
+    assert make_config("smoke", n_mess3=0, structure="chain").data.structure == "chain"
+
+
+def test_hash_ignores_fields_at_their_default():
+    # a field added later with a default that keeps the old behaviour must not move existing runs' folders
+    a = make_config("laptop")
+    d = a.to_dict()
+    del d["data"]["noise"], d["model"]["embed_std"]  # as if these fields did not exist yet
+    assert RunConfig.from_dict(d).hash() == a.hash()
+    assert make_config("laptop", noise=0.0).hash() == a.hash() != make_config("laptop", noise=0.01).hash()

@@ -361,3 +361,73 @@ def test_dimension_counts_joint_vs_factored():
     assert [factored.dimension_counts([3] * n)[0] for n in (1, 2, 3)] == [2, 8, 26]
     with pytest.raises(ValueError, match="state_dims"):
         factored.dimension_counts([])
+
+
+# ------------------------------------------------------------------------- N independent Mess3 factors
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 6])
+def test_mess3_factors_layout(n):
+    process = factored.mess3_factors(n)
+    assert process.n_factors == n and process.structure == "independent" and process.noise == 0
+    assert process.vocab_size == 3**n and process.bos_token == 3**n and process.model_vocab_size == 3**n + 1
+    assert factored.dimension_counts(process.state_dims) == (3**n - 1, 2 * n)  # joint, factored
+    tokens, beliefs = sample(process, 64, 5, seed=n)
+    assert tokens.max() < 3**n and len(beliefs) == n and all(b.shape == (64, 6, 3) for b in beliefs)
+
+
+def test_mess3_factors_optimal_loss_is_n_times_one_mess3():
+    one = position_entropies(mess3(0.15, 0.6), 8)
+    for n in (1, 2, 4):
+        per_position, stderr = optimal_loss(factored.mess3_factors(n), 8)
+        np.testing.assert_allclose(per_position, n * one, rtol=0, atol=1e-12)
+        assert (stderr == 0).all()
+    # against an enumeration of the explicit Kronecker-product GHMM on 9 joint tokens
+    two = factored.mess3_factors(2)
+    np.testing.assert_allclose(optimal_loss(two, 5)[0], position_entropies(joint_ghmm(two), 5), atol=1e-10)
+    assert one[0] == pytest.approx(math.log(3))  # the first token is uniform
+
+
+def test_mess3_factors_rejects_a_bad_count():
+    for n in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="n must be an integer >= 1"):
+            factored.mess3_factors(n)
+
+
+def test_run_config_selects_the_process():
+    from factored.config import make_config
+    from factored.train import process_of
+
+    def same(a, b):
+        return (a.structure, a.noise, a.state_dims) == (b.structure, b.noise, b.state_dims) and all(
+            np.array_equal(g.T, h.T) for g, h in zip(a.factors, b.factors, strict=True)
+        )
+
+    assert same(process_of(make_config("smoke")), paper_process())
+    assert same(process_of(make_config("smoke", structure="chain")), paper_process("chain"))
+    noisy = process_of(make_config("smoke", n_mess3=4, noise=0.05))
+    assert same(noisy, factored.mess3_factors(4, noise=0.05)) and noisy.vocab_size == 81
+
+
+def test_single_factor_run_goes_through_every_analysis(tmp_path):
+    """N = 1: one factor, so no pair for the overlap (NaN), but every other analysis is defined."""
+    from factored import probing
+    from factored.config import make_config
+    from factored.runs import get_or_train
+
+    cfg = make_config("smoke", n_mess3=1, steps=3, d_model=8, n_heads=1, d_mlp=8, batch_size=16, eval_batch_size=32)
+    run = get_or_train(cfg, root=tmp_path, progress=False)
+    assert run.process.n_factors == 1 and run.load_model().vocab_size == 4
+    acfg = probing.smoke_sized(probing.AnalysisConfig(n_random_models=2), "smoke")
+    refs = probing.reference_curves(run.process, acfg, cfg.data.seq_len)
+    assert refs["factored_dims95"] <= 2 and refs["joint_dims95"] <= 2  # one factor: joint = factored
+    out = probing.analyze_all(run, acfg, ["Mess3 F0"], progress=False)
+    assert sorted(out["trajectory"]) == [0, 1, 2, 3] and set(out["stages"]) == {"init", "early", "final"}
+    final = out["vary"][out["stages"]["final"]]
+    assert len(final["dims95"]) == 1 and final["overlap_matrix"].shape == (1, 1, acfg.k_max)
+    assert np.isnan(final["mean_overlap"]).all() and out["random_overlaps"].shape == (2, acfg.k_max)
+    s = out["summary"]
+    assert math.isnan(s["overlap_k1"]) and math.isnan(s["random_init_overlap_k2"])
+    assert list(s["r2"]) == ["Mess3 F0"] and s["union_dims95"] >= 1
+    again = probing.analyze_all(run, acfg, ["Mess3 F0"], progress=False)  # from the caches, NaN included
+    assert again["summary"]["final_dims95"] == s["final_dims95"] and math.isnan(again["summary"]["overlap_k1"])

@@ -67,3 +67,34 @@ def test_stages_and_summary_from_known_results():
     assert out["final_dims95"] == 10 and (out["min_dims95"], out["min_dims95_step"]) == (3, 10)
     assert out["overlap_k1"] == pytest.approx(1e-3) and out["random_init_overlap_k2"] == pytest.approx(0.5)
     assert out["union_dims95"] == 10 and out["rmse"]["a"] == 0.1
+
+
+def test_token_features_mark_the_newest_and_previous_sub_tokens():
+    tokens, _ = factored.sample(PROCESS, 6, 8, seed=2)
+    parts = factored.decode(PROCESS, tokens).numpy()  # [6, 8, 5]
+    newest = probing.token_features(PROCESS, tokens).reshape(6, 7, 17)
+    previous = probing.token_features(PROCESS, tokens, lag=1).reshape(6, 7, 17)
+    offsets = np.cumsum([0, 3, 3, 3, 4])
+
+    def marked(hot, sub_tokens):
+        return np.take_along_axis(hot, sub_tokens[..., None], axis=-1)[..., 0]
+
+    for n, offset in enumerate(offsets):
+        # position p has read x_1..x_{p+1}: its newest token is tokens[:, p]
+        assert (marked(newest[..., offset:], parts[:, :7, n]) == 1).all()
+        assert (marked(previous[:, 1:, offset:], parts[:, :6, n]) == 1).all()
+    assert newest.sum(-1).tolist() == [[5] * 7] * 6
+    assert (previous[:, 0] == 0).all()  # nothing before the first token
+
+
+def test_variance_decomposition_runs_on_a_model():
+    torch.manual_seed(0)
+    model = build_model("transformer", d_model=16, n_layers=1, n_heads=2, d_mlp=32).eval()
+    data = probing.probe_data(PROCESS, 1000, 8, seed=3)
+    rows = probing.variance_decomposition(model, PROCESS, data, model.default_site)
+    assert [r["features"] for r in rows][0] == "beliefs (linear)" and len(rows) == 7
+    r2 = [r["r2"] for r in rows]
+    assert all(0 <= v <= 1 for v in r2)
+    # an untrained network carries its newest token's random embedding: not additive over factors, so only the
+    # joint token identity explains it
+    assert r2[3] > r2[2] + 0.2

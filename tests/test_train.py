@@ -115,3 +115,31 @@ def test_unavailable_device_is_a_clear_error():
         with pytest.raises(ValueError, match="device 'cuda' is not available"):
             train_mod.pick_device("cuda")
     assert train_mod.pick_device("cpu").type == "cpu"
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from factored.train import cosine_factor
+
+    assert [cosine_factor(s, 4, 20) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert cosine_factor(12, 4, 20) == pytest.approx(0.5)  # half-way through the decay
+    assert cosine_factor(20, 4, 20) == pytest.approx(0.0, abs=1e-12)
+    values = [cosine_factor(s, 4, 20) for s in range(4, 21)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+
+
+def test_cosine_run_ends_at_zero_lr_and_resumes_exactly(tmp_path):
+    cfg = tiny(schedule="cosine", warmup_steps=5, steps=25)
+    run = get_or_train(cfg, root=tmp_path, progress=False)
+    lrs = [m["lr"] for m in run.metrics()]
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12) and max(lrs) == pytest.approx(cfg.train.lr, rel=0.05)
+    # kill after step 10 (drop later checkpoints) and resume: the same final loss, bit for bit
+    for step in run.steps:
+        if step > 10:
+            train_mod.checkpoint_path(run.dir, step).unlink()
+    final = run.metrics()[-1]["eval_loss"]
+    get_or_train(cfg, root=tmp_path, progress=False)
+    assert run.metrics()[-1]["eval_loss"] == final
+
+
+def test_checkpoint_every_adds_checkpoints():
+    assert set(checkpoint_steps(3000, every=250)) >= set(range(0, 3001, 250)) | set(checkpoint_steps(3000))

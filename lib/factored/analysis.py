@@ -244,6 +244,67 @@ def belief_regression(
     )
 
 
+# ------------------------------------------------------------------------ what the activations' variance holds
+def variance_explained(
+    acts: np.ndarray, feature_sets: dict[str, np.ndarray], holdout: float = 0.2, seed: int = 0
+) -> list[dict]:
+    """Nested linear encoding models: how much of the activations' variance is a linear function of growing
+    feature sets, and how many dimensions the rest still spans.
+
+    acts: [n, d]; feature_sets: ordered {name: [n, f]}; step m regresses acts on the first m sets together
+    (affine least squares on a training split). Per step: `r2`, the share of the activations' total variance
+    explained on the held-out split (pooled over the d dimensions); `fitted_dims95`, dims@95 of the fitted
+    part; `residual_dims95`, dims@95 of what is left; `residual_share`, the unexplained share (1 - r2).
+    Where dims@95 of the activations exceeds the factored count, this says what the extra dimensions carry:
+    beliefs enter linearly in a factored representation, so any further feature set that explains variance
+    is something else the network keeps (e.g. the current token, nonlinear functions of the beliefs).
+    """
+    acts = _as_2d(acts, "acts").astype(np.float64)
+    train, _, test = split_indices(acts.shape[0], holdout, seed)
+    x_mean = acts[train].mean(axis=0)
+    sst = ((acts[test] - x_mean) ** 2).sum()
+    rows, columns = [], []
+    for name, features in feature_sets.items():
+        features = _as_2d(features, f"feature_sets[{name!r}]").astype(np.float64)
+        if features.shape[0] != acts.shape[0]:
+            raise ValueError(f"feature_sets[{name!r}] must have {acts.shape[0]} rows, got {features.shape[0]}")
+        columns.append(features)
+        F = np.hstack(columns)
+        f_mean = F[train].mean(axis=0)
+        coef, *_ = np.linalg.lstsq(F[train] - f_mean, acts[train] - x_mean, rcond=None)
+        fitted = (F[test] - f_mean) @ coef
+        residual = acts[test] - x_mean - fitted
+        r2 = 1.0 - (residual**2).sum() / sst
+        rows.append(
+            {
+                "features": name,
+                "n_features": F.shape[1],
+                "r2": float(r2),
+                "residual_share": float(1.0 - r2),
+                "fitted_dims95": dims_at(cumulative_explained_variance(fitted), 0.95),
+                "residual_dims95": dims_at(cumulative_explained_variance(residual), 0.95),
+            }
+        )
+    return rows
+
+
+def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """labels: [n] ints in [0, n_classes) -> [n, n_classes] float64 indicator columns."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"labels must be a 1-D array of ints in [0, {n_classes}), got shape {labels.shape}")
+    return np.eye(n_classes)[labels]
+
+
+def quadratic_features(beliefs: Sequence[np.ndarray]) -> np.ndarray:
+    """Within-factor products b_i b_j (i <= j) of each factor's belief: list[N] of [n, S] -> [n, sum S(S+1)/2]."""
+    out = []
+    for b in _as_factor_list(beliefs):
+        i, j = np.triu_indices(b.shape[1])
+        out.append(b[:, i] * b[:, j])
+    return np.hstack(out)
+
+
 # ---------------------------------------------------------------------------------------- vary-one subspaces
 def _vary_one_gram(acts: np.ndarray, name: str = "acts") -> np.ndarray:
     """acts: [n_settings, n_seq, L, d] -> [d, d] Gram matrix of the acts centred per (setting, position).

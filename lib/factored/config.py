@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 PROFILES = ("smoke", "laptop", "paper")
@@ -32,6 +32,7 @@ class DataConfig:
     structure: str = "independent"  # independent | chain (hidden dependencies)
     noise: float = 0.0  # eps: probability that a joint token is replaced by a uniform one
     seq_len: int = 8  # tokens per sequence after BOS
+    n_mess3: int = 0  # 0: the paper's five factors; N in [1, 8]: N independent Mess3(0.15, 0.6) factors
 
 
 @dataclass(frozen=True)
@@ -103,10 +104,14 @@ class RunConfig:
         )
 
     def hash(self) -> str:
-        """8 hex digits over every field that changes results (not the name, device, compile, checkpoint_every)."""
-        d = self.to_dict()
-        d.pop("name")
-        d["train"] = {k: v for k, v in d["train"].items() if k not in NOT_HASHED}
+        """8 hex digits over the fields that change results (not the name, device, compile, checkpoint_every).
+
+        Only fields that differ from their dataclass default enter, so adding a field whose default keeps the
+        old behaviour leaves every existing run's hash, and so its folder, unchanged."""
+        d = {}
+        for part in ("data", "model", "train"):
+            value, default = asdict(getattr(self, part)), asdict(type(getattr(self, part))())
+            d[part] = {k: v for k, v in value.items() if k not in NOT_HASHED and v != default[k]}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
     @property
@@ -162,6 +167,24 @@ def make_config(profile: str | None = None, name: str = "canonical", **overrides
     return validate(RunConfig(name=name, **parts))
 
 
+def from_parameters(profile: str = "", name: str = "canonical", **parameters: Any) -> RunConfig:
+    """The run a notebook's parameters describe: make_config where a size or budget of 0 means "the profile's".
+
+    Notebooks declare e.g. `steps: int = 0` and `d_model: int = 0`, so that `papermill -p d_model 32` changes
+    one field and everything else follows the profile. `n_ctx` (context length, BOS included) sets seq_len.
+    """
+    overrides = {k: v for k, v in parameters.items() if not (k in _PROFILE_DEFAULTED and v == 0)}
+    if "n_ctx" in overrides:
+        n_ctx = overrides.pop("n_ctx")
+        _check(_is_int(n_ctx) and 2 <= n_ctx <= 513, "n_ctx", "an integer in [2, 513]", n_ctx)
+        overrides["seq_len"] = n_ctx - 1
+    return make_config(profile, name=name, **overrides)
+
+
+# Notebook parameters for which 0 means "keep the profile's value".
+_PROFILE_DEFAULTED = ("steps", "d_model", "n_layers", "n_heads", "d_mlp", "n_ctx")
+
+
 def _check(ok: bool, param: str, allowed: str, value: Any) -> None:
     if not ok:
         raise ValueError(f"{param} must be {allowed}, got {value!r}")
@@ -187,6 +210,12 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(d.structure in STRUCTURES, "structure", f"one of {STRUCTURES}", d.structure)
     _check(_is_number(d.noise) and 0.0 <= d.noise <= 1.0, "noise", "a number in [0, 1]", d.noise)
     _check(_is_int(d.seq_len) and 1 <= d.seq_len <= 512, "seq_len", "an integer in [1, 512]", d.seq_len)
+    _check(
+        _is_int(d.n_mess3) and 0 <= d.n_mess3 <= 8 and (d.n_mess3 == 0 or d.structure == "independent"),
+        "n_mess3",
+        "an integer in [0, 8] (0: the paper's five factors), and 0 unless structure is 'independent'",
+        d.n_mess3,
+    )
     validate_model(m)
     _check(_is_int(t.steps) and 0 <= t.steps <= 10**8, "steps", "an integer in [0, 1e8]", t.steps)
     for name in ("batch_size", "eval_batch_size"):

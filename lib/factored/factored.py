@@ -144,6 +144,14 @@ def paper_process(structure: str = "independent", noise: float = 0.0) -> Factore
     raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}")
 
 
+def mess3_factors(n: int, noise: float = 0.0) -> FactoredProcess:
+    """n independent Mess3(0.15, 0.6) factors, the paper's Mess3: 3^n joint tokens, beliefs of factored
+    dimension 2n and joint dimension 3^n - 1 (the process of the scaling-with-N experiment)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    return independent([mess3(0.15, 0.6)] * n, noise=noise)
+
+
 # ---------------------------------------------------------------------------------------------- token codec
 
 

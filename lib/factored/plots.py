@@ -229,3 +229,117 @@ def overlap_vs_k(results: dict[str, np.ndarray], band: tuple[np.ndarray, np.ndar
     )
     ax.legend(fontsize=8)
     return fig
+
+
+def variance_decomposition(rows: Sequence[dict], total_dims95: int, factored_dims: int):
+    """Nested encoding models (probing.variance_decomposition): share of the activations' variance explained
+    as feature sets are added (bars), and dims@95 of what is still unexplained (line, right axis)."""
+    labels = [r["features"] for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    bars = ax.bar(range(len(rows)), [r["r2"] for r in rows], color=sns.color_palette()[0])
+    ax.bar_label(bars, labels=[f"{r['r2']:.2f}" for r in rows], fontsize=8)
+    ax.set(ylim=(0, 1.05), ylabel="held-out share of variance explained")
+    ax.set_xticks(range(len(rows)), labels, rotation=25, ha="right", fontsize=8)
+    right = ax.twinx()
+    right.plot(range(len(rows)), [r["residual_dims95"] for r in rows], "o-", color="C3", label="dims@95 of the rest")
+    right.axhline(total_dims95, color="C3", ls=":", label=f"dims@95 of all activations ({total_dims95})")
+    right.axhline(factored_dims, color="k", ls="--", lw=1, label=f"factored ({factored_dims})")
+    right.set(ylabel="dims@95", ylim=(0, None))
+    right.grid(False)
+    right.legend(fontsize=8, loc="upper left")
+    ax.set_title("What the residual stream's variance holds")
+    fig.tight_layout()
+    return fig
+
+
+def cev_references(curves: dict[str, np.ndarray], k_max: int = 60):
+    """Cumulative explained variance of reference belief sets (e.g. 'Factored' and 'Joint'), one line each."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for (label, cev), style in zip(curves.items(), ("--", ":", "-", "-."), strict=False):
+        cev = np.asarray(cev)[:k_max]
+        ax.plot(
+            np.arange(1, len(cev) + 1),
+            cev,
+            "k",
+            ls=style,
+            lw=2,
+            label=f"{label}: dims@95 {analysis.dims_at(cev, 0.95)}",
+        )
+    ax.axhline(0.95, color="r", lw=0.8, alpha=0.6)
+    ax.set(
+        xscale="log",
+        xlabel="principal components",
+        ylabel="cumulative explained variance",
+        title="CEV of the true beliefs",
+        ylim=(0, 1.01),
+    )
+    ax.legend(loc="lower right")
+    return fig
+
+
+def dims_compare(
+    trajectories: dict[str, dict[int, dict]], factored_dims: int, joint_dims: int, threshold: str = "0.95"
+):
+    """dims@95 vs step for several runs on one axis (e.g. a noisy run beside the eps = 0 run)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, trajectory in trajectories.items():
+        steps = np.array(sorted(trajectory))
+        ax.plot(np.maximum(steps, 1), [trajectory[s]["dims"][threshold] for s in steps], "o-", ms=3, label=label)
+    ax.axhline(factored_dims, color="C2", ls="--", label=f"factored: {factored_dims}")
+    ax.axhline(joint_dims, color="C3", ls=":", label=f"joint: {joint_dims}")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="training step (step 0 drawn at 1)",
+        ylabel=f"dims@{float(threshold):.0%}",
+        title="Dimension of the residual stream over training",
+    )
+    ax.legend()
+    return fig
+
+
+def per_factor_compare(trajectories: dict[str, dict[int, dict]], names: Sequence[str], key: str = "r2"):
+    """One panel per run: a per-factor regression score (`r2` or `rmse`) vs step, panels sharing the y axis."""
+    fig, axes = plt.subplots(1, len(trajectories), figsize=(5 * len(trajectories), 3.8), sharey=True, squeeze=False)
+    for ax, (label, trajectory) in zip(axes[0], trajectories.items(), strict=True):
+        steps = np.array(sorted(trajectory))
+        values = np.array([trajectory[s][key] for s in steps])
+        for n, name in enumerate(names):
+            ax.plot(np.maximum(steps, 1), values[:, n], lw=1.5, ls="-" if "Mess3" in name else "--", label=name)
+        ax.set(xscale="log", xlabel="training step (step 0 drawn at 1)", title=label)
+    axes[0, 0].set_ylabel({"r2": "held-out R²", "rmse": "held-out RMSE"}.get(key, key))
+    axes[0, -1].legend(fontsize=8)
+    fig.suptitle("Linear decodability of each factor's belief")
+    fig.tight_layout()
+    return fig
+
+
+def gap_compare(metrics: dict[str, Sequence[dict]]):
+    """Held-out loss minus the optimal predictor's loss on the same sequences, vs step, for several runs.
+
+    Each run's gap is to its own process's optimum; the y axis is linear near 0 (symlog) since a gap can dip
+    below 0 by sampling noise."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, rows in metrics.items():
+        rows = [m for m in rows if m["step"] > 0]
+        ax.plot([m["step"] for m in rows], [m["gap"] for m in rows], lw=1.5, label=label)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=0.01)
+    ax.set(xlabel="step", ylabel="gap to the optimal loss (nats/token)", title="Held-out loss above the optimum")
+    ax.legend()
+    return fig
+
+
+def overlap_compare(overlaps: dict[str, np.ndarray], bands: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]):
+    """Mean pairwise vary-one overlap vs rank k for several runs (lines), each over its own random-init band
+    (5th-95th percentile, same colour, shaded): orthogonal factor subspaces sit far below their band."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (label, values) in enumerate(overlaps.items()):
+        lo, _, hi = bands[label]
+        ax.fill_between(np.arange(1, len(lo) + 1), lo, hi, color=f"C{i}", alpha=0.15, lw=0)
+        ax.plot(np.arange(1, len(values) + 1), values, "o-", color=f"C{i}", ms=3, label=f"{label} (band: random init)")
+    ax.set(yscale="log", xlabel="rank k", ylabel="mean pairwise overlap", title="Are the factor subspaces orthogonal?")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.legend(fontsize=8)
+    return fig

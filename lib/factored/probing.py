@@ -97,11 +97,15 @@ def vary_one(model, process, cfg: AnalysisConfig, seq_len: int, site: str) -> di
         acts_by_factor.append(acts)
         subspaces.append(analysis.factor_subspace(acts))
     directions = [s["directions"][: cfg.k_max] for s in subspaces]
+    ks = range(1, min(len(v) for v in directions) + 1)  # k_max, or fewer for a model narrower than k_max
     return {
         "dims95": [s["dims95"] for s in subspaces],
         "union_dims95": analysis.union_dims(acts_by_factor),
-        "overlap_matrix": analysis.overlap_matrix(directions, range(1, cfg.k_max + 1)),
-        "mean_overlap": analysis.mean_pairwise_overlap(directions, range(1, cfg.k_max + 1)),
+        "overlap_matrix": analysis.overlap_matrix(directions, ks),
+        # a single factor has no pair to compare: NaN at every rank
+        "mean_overlap": analysis.mean_pairwise_overlap(directions, ks)
+        if len(directions) > 1
+        else np.full(len(ks), np.nan),
         "directions": directions,
     }
 
@@ -115,6 +119,44 @@ def trajectory_point(model, process, data: ProbeData, site: str, seed: int) -> d
     pca = analysis.pca_summary(flat)
     reg = analysis.belief_regression(flat, beliefs, seed=seed)
     return {"cev": pca["cev"].tolist(), "dims": {str(k): v for k, v in pca["dims"].items()}, **reg.to_dict()}
+
+
+def token_features(process, tokens: torch.Tensor, lag: int = 0) -> np.ndarray:
+    """One-hot of each factor's sub-token `lag` steps before the newest one read, at `collect`'s positions:
+    tokens [B, L] -> [B * (L-1), sum V_n] float64 (all-zero rows where that token lies before the sequence)."""
+    factor_tokens = factored.decode(process, tokens).cpu().numpy()  # [B, L, N]
+    B, L, _ = factor_tokens.shape
+    columns = []
+    for n, V in enumerate(process.factor_vocab_sizes):
+        hot = np.zeros((B, L - 1, V))
+        for p in range(lag, L - 1):  # position p has read x_1..x_{p+1}; its newest token is tokens[:, p]
+            hot[:, p] = analysis.one_hot(factor_tokens[:, p - lag, n], V)
+        columns.append(hot.reshape(-1, V))
+    return np.hstack(columns)
+
+
+def variance_decomposition(model, process, data: ProbeData, site: str, seed: int = 0) -> list[dict]:
+    """What the activations' variance holds beyond the linear beliefs (see `analysis.variance_explained`):
+    nested feature sets beliefs -> + position -> + newest token (each factor's sub-token, additive) -> + newest
+    token (which of the joint tokens: any function of it) -> + previous sub-tokens -> + within-factor quadratic
+    beliefs -> + joint belief (all cross-factor products)."""
+    seq_len = data.tokens.shape[1]
+    acts = collect(model, process, data.tokens, site)
+    flat = acts.reshape(-1, acts.shape[-1])
+    beliefs = [b.reshape(-1, b.shape[-1]) for b in paired_beliefs(data.beliefs, seq_len)]
+    positions = np.tile(np.arange(seq_len - 1), len(acts))
+    feature_sets = {
+        "beliefs (linear)": np.hstack(beliefs),
+        "+ position": analysis.one_hot(positions, seq_len - 1),
+        "+ newest token, per factor": token_features(process, data.tokens),
+        "+ newest token, joint identity": analysis.one_hot(
+            data.tokens[:, : seq_len - 1].reshape(-1).numpy(), process.vocab_size
+        ),
+        "+ previous token, per factor": token_features(process, data.tokens, lag=1),
+        "+ beliefs, quadratic within factor": analysis.quadratic_features(beliefs),
+        "+ joint belief (cross-factor products)": factored.joint_belief(beliefs),
+    }
+    return analysis.variance_explained(flat, feature_sets, seed=seed)
 
 
 def _cached_steps(path, steps: list[int], compute, progress: bool = False, desc: str = "") -> dict:
@@ -233,8 +275,81 @@ def summary(
         "vary_one_dims95": dict(zip(names, vary[st["final"]]["dims95"].tolist(), strict=True)),
         "union_dims95": int(vary[st["final"]]["union_dims95"]),
         "overlap_k1": float(overlap[0]),
-        "overlap_k2": float(overlap[1]),
+        "overlap_k2": float(overlap[1]) if len(overlap) > 1 else float("nan"),  # NaN: a model of width 1
         "random_init_overlap_k1": float(random_median[0]),
-        "random_init_overlap_k2": float(random_median[1]),
+        "random_init_overlap_k2": float(random_median[1]) if len(random_median) > 1 else float("nan"),
         "optimal_loss_gap": gap,
     }
+
+
+def analyze_all(run: Run, cfg: AnalysisConfig, names: list[str], progress: bool = True) -> dict:
+    """Every analysis of notebook 03 for one run, each cached in the run folder: the trajectory (PCA and
+    regression at every checkpoint), its `stages`, vary-one subspaces at those stages, the random-init overlap
+    baseline and the `summary` table (`names`: one per factor).
+
+    Returns {"trajectory", "stages", "vary", "random_overlaps", "summary"}; a single-factor process has no
+    pairwise overlap (NaN)."""
+    trajectory = analyze_run(run, cfg, progress=progress)
+    st = stages(trajectory)
+    vary = vary_one_at(run, sorted(set(st.values())), cfg)
+    random_overlaps = random_init_overlaps(run, cfg)
+    gap = run.metrics()[-1]["gap"]  # held-out loss minus the optimal predictor's on the same sequences
+    return {
+        "trajectory": trajectory,
+        "stages": st,
+        "vary": vary,
+        "random_overlaps": random_overlaps,
+        "summary": summary(trajectory, vary, random_overlaps, gap, names),
+    }
+
+
+def dimension_phases(trajectory: dict[int, dict], factored_dims: int, tol: int = 2, threshold: str = "0.95") -> dict:
+    """The phases of dims@95 over training, as the noise experiments describe them (plain ints and lists).
+
+    After the collapse (the smallest dims@95 after step 0, as in `stages`), the *factored phase* is the longest
+    run of consecutive checkpoints whose dims@95 is within `tol` of `factored_dims`; `expanded` says whether the
+    last checkpoint lies above that band (factored_dims + tol), i.e. the dimension has grown past it.
+    `phase_span` is the ratio of the phase's last step to its first (2: it lasts a doubling of training time;
+    0 when there is no phase), which tells a plateau from a pass through the band on the way up.
+    """
+    steps = sorted(trajectory)
+    dims = [int(trajectory[s]["dims"][threshold]) for s in steps]
+    low = stages(trajectory)["early"]
+    best: list[int] = []
+    current: list[int] = []
+    for i, s in enumerate(steps):
+        if s >= low and abs(dims[i] - factored_dims) <= tol:
+            current.append(i)
+            if len(current) > len(best):
+                best = list(current)
+        else:
+            current = []
+    return {
+        "init_dims95": dims[0],
+        "min_dims95": dims[steps.index(low)],
+        "min_step": low,
+        "phase_steps": [steps[i] for i in best],
+        "phase_dims95": [dims[i] for i in best],
+        "phase_span": steps[best[-1]] / max(steps[best[0]], 1) if best else 0.0,
+        "final_step": steps[-1],
+        "final_dims95": dims[-1],
+        "peak_dims95_after_min": max(dims[steps.index(low) :]),
+        "expanded": dims[-1] > factored_dims + tol,
+    }
+
+
+@torch.no_grad()
+def prediction_total_correlation(model, process, tokens: torch.Tensor, batch_size: int = 4096) -> np.ndarray:
+    """How far a model's own prediction is from factoring: KL(model's next-token law || product of that law's
+    per-factor marginals) at every sequence and predicted position: tokens [B, L] -> [B, T] float64 nats.
+
+    0 for a model that predicts each factor independently; averaged over contexts, the true law's value is the
+    fidelity cost of factoring (`factored.fidelity_cost`). The law is the softmax over the joint tokens (BOS
+    left out)."""
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(tokens), batch_size):
+        inputs, _ = inputs_and_targets(process, tokens[start : start + batch_size].to(device), model.uses_bos)
+        logits = model(inputs)[0][..., : process.vocab_size].double()
+        out.append(factored.total_correlation(process, torch.softmax(logits, -1)).cpu())
+    return torch.cat(out).numpy()

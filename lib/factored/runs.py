@@ -33,6 +33,13 @@ def outputs_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "outputs"
 
 
+def relative(path: Path) -> str:
+    """`path` relative to the project root when it lies inside it (what notebooks print), else as it is."""
+    root = Path(__file__).resolve().parents[2]
+    path = Path(path).resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 @dataclass(frozen=True)
 class Run:
     """A trained (or training) run: its folder, its config and lazy access to metrics and checkpoints."""

@@ -57,6 +57,9 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 def process_of(cfg: RunConfig) -> factored.FactoredProcess:
+    """The process a run trains on: the paper's five factors, or n_mess3 independent Mess3 factors if > 0."""
+    if cfg.data.n_mess3:
+        return factored.mess3_factors(cfg.data.n_mess3, noise=cfg.data.noise)
     return factored.paper_process(structure=cfg.data.structure, noise=cfg.data.noise)
 
 
