@@ -6,7 +6,7 @@ PROFILE ?= laptop
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 TEST_ENV := FACTORED_PROFILE=smoke TQDM_DISABLE=1 MPLBACKEND=Agg
 
-.PHONY: setup run render figures test lint unit notebooks-sync nbval sync bench
+.PHONY: setup run seeds render figures test lint unit notebooks-sync nbval sync bench sweep
 
 setup: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -23,6 +23,21 @@ run: setup
 	  echo "== $$nb (profile=$(PROFILE))"; \
 	  $(VENV)/bin/papermill --cwd notebooks $$nb outputs/notebooks/$$(basename $$nb) -p profile $(PROFILE) || exit 1; \
 	done
+
+# Train seeds 1 and 2 of $(PROFILE) (via notebook 02), for notebook 03's table across seeds.
+seeds: setup
+	@mkdir -p outputs/notebooks
+	@for s in 1 2; do \
+	  $(VENV)/bin/papermill --cwd notebooks notebooks/02_training.ipynb outputs/notebooks/02_training_seed$$s.ipynb \
+	    -p profile $(PROFILE) -p seed $$s || exit 1; \
+	done
+
+# Run a parameter sweep: one notebook over a grid (params/sweeps/*.yaml), outputs in outputs/sweeps/<name>/.
+# Points already done are skipped. WORKERS (points at once) and THREADS (torch threads each) default to one
+# single-threaded point per core; SCHEDULER=tcp://host:8786 runs the points on a Dask cluster instead.
+sweep: setup
+	@test -n "$(SWEEP)" || { echo "usage: make sweep SWEEP=params/sweeps/<name>.yaml [WORKERS=n] [THREADS=n] [SCHEDULER=tcp://host:8786]"; exit 2; }
+	$(PY) -m factored.sweep $(SWEEP) $(if $(WORKERS),--workers $(WORKERS)) $(if $(THREADS),--threads $(THREADS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 # Execute the notebooks in place at the default profile, so the committed .ipynb files show rendered outputs.
 # No -p here: papermill would add an injected-parameters cell that pins the profile for every later run (and CI).

@@ -2,7 +2,7 @@
 
     python benchmarks/laptop_recipe.py throughput          # quiet-machine steps/s per batch size (2 threads)
     python benchmarks/laptop_recipe.py screen [NAME ...]   # the candidates at one token budget, one change each
-    python benchmarks/laptop_recipe.py seeds               # the chosen laptop profile, seeds 0, 1, 2, full budget
+    python benchmarks/laptop_recipe.py seeds [SEED ...]    # the chosen laptop profile, seeds 0, 1, 2, full budget
     python benchmarks/laptop_recipe.py report              # benchmarks/recipe.md + recipe.png from what exists
 
 Every candidate is the laptop model with one thing changed from the base (torch init, lr 1e-3, plateau schedule,
@@ -167,7 +167,9 @@ def figure(results: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=("throughput", "screen", "seeds", "report"))
-    parser.add_argument("names", nargs="*", help=f"screen only these candidates (default all: {list(CANDIDATES)})")
+    parser.add_argument(
+        "names", nargs="*", help=f"screen: these candidates (default all: {list(CANDIDATES)}); seeds: these seeds"
+    )
     args = parser.parse_args()
     results = load()
     results["machine"] = f"{cpu_name()}, torch {torch.__version__}"
@@ -180,7 +182,7 @@ def main() -> None:
             results["runs"][name] = score(run)
             save(results)
     elif args.what == "seeds":
-        for seed in (0, 1, 2):
+        for seed in [int(n) for n in args.names] or [0, 1, 2]:
             run = runs.get_or_train(config.make_config("laptop", seed=seed))
             results = load() | {"machine": results["machine"]}
             results["runs"][f"laptop_seed{seed}"] = score(run)

@@ -50,6 +50,7 @@ profile = config.resolve_profile(profile)
 print(cfg)
 
 # %%
+import dataclasses
 import json
 
 import pandas as pd
@@ -188,6 +189,26 @@ table = pd.DataFrame(
 )
 print(table.round(4).to_string())
 print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}, indent=1))
+
+# %% [markdown]
+# ## Across seeds
+#
+# The paper trained one network per condition. Here every number of the results table is also measured on
+# the same configuration trained with other seeds, where those runs exist (`make seeds` trains seeds 1 and 2
+# of the chosen profile; this notebook only reads them). Mean, standard deviation and range over the seeds.
+
+# %%
+summaries = {seed: result}
+for other_seed in sorted({0, 1, 2} - {seed}):
+    other = runs.finished_run(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=other_seed)))
+    if other is not None:
+        summaries[other_seed] = probing.analyze_all(other, acfg, names, progress=False)["summary"]
+seeds_table = pd.DataFrame({f"seed {s}": probing.flatten_summary(r) for s, r in sorted(summaries.items())})
+numbers = seeds_table.astype(float)
+seeds_table["mean"], seeds_table["sd"] = numbers.mean(axis=1), numbers.std(axis=1)
+seeds_table["min"], seeds_table["max"] = numbers.min(axis=1), numbers.max(axis=1)
+print(f"{len(summaries)} seed(s) with a finished run: {sorted(summaries)}")
+print(seeds_table.to_string(float_format=lambda v: f"{v:.4g}"))
 
 # %% [markdown]
 # ## Side by side with the paper

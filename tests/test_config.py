@@ -96,9 +96,9 @@ def test_check_parameters_accepts_declared_values():
     ("params", "message"),
     [
         ({"bogus": 3}, r"unknown parameter 'bogus'; this notebook's parameters are \['noise', 'profile', 'seed'\]"),
-        ({"noise": "abc"}, r"noise must be a number, got 'abc'"),
-        ({"seed": 1.5}, r"seed must be an integer, got 1.5"),
-        ({"seed": True}, r"seed must be an integer, got True"),
+        ({"noise": "abc"}, r"noise must be a number in \[0, 1\], got 'abc'"),
+        ({"seed": 1.5}, r"seed must be an integer in \[0, 2\*\*63\), got 1.5"),
+        ({"seed": True}, r"seed must be an integer in \[0, 2\*\*63\), got True"),
         ({"profile": 3}, r"profile must be a string, got 3"),
     ],
 )

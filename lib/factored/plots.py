@@ -252,19 +252,16 @@ def variance_decomposition(rows: Sequence[dict], total_dims95: int, factored_dim
     return fig
 
 
-def cev_references(curves: dict[str, np.ndarray], k_max: int = 60):
-    """Cumulative explained variance of reference belief sets (e.g. 'Factored' and 'Joint'), one line each."""
+def cev_references(curves: dict[str, np.ndarray], k_max: int | None = None):
+    """Cumulative explained variance of reference belief sets, one line each, labelled with their dims@95 (over
+    the whole curve, whatever k_max shows). Curves come in (Factored, Joint) pairs: dashed and dotted, one
+    colour per pair (e.g. one pair per process)."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    for (label, cev), style in zip(curves.items(), ("--", ":", "-", "-."), strict=False):
+    for i, (label, cev) in enumerate(curves.items()):
+        dims = analysis.dims_at(np.asarray(cev), 0.95)
         cev = np.asarray(cev)[:k_max]
-        ax.plot(
-            np.arange(1, len(cev) + 1),
-            cev,
-            "k",
-            ls=style,
-            lw=2,
-            label=f"{label}: dims@95 {analysis.dims_at(cev, 0.95)}",
-        )
+        color, style = ("k", *(f"C{n}" for n in range(9)))[i // 2], ("--", ":")[i % 2]
+        ax.plot(np.arange(1, len(cev) + 1), cev, color=color, ls=style, lw=2, label=f"{label}: dims@95 {dims}")
     ax.axhline(0.95, color="r", lw=0.8, alpha=0.6)
     ax.set(
         xscale="log",
@@ -317,15 +314,17 @@ def per_factor_compare(trajectories: dict[str, dict[int, dict]], names: Sequence
 def gap_compare(metrics: dict[str, Sequence[dict]]):
     """Held-out loss minus the optimal predictor's loss on the same sequences, vs step, for several runs.
 
-    Each run's gap is to its own process's optimum; the y axis is linear near 0 (symlog) since a gap can dip
-    below 0 by sampling noise."""
+    Each run's gap is to its own process's optimum; the y axis is logarithmic above 1e-3 and linear below
+    (symlog), since a gap can dip below 0 by sampling noise."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for label, rows in metrics.items():
         rows = [m for m in rows if m["step"] > 0]
         ax.plot([m["step"] for m in rows], [m["gap"] for m in rows], lw=1.5, label=label)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xscale("log")
-    ax.set_yscale("symlog", linthresh=0.01)
+    ax.set_yscale("symlog", linthresh=1e-3, linscale=0.3)
+    lowest = min(m["gap"] for rows in metrics.values() for m in rows if m["step"] > 0)
+    ax.set_ylim(bottom=min(0.0, 2 * lowest))
     ax.set(xlabel="step", ylabel="gap to the optimal loss (nats/token)", title="Held-out loss above the optimum")
     ax.legend()
     return fig
@@ -341,5 +340,70 @@ def overlap_compare(overlaps: dict[str, np.ndarray], bands: dict[str, tuple[np.n
         ax.plot(np.arange(1, len(values) + 1), values, "o-", color=f"C{i}", ms=3, label=f"{label} (band: random init)")
     ax.set(yscale="log", xlabel="rank k", ylabel="mean pairwise overlap", title="Are the factor subspaces orthogonal?")
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _no_data(fig, ax, title: str, message: str):
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set(title=title, xticks=[], yticks=[])
+    return fig
+
+
+def dims_over_training_by(
+    per_step, hue: str, factored_dims: int, title: str, order: Sequence[str] | None = None, legend_title: str = ""
+):
+    """dims@95 against step, one curve per value of `hue` (an eps, a model): the mean over seeds, the band their
+    range (min to max). `per_step`: a DataFrame with columns step, dims95 and `hue`, one row per run and step."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    if per_step.empty:
+        return _no_data(fig, ax, title, "no finished runs at this budget yet")
+    data = per_step.assign(step=np.maximum(per_step["step"], 1))
+    sns.lineplot(
+        data=data,
+        x="step",
+        y="dims95",
+        hue=hue,
+        hue_order=order,
+        estimator="mean",
+        errorbar=("pi", 100),
+        marker="o",
+        markersize=3,
+        markeredgewidth=0,
+        ax=ax,
+    )
+    ax.axhline(factored_dims, color="0.3", ls="--", lw=1, label=f"factored: {factored_dims}")
+    ax.set(xscale="log", yscale="log", xlabel="training step (step 0 drawn at 1)", ylabel="dims@95%", title=title)
+    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):  # 12, not 1.2 x 10^1
+        axis(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.legend(title=legend_title or hue, fontsize=8)
+    return fig
+
+
+def final_dims_by(per_run, intervals, x: str, factored_dims: int, title: str, xlabel: str = ""):
+    """Final dims@95 per condition: one dot per seed, and the mean over seeds with its 95% t-interval.
+
+    per_run: a DataFrame with columns `x` and final_dims95, one row per run; intervals: one row per value of `x`
+    (in the order to draw) with columns mean, low, high (`sweep.interval_table`; NaN bounds for a single seed)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    if per_run.empty:
+        return _no_data(fig, ax, title, "no finished runs at this budget yet")
+    order = list(intervals[x])
+    sns.stripplot(data=per_run, x=x, y="final_dims95", order=order, color="0.5", size=6, jitter=0.08, ax=ax)
+    mean = intervals["mean"].to_numpy(float)
+    low, high = intervals["low"].fillna(intervals["mean"]), intervals["high"].fillna(intervals["mean"])
+    ax.errorbar(
+        np.arange(len(order)) + 0.25,
+        mean,
+        yerr=[mean - low.to_numpy(float), high.to_numpy(float) - mean],
+        fmt="D",
+        color="C3",
+        capsize=5,
+        label="mean over seeds, 95% t-interval",
+    )
+    ax.scatter([], [], color="0.5", label="one seed")
+    ax.axhline(factored_dims, color="0.3", ls="--", lw=1, label=f"factored: {factored_dims}")
+    ax.set(xlabel=xlabel or x, ylabel="final dims@95%", title=title)
+    ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     return fig

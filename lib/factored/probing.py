@@ -282,6 +282,18 @@ def summary(
     }
 
 
+def flatten_summary(result: dict) -> dict[str, float]:
+    """One `summary` as flat {quantity: number} (per-factor entries as "rmse Mess3 F0", ...), for tables that
+    put several runs (seeds) side by side."""
+    flat = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            flat.update({f"{key} {name}": float(v) for name, v in value.items()})
+        else:
+            flat[key] = float(value)
+    return flat
+
+
 def analyze_all(run: Run, cfg: AnalysisConfig, names: list[str], progress: bool = True) -> dict:
     """Every analysis of notebook 03 for one run, each cached in the run folder: the trajectory (PCA and
     regression at every checkpoint), its `stages`, vary-one subspaces at those stages, the random-init overlap

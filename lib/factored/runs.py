@@ -1,18 +1,24 @@
 """The run store: one folder per config under outputs/runs/<name>-<hash>/, and `get_or_train` on top of it.
 
 A folder is never overwritten by a different config: its name carries the config hash, and config.json is
-checked against the requested config before anything is trained there.
+checked against the requested config before anything is trained there. Only one process trains in a folder at a
+time: `get_or_train` holds a lock on <run>/.lock while it checks and trains, so a second process asking for the
+same run (another sweep point, a notebook) waits and then loads what the first trained.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 
 from .config import RunConfig
 from .train import (
@@ -95,9 +101,48 @@ def open_run(cfg: RunConfig, root: Path | None = None) -> Run:
     return Run(path, cfg)
 
 
-def get_or_train(cfg: RunConfig, root: Path | None = None, progress: bool = True) -> Run:
-    """A finished run for cfg: loaded if done, resumed if interrupted, trained from scratch if new."""
-    run = open_run(cfg, root)
-    if not run.finished:
-        train(cfg, run.dir, progress=progress)
+@contextmanager
+def run_lock(run_dir: Path, timeout: float | None = None) -> Iterator[None]:
+    """Hold <run_dir>/.lock: at once if free, else after waiting up to `timeout` seconds (None: as long as it
+    takes) for the process that holds it. An OS file lock, released when its holder exits, even by a crash."""
+    lock = FileLock(run_dir / ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting for another process to finish training {run_dir.name} ...", file=sys.stderr, flush=True)
+        try:
+            lock.acquire(timeout=-1 if timeout is None else timeout)
+        except Timeout:
+            raise TimeoutError(
+                f"{run_dir} is being trained by another process (it holds {run_dir / '.lock'}); gave up after "
+                f"{timeout} s. Wait for that process, or call get_or_train with a longer timeout (None: no limit)"
+            ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def get_or_train(cfg: RunConfig, root: Path | None = None, progress: bool = True, timeout: float | None = None) -> Run:
+    """A finished run for cfg: loaded if done, resumed if interrupted, trained from scratch if new.
+
+    A finished run loads at once. Otherwise the run folder's lock is held while checking and training, so two
+    processes asking for one run train it once: the second waits (up to `timeout` seconds, None: no limit;
+    TimeoutError after that), then loads it."""
+    path = run_dir_for(cfg, root)
+    if (path / "config.json").exists():
+        run = open_run(cfg, root)
+        if run.finished:
+            return run
+    path.mkdir(parents=True, exist_ok=True)
+    with run_lock(path, timeout):
+        run = open_run(cfg, root)  # under the lock: config.json is written by one process only
+        if not run.finished:  # another process may have finished it while this one waited
+            train(cfg, run.dir, progress=progress)
     return run
+
+
+def finished_run(cfg: RunConfig, root: Path | None = None) -> Run | None:
+    """The finished run of cfg if one is stored, else None; creates and trains nothing."""
+    run = Run(run_dir_for(cfg, root), cfg)
+    return run if (run.dir / "config.json").exists() and run.finished else None

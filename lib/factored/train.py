@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -127,14 +128,20 @@ def cosine_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
+def _temp_path(path: Path) -> Path:
+    """A temp file beside `path`, private to this process and thread, so concurrent writers of one file (two
+    notebooks analysing the same run) never rename each other's half-written temp file."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
 def atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = _temp_path(path)
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = _temp_path(path)
     tmp.write_text(text)
     os.replace(tmp, path)
 

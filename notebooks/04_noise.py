@@ -1,0 +1,301 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-papermill,-execution,-ExecuteTime
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version,-papermill
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Noise: a factored representation when factoring is lossy
+#
+# The paper's RQ4. With probability eps every joint token is replaced by a uniformly random one (one of 432).
+# The next-token law becomes `(1 - eps)·prod_n p_n + eps/432`: no longer a product of per-factor laws, so a
+# network that keeps one separate belief per factor can no longer predict optimally. The paper finds that
+# networks still go through a **factored phase** (after the early collapse, dims@95 sits near the factored
+# value 10) and only later **expand** their dimension to recover fidelity, the more the larger eps: after
+# about 10^4 steps of 25,000 sequences, dims@95 grows to about 38 at eps = 0.5, 24 at 0.3, 19 at 0.2 and
+# 11-13 at eps <= 0.1.
+#
+# This notebook runs one eps, the parameter `noise`, and sets it beside the eps = 0 run of notebooks 02-03
+# (same profile, seed and budget). From the `notebooks` folder, with the project's environment active:
+#
+# ```bash
+# papermill 04_noise.ipynb out.ipynb -p noise 0.2
+# papermill -f ../params/04_noise/eps_0.2.yaml 04_noise.ipynb out.ipynb   # the paper's sweep, one file per eps
+# ```
+
+# %% tags=["parameters"]
+noise: float = 0.0  # eps in [0, 1]: probability that a joint token is replaced by a uniform one
+profile: str = ""  # smoke | laptop | paper; "": $FACTORED_PROFILE, else laptop
+seed: int = 0
+steps: int = 0  # 0: the profile's training budget
+
+# %%
+from factored import config
+
+config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
+noise = float(noise)  # papermill passes `-p noise 0` as an int; 0 and 0.0 must name the same run
+cfg = config.from_parameters(profile, noise=noise, seed=seed, steps=steps)  # eps outside [0, 1] stops here
+base_cfg = config.from_parameters(profile, seed=seed, steps=steps)  # eps = 0: the canonical run of 02-03
+profile = config.resolve_profile(profile)
+print(cfg)
+
+# %%
+import json
+
+import numpy as np
+import pandas as pd
+
+from factored import analysis, factored, plots, probing, runs, train
+
+acfg = probing.smoke_sized(probing.AnalysisConfig(), profile)
+n_mc = {"smoke": 2_000, "laptop": 50_000, "paper": 200_000}[profile]  # Monte-Carlo contexts for the theory
+seq_len = cfg.data.seq_len
+process = train.process_of(cfg)
+joint_dim, factored_dim = factored.dimension_counts(process.state_dims)
+TOL = 2  # "near the factored value": dims@95 within 2 of it
+label = f"eps = {noise:g}"
+
+
+def pm(value, err, fmt):
+    """value ± its standard error, or "(exact)" when there is none."""
+    return f"{value:{fmt}} ± {err:{fmt}}" if err else f"{value:{fmt}} (exact)"
+
+# %% [markdown]
+# ## Theory first: what factoring costs at this eps
+#
+# **Fidelity cost of factoring** (notebook 01): the extra loss per token of the best predictor that keeps one
+# independent prediction per factor, i.e. the KL divergence from the true next-token law to the product of
+# its per-factor marginals, averaged over contexts. **Optimal loss**: the entropy of the next token given the
+# past. Both are exact at eps = 0 and Monte-Carlo estimates otherwise (± one standard error; positions share
+# their contexts, so the error of the position average is at most the average of the positions' errors).
+
+# %%
+cost_pp, cost_se = factored.fidelity_cost(process, seq_len, n_samples=n_mc, seed=seed)
+optimal_pp, optimal_se = factored.optimal_loss(process, seq_len, n_samples=n_mc, seed=seed)
+clean_pp, _ = factored.optimal_loss(factored.paper_process(), seq_len)
+cost, cost_err = float(cost_pp.mean()), float(cost_se.mean())
+optimal, optimal_err, clean = float(optimal_pp.mean()), float(optimal_se.mean()), float(clean_pp.mean())
+print(f"{label}: fidelity cost of factoring {pm(cost, cost_err, '.3g')} nats/token"
+      + (": the factors are conditionally independent" if noise == 0 else ""))
+print(f"optimal loss {pm(optimal, optimal_err, '.5f')} nats/token"
+      + (f"; at eps = 0 it is {clean:.5f} (exact), so noise adds {optimal - clean:+.5f} nats of irreducible loss"
+         if noise else ""))
+
+# %%
+plots.per_position(
+    {f"optimal loss, {label}": optimal_pp, "optimal loss, eps = 0": clean_pp},
+    {f"optimal loss, {label}": optimal_se},
+    title="Optimal loss per position",
+);
+
+# %%
+plots.per_position({label: cost_pp}, {label: cost_se}, title="Fidelity cost of factoring per position");
+
+# %% [markdown]
+# The **reference curves**: the cumulative explained variance of the true beliefs themselves, concatenated
+# (what a perfectly factored representation holds, "Factored") and as their outer product (a joint
+# representation, "Joint"). Under noise each factor still carries its own belief (updated on the observed
+# sub-token, as in the authors' generator), so the references barely move with eps; what changes is that the
+# best predictor now needs more than these factor beliefs side by side.
+
+# %%
+refs = probing.reference_curves(process, acfg, seq_len)
+plots.cev_references({"Factored (concatenated beliefs)": refs["factored_cev"], "Joint (outer product)":
+                      refs["joint_cev"]});
+print(f"reference dims@95 at {label}: factored beliefs {refs['factored_dims95']}, joint beliefs "
+      f"{refs['joint_dims95']}; dimension counts: factored {factored_dim}, joint {joint_dim}")
+
+# %% [markdown]
+# ## Train, and the eps = 0 run beside it
+#
+# `get_or_train` loads a finished run, resumes an interrupted one, or trains it. Each eps has its own run
+# folder (the config hash names it), so runs at different eps never share files.
+
+# %%
+run = runs.get_or_train(cfg)
+base = runs.get_or_train(base_cfg)
+for name, r in ((label, run), ("eps = 0", base))[: 2 if noise else 1]:
+    print(f"{name}: {runs.relative(r.dir)}, {len(r.steps)} checkpoints (steps {r.steps[0]}..{r.steps[-1]})")
+
+# %% [markdown]
+# ## Loss against the optimum
+#
+# The gap is the held-out loss minus the optimal predictor's loss on the same held-out sequences (each run
+# against its own process's optimum), which removes most of the sampling noise of a finite batch.
+
+# %%
+metrics, base_metrics = run.metrics(), base.metrics()
+plots.gap_compare({label: metrics, "eps = 0": base_metrics} if noise else {label: metrics});
+
+# %%
+gap, base_gap = metrics[-1]["gap"], base_metrics[-1]["gap"]
+print(f"final held-out loss {metrics[-1]['eval_loss']:.5f} (step {metrics[-1]['step']}); optimal loss "
+      f"{pm(optimal, optimal_err, '.5f')}; gap to the optimal predictor on the same sequences {gap:+.4f} nats"
+      + (f" (eps = 0 run: {base_gap:+.4f})" if noise else ""))
+if noise and cost > 0:
+    print(f"the remaining gap is {gap / cost:.3g} times the fidelity cost of factoring ({cost:.2g} nats/token): "
+          + ("more is still to be gained by learning the factor beliefs than by giving up the factored form"
+             if gap > cost else "what is left is no more than what factoring costs"))
+
+# %% [markdown]
+# ## Dimension over training
+#
+# dims@95 of the residual stream at every checkpoint, for this eps and for eps = 0. The paper's picture: both
+# first collapse, then sit near the factored value (the factored phase); only later does the noisy run grow.
+
+# %%
+kinds = ["simplex" if d == 3 and v == 3 else "bloch" for d, v in zip(process.state_dims, process.factor_vocab_sizes,
+                                                                     strict=True)]
+names = plots.factor_names(kinds)
+trajectory = probing.analyze_run(run, acfg)
+base_trajectory = probing.analyze_run(base, acfg)
+compare = {label: trajectory, "eps = 0": base_trajectory} if noise else {label: trajectory}
+plots.dims_compare(compare, factored_dim, joint_dim);
+
+# %%
+phases = probing.dimension_phases(trajectory, factored_dim, TOL)
+base_phases = probing.dimension_phases(base_trajectory, factored_dim, TOL)
+for name, p in ((label, phases), ("eps = 0", base_phases))[: 2 if noise else 1]:
+    phase = (f"within {TOL} of {factored_dim} at {len(p['phase_steps'])} consecutive checkpoints, steps "
+             f"{p['phase_steps'][0]}-{p['phase_steps'][-1]}" if p["phase_steps"] else f"never within {TOL} of "
+             f"{factored_dim} after the collapse")
+    print(f"{name}: dims@95 {p['init_dims95']} at init, minimum {p['min_dims95']} at step {p['min_step']}, "
+          f"{phase}; final {p['final_dims95']} at step {p['final_step']}")
+
+# %% [markdown]
+# ## Is each factor's belief still linearly decodable?
+#
+# Held-out R² of one affine map from the activations to all five beliefs, per factor (the beliefs of the
+# noisy process are the authors': each factor updated with its clean matrices on the observed sub-token).
+
+# %%
+plots.per_factor_compare(compare, names, key="r2");
+
+# %% [markdown]
+# ## The shape of the spectrum
+#
+# Cumulative explained variance at every checkpoint of the noisy run (dark: early, bright: late), against
+# the reference curves of this eps.
+
+# %%
+plots.cev_over_training(trajectory, refs["factored_cev"], refs["joint_cev"]);
+
+# %% [markdown]
+# ## Are the factor subspaces still orthogonal at the end?
+#
+# Vary-one subspaces at the final checkpoint (as in notebook 03), overlap against rank k; the grey band is
+# randomly initialised networks.
+
+# %%
+final, base_final = run.steps[-1], base.steps[-1]
+vary = probing.vary_one_at(run, [final], acfg)
+base_vary = probing.vary_one_at(base, [base_final], acfg)
+random_overlaps = probing.random_init_overlaps(run, acfg)
+base_random_overlaps = probing.random_init_overlaps(base, acfg)
+curves = {f"{label}, step {final}": vary[final]["mean_overlap"]}
+if noise:
+    curves[f"eps = 0, step {base_final}"] = base_vary[base_final]["mean_overlap"]
+plots.overlap_vs_k(curves, analysis.baseline_band(random_overlaps), cfg.model.d_model);
+
+# %% [markdown]
+# ## Results
+#
+# Measured on this run and the eps = 0 run; the paper's values are read off its figures (one seed, 500k steps
+# x 25,000 sequences). Also saved as `summary-04_noise.json` in the run folder.
+
+# %%
+PAPER_FINAL_DIMS = {0.0: "10-11", 0.001: "11-13", 0.01: "11-13", 0.05: "11-13", 0.1: "11-13", 0.2: "about 19",
+                    0.3: "about 24", 0.5: "about 38"}
+result = probing.summary(trajectory, vary, random_overlaps, gap, names)
+base_result = probing.summary(base_trajectory, base_vary, base_random_overlaps, base_gap, names)
+
+
+def phase_text(p):
+    return f"steps {p['phase_steps'][0]}-{p['phase_steps'][-1]}" if p["phase_steps"] else "none"
+
+
+def mean_r2(r, kind):
+    return np.mean([v for k, v in r["r2"].items() if kind in k])
+
+
+table = pd.DataFrame(
+    [
+        ("fidelity cost of factoring (nats/token)", pm(cost, cost_err, ".3g"), "0 (exact)", "-"),
+        ("optimal loss (nats/token)", pm(optimal, optimal_err, ".5f"), f"{clean:.5f} (exact)", "-"),
+        ("gap to the optimal predictor (nats)", f"{gap:+.4f}", f"{base_gap:+.4f}", "-"),
+        ("dims@95 at init", phases["init_dims95"], base_phases["init_dims95"], "about 60"),
+        ("min dims@95 (step)", f"{phases['min_dims95']} ({phases['min_step']})",
+         f"{base_phases['min_dims95']} ({base_phases['min_step']})", "3-5"),
+        (f"factored phase (dims@95 within {TOL} of {factored_dim})", phase_text(phases), phase_text(base_phases),
+         "10-11, up to about 1e4 steps"),
+        ("final dims@95 (step)", f"{phases['final_dims95']} ({phases['final_step']})",
+         f"{base_phases['final_dims95']} ({base_phases['final_step']})",
+         PAPER_FINAL_DIMS.get(noise, "not in the paper's sweep") + " (500k steps)"),
+        ("mean held-out R², Mess3 factors", f"{mean_r2(result, 'Mess3'):.3f}", f"{mean_r2(base_result, 'Mess3'):.3f}",
+         "-"),
+        ("mean held-out R², Bloch factors", f"{mean_r2(result, 'Bloch'):.3f}", f"{mean_r2(base_result, 'Bloch'):.3f}",
+         "-"),
+        ("mean overlap k = 1, 2 (final)", f"{result['overlap_k1']:.2g}, {result['overlap_k2']:.2g}",
+         f"{base_result['overlap_k1']:.2g}, {base_result['overlap_k2']:.2g}", "about 1e-3 at eps = 0"),
+        ("random-init overlap k = 1, 2", f"{result['random_init_overlap_k1']:.2f}, "
+         f"{result['random_init_overlap_k2']:.2f}", f"{base_result['random_init_overlap_k1']:.2f}, "
+         f"{base_result['random_init_overlap_k2']:.2f}", "0.3-0.5"),
+    ],
+    columns=["quantity", label, "eps = 0", f"paper ({label})"],
+)
+print((table if noise else table.iloc[:, [0, 1, 3]]).to_string(index=False))  # at eps = 0 the two runs are one
+saved = {"noise": noise, "fidelity_cost": cost, "fidelity_cost_stderr": cost_err, "optimal_loss": optimal,
+         "optimal_loss_stderr": optimal_err, "phases": phases, **result}
+train.atomic_write_text(run.dir / "summary-04_noise.json", json.dumps(saved, indent=2) + "\n")
+
+# %% [markdown]
+# ## What this budget shows
+#
+# The conclusions below are computed from the table. The factored phase is there when, after the collapse,
+# dims@95 stays within 2 of the factored value over consecutive checkpoints spanning at least a doubling of
+# the training step (a plateau, not a pass through on the way up). Expansion has begun when the final dims@95
+# lies above that band *and* above the eps = 0 run's by more than 2: the eps = 0 run shows how far this budget
+# is from convergence, noise or not.
+
+# %%
+PAPER_EXPANSION_STEP = 10_000  # the paper's dims@95 starts growing with eps after about 1e4 steps
+paper = config.make_config("paper").train
+seen = phases["phase_span"] >= 2
+print(f"Factored phase at {label}: {'yes' if seen else 'no'}. After the collapse to {phases['min_dims95']} "
+      f"dims@95 (step {phases['min_step']}), dims@95 "
+      + (f"is within {TOL} of {factored_dim} at {len(phases['phase_steps'])} consecutive checkpoints (steps "
+         f"{phases['phase_steps'][0]}-{phases['phase_steps'][-1]}, a span of x{phases['phase_span']:.3g}; dims "
+         f"{min(phases['phase_dims95'])}-{max(phases['phase_dims95'])})." if phases["phase_steps"]
+         else f"never comes within {TOL} of {factored_dim}."))
+excess = phases["final_dims95"] - base_phases["final_dims95"]
+expanded = phases["expanded"] and excess > TOL
+band = f"{factored_dim - TOL}-{factored_dim + TOL}"
+if noise:
+    print(f"Expansion at {label}: {'begun' if expanded else 'not begun'} by step {phases['final_step']}: final "
+          f"dims@95 {phases['final_dims95']} against {base_phases['final_dims95']} at eps = 0 ({excess:+d}) and the "
+          f"factored band {band}.")
+else:
+    print(f"Expansion at eps = 0: none is needed, the factored form is lossless; final dims@95 "
+          f"{phases['final_dims95']} at step {phases['final_step']} is "
+          f"{'above' if phases['expanded'] else 'within or below'} the factored band {band}.")
+tokens = cfg.train.steps * cfg.train.batch_size * seq_len
+paper_tokens = PAPER_EXPANSION_STEP * paper.batch_size * seq_len
+if tokens < paper_tokens:
+    print(f"This run's budget, {cfg.train.steps:,} steps x {cfg.train.batch_size:,} sequences = {tokens:.2g} "
+          f"tokens, is {100 * tokens / paper_tokens:.2g}% of the ~{paper_tokens:.0g} tokens after which the paper's "
+          f"dims@95 grows with eps. The late expansion needs the `paper` profile (-p profile paper: "
+          f"{paper.steps:,} steps x {paper.batch_size:,} sequences, a GPU job); what this scale can show is the "
+          f"collapse and the factored phase.")
+else:
+    print(f"This run's budget ({tokens:.2g} tokens) reaches past the ~{paper_tokens:.0g} tokens after which the "
+          f"paper's dims@95 grows with eps.")

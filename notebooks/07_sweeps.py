@@ -1,0 +1,161 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-papermill,-execution,-ExecuteTime
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version,-papermill
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 · Sweeps: the noise and architecture results over seeds
+#
+# Notebooks 04 and 05 run one condition each: one noise level eps, one architecture, one seed. A **sweep** runs
+# such a notebook over a grid of parameters, as a YAML file in `params/sweeps/` describes it:
+#
+# ```bash
+# make sweep SWEEP=params/sweeps/noise.yaml           # 04_noise at eps 0, 0.2, 0.5 x seeds 0, 1, 2
+# make sweep SWEEP=params/sweeps/architectures.yaml   # 05_architectures for RNN, LSTM, GRU x seeds 0, 1, 2
+# python -m factored.sweep params/sweeps/noise.yaml --scheduler tcp://host:8786   # on a Dask cluster
+# ```
+#
+# Points already done are skipped, so a rerun after a crash does only what is left; two points that need the
+# same run train it once. This notebook then collects **every finished run trained at the sweep budget**,
+# whoever made it (a sweep, a notebook run by hand), from the run folders and their cached analyses:
+#
+# * dims@95 against training step for each eps (the paper's noise figure), and for each architecture;
+# * final dims@95 against eps and against architecture, with a 95% interval over seeds.
+#
+# The paper reports one seed per condition, so how much dims@95 varies from seed to seed, and whether the
+# differences between conditions exceed it, is information it does not give.
+
+# %% tags=["parameters"]
+profile: str = ""  # smoke: trains a tiny grid itself (CI); laptop | paper: collects; "": $FACTORED_PROFILE or laptop
+steps: int = 0  # the budget collected; 0: the steps params/sweeps/*.yaml fix at this profile, else the profile's
+
+# %%
+from factored import config
+
+config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
+
+import itertools
+
+from factored import factored, plots, probing, runs, sweep, train
+
+profile = config.resolve_profile(profile)
+ref = sweep.sweep_budget(profile, steps)  # the canonical transformer at the sweep budget: what "same budget" means
+acfg = probing.smoke_sized(probing.AnalysisConfig(), profile)  # notebooks 03-05's settings: their caches are shared
+joint_dim, factored_dim = factored.dimension_counts(train.process_of(ref).state_dims)
+t = ref.train
+print(f"budget: profile {profile}, {t.steps:,} steps x {t.batch_size} sequences of {ref.data.seq_len} tokens "
+      f"= {t.steps * t.batch_size * ref.data.seq_len:,} training tokens (the paper: 10^11), "
+      f"lr {t.lr:g} with the {t.schedule} schedule")
+
+# %% [markdown]
+# ## At the smoke profile: a tiny grid of our own
+#
+# CI executes this notebook at the `smoke` profile, where no sweep has run. So that every step below has data
+# to show, the notebook then trains a tiny grid itself, straight through the library rather than through
+# papermill (seconds in all; a rerun loads the runs): the smoke transformer at eps 0 and 0.5 and a 2-layer LSTM
+# of width 32, each with seeds 0, 1, 2. At any other profile it trains nothing and collects what is there.
+
+# %%
+if profile == "smoke":
+    grid = [{"noise": 0.0}, {"noise": 0.5}, {"arch": "lstm", "d_model": 32, "n_layers": 2}]
+    for overrides, seed in itertools.product(grid, range(3)):
+        cfg = config.from_parameters(profile, steps=t.steps, seed=seed, **overrides)
+        runs.get_or_train(cfg, progress=False)
+
+# %% [markdown]
+# ## What the sweeps left
+#
+# One row per sweep folder: finished and failed points, the minutes their notebooks ran (summed over points)
+# and the wall-clock minutes of the sweep invocations. Then every finished run, and those trained at this
+# budget (same steps, batch and optimiser; any seed, process or model).
+
+# %%
+folders = sweep.sweep_folders()
+print(folders.round(1).to_string(index=False) if len(folders) else "no sweep has been run here yet")
+finished = sweep.finished_runs()
+selected = [r for r in finished if sweep.same_budget(r.config, ref)]
+per_step, per_run = sweep.collect(selected, ref, acfg)
+for frame in (per_step, per_run):
+    frame["eps"] = frame["noise"].map("{:g}".format)
+print(f"{len(finished)} finished runs in {runs.relative(runs.outputs_dir() / 'runs')}, {len(selected)} at this "
+      f"budget ({t.steps:,} steps)")
+
+# %% [markdown]
+# ## Noise: the factored phase and the later expansion
+#
+# The canonical transformer on the five-factor process with each token replaced by a random one with
+# probability eps. Each curve is the mean over seeds, its band the range of the seeds (lowest to highest). The
+# paper (one seed each, 500k steps of 25,000 sequences) sees every eps collapse to 3-5 dimensions, sit near the
+# factored 10 for a while, and then, after about 10^4 steps, expand the more the larger eps: about 19 at
+# eps = 0.2 and 38 at 0.5, 11-13 for eps <= 0.1.
+
+# %%
+ref_model = sweep.model_label(ref, ref)
+canonical = lambda frame: frame[(frame["model"] == ref_model) & (frame["structure"] == "independent")]
+noise_steps, noise_runs = canonical(per_step), canonical(per_run)
+eps_order = [f"{e:g}" for e in sorted(noise_runs["noise"].unique())]
+plots.dims_over_training_by(noise_steps, "eps", factored_dim, f"dims@95 over training, {ref_model}", eps_order);
+
+# %% [markdown]
+# ### Final dimension against eps, with intervals over seeds
+#
+# Each grey dot is one seed's dims@95 at the last checkpoint; the red diamond is the mean over seeds with its
+# 95% Student-t interval (with three seeds the t factor is 4.3, so the interval is wide: it says how far the
+# mean of three seeds can be trusted, not how far one seed lies from another). The table adds the collapse
+# (the smallest dims@95 after step 0, and where), the held-out gap to the optimal loss and the R² of the
+# linear belief read-out, averaged over seeds.
+
+# %%
+noise_table = sweep.interval_table(noise_runs, "noise")
+noise_table["eps"] = noise_table["noise"].map("{:g}".format)
+plots.final_dims_by(noise_runs, noise_table, "eps", factored_dim, f"Final dims@95 against eps, {ref_model}", "eps");
+
+# %%
+noise_summary = sweep.condition_table(noise_runs, "eps")
+print(noise_summary.round(3).to_string() if len(noise_summary) else "no noise runs at this budget")
+
+# %% [markdown]
+# ## Architectures
+#
+# Every model trained at this budget on the noiseless five-factor process: the canonical transformer (the
+# eps = 0 runs above) and the recurrent nets of `params/sweeps/architectures.yaml`, plus any other model found
+# at this budget (for instance one of notebook 05's variants run by hand). A recurrent net is probed at the
+# hidden state of its top layer. The paper (one seed each, 30k steps and more) finds the LSTM of width 32 at
+# 14-17 dimensions, the RNN of width 256 still at about 35 at 30k steps, the wide transformer and the long
+# contexts at 10-12.
+
+# %%
+noiseless = lambda frame: frame[(frame["noise"] == 0) & (frame["structure"] == "independent")]
+arch_steps, arch_runs = noiseless(per_step), noiseless(per_run)
+models = sorted(arch_runs["model"].unique(), key=lambda m: (m != ref_model, m))  # the canonical one first
+plots.dims_over_training_by(arch_steps, "model", factored_dim, "dims@95 over training, by architecture", models);
+
+# %%
+arch_table = sweep.interval_table(arch_runs, "model").set_index("model").loc[models].reset_index()
+plots.final_dims_by(arch_runs, arch_table, "model", factored_dim, "Final dims@95 by architecture", "");
+
+# %%
+arch_summary = sweep.condition_table(arch_runs, "model").loc[models]
+print(arch_summary.round(3).to_string() if len(arch_summary) else "no noiseless runs at this budget")
+
+# %% [markdown]
+# ## Every condition at this budget
+#
+# All finished runs at this budget, grouped by model, process and eps (the chain process of notebook 06 and any
+# other condition included), with the number of seeds behind each row.
+
+# %%
+per_run["condition"] = per_run["model"] + ", " + per_run["structure"] + ", eps " + per_run["eps"]
+everything = sweep.condition_table(per_run, "condition")
+print(everything.round(3).to_string() if len(everything) else "no runs at this budget")

@@ -1,0 +1,69 @@
+"""Notebook 05 run as a user runs it (papermill): an LSTM at the smoke profile beside the canonical transformer,
+and bad parameters refused with one clear error before anything is written."""
+
+import json
+import re
+from pathlib import Path
+
+import papermill
+import pytest
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_architectures.ipynb"
+
+
+@pytest.fixture
+def outputs(tmp_path, monkeypatch):
+    """An empty FACTORED_OUTPUTS for the notebook's kernel (which inherits this environment), at smoke."""
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    env = {"FACTORED_OUTPUTS": str(folder), "FACTORED_PROFILE": "smoke", "TQDM_DISABLE": "1", "MPLBACKEND": "Agg"}
+    for key, value in {**env, "OMP_NUM_THREADS": "1"}.items():
+        monkeypatch.setenv(key, value)
+    return folder
+
+
+def execute(tmp_path: Path, **parameters):
+    return papermill.execute_notebook(
+        str(NOTEBOOK),
+        str(tmp_path / "executed.ipynb"),
+        parameters=parameters,
+        cwd=str(NOTEBOOK.parent),
+        progress_bar=False,
+    )
+
+
+def printed(notebook) -> str:
+    return "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+
+
+def test_lstm_runs_beside_the_canonical_transformer(tmp_path, outputs):
+    text = printed(execute(tmp_path, arch="lstm", d_model=8))
+    # the comparison table: one column per run, the rows of the three analyses
+    header = next(line for line in text.splitlines() if "LSTM 8x2" in line and "(canonical)" in line)
+    assert header.split() == ["LSTM", "8x2", "transformer", "24x1", "(canonical)"]
+    for row in ("final dims@95", "held-out R², Mess3 F0", "held-out R², Bloch F4", "mean overlap k=1, 2"):
+        assert re.search(rf"^{re.escape(row)} ", text, re.MULTILINE), row
+    assert sorted(p.name.split("-")[0] for p in (outputs / "runs").iterdir()) == ["canonical", "lstm"]
+    summary = json.loads(next((outputs / "runs").glob("lstm-*/summary.json")).read_text())
+    assert summary["label"] == "LSTM 8x2" and summary["site"] == "rnn.1.hidden"  # the top layer of 2 (default)
+    assert len(summary["r2"]) == 5 and summary["final_step"] == 30
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"arch": "mamba"}, r"arch must be one of \('transformer', 'rnn', 'lstm', 'gru'\), got 'mamba'"),
+        ({"d_model": -3}, r"d_model must be an integer in \[1, 65536\], got -3"),
+        ({"arch": "gru", "n_layers": -1}, r"n_layers must be an integer in \[1, 65536\], got -1"),
+        ({"n_ctx": 1}, r"n_ctx must be an integer in \[2, 513\], got 1"),
+        ({"d_model": "wide"}, r"d_model must be an integer in \[1, 65536\], got 'wide'"),
+        ({"d_modle": 8}, r"unknown parameter 'd_modle'; this notebook's parameters are \['arch', 'd_mlp', 'd_model'"),
+    ],
+    ids=["arch", "negative-d_model", "negative-n_layers", "n_ctx", "type", "unknown-name"],
+)
+def test_bad_parameters_stop_before_anything_is_written(tmp_path, outputs, parameters, message):
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        execute(tmp_path, **parameters)
+    assert error.value.ename == "ValueError" and re.search(message, error.value.evalue), error.value.evalue
+    assert error.value.exec_count <= 3  # stopped in the cell right after the parameters
+    assert list(outputs.iterdir()) == []

@@ -1,0 +1,179 @@
+"""Notebooks 04_noise and 06_dependencies: papermill runs at the smoke profile, parameter checks that stop a
+bad run before anything is written, and the theory they rest on (Monte-Carlo optimal loss at eps = 0)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import papermill
+import pytest
+import torch
+
+from factored import config, factored, probing, train
+from factored.processes import bloch_walk, mess3
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@pytest.fixture
+def outputs(tmp_path, monkeypatch):
+    """A private outputs folder for the notebooks' runs, and the environment CI gives the kernel."""
+    folder = tmp_path / "outputs"
+    for key, value in {
+        "FACTORED_OUTPUTS": str(folder),
+        "FACTORED_PROFILE": "smoke",
+        "OMP_NUM_THREADS": "1",
+        "TQDM_DISABLE": "1",
+        "MPLBACKEND": "Agg",
+    }.items():
+        monkeypatch.setenv(key, value)
+    return folder
+
+
+def execute(name: str, out: Path, **parameters) -> dict:
+    """Run notebooks/<name>.ipynb as `papermill <name>.ipynb out.ipynb -p ...` from the notebooks folder."""
+    return papermill.execute_notebook(
+        str(NOTEBOOKS / f"{name}.ipynb"),
+        str(out),
+        parameters=parameters,
+        cwd=str(NOTEBOOKS),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+
+
+def printed(nb) -> str:
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def run_folders(outputs: Path) -> list[str]:
+    return sorted(p.name for p in (outputs / "runs").iterdir()) if (outputs / "runs").exists() else []
+
+
+@pytest.mark.parametrize("noise", [0.1, 0])  # papermill passes `-p noise 0` as an int
+def test_noise_notebook_runs_and_holds_the_results_table(noise, outputs, tmp_path):
+    nb = execute("04_noise", tmp_path / "out.ipynb", noise=noise)
+    text = printed(nb)
+    label = f"eps = {float(noise):g}"
+    assert f"quantity {label}" in " ".join(text.split())  # the results table's header
+    for row in ("fidelity cost of factoring", "optimal loss", "final dims@95 (step)", "mean overlap k = 1, 2"):
+        assert row in text
+    assert "Factored phase at" in text and "Expansion at" in text
+    canonical = config.make_config("smoke").run_id
+    if noise:
+        assert run_folders(outputs) == sorted([canonical, config.make_config("smoke", noise=0.1).run_id])
+    else:  # the int 0 names the canonical run, not a second copy of it
+        assert run_folders(outputs) == [canonical]
+
+
+@pytest.mark.parametrize(
+    ("name", "parameters", "message"),
+    [
+        ("04_noise", {"noise": -0.1}, r"noise must be a number in [0, 1], got -0.1"),
+        ("04_noise", {"noise": 1.5}, r"noise must be a number in [0, 1], got 1.5"),
+        ("04_noise", {"noise": "abc"}, r"noise must be a number in [0, 1], got 'abc'"),
+        ("04_noise", {"nosie": 0.2}, r"unknown parameter 'nosie'; this notebook's parameters are"),
+        ("06_dependencies", {"noise": 0.2}, r"unknown parameter 'noise'; this notebook's parameters are"),
+    ],
+)
+def test_bad_parameters_stop_in_the_first_cells_and_write_nothing(name, parameters, message, outputs, tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        execute(name, tmp_path / "out.ipynb", **parameters)
+    assert info.value.ename == "ValueError" and message in info.value.evalue
+    assert "config.check_parameters(globals())" in info.value.source  # the cell right after the parameters
+    assert run_folders(outputs) == []
+
+
+def snapshot(outputs: Path) -> dict[str, int]:
+    return {str(p.relative_to(outputs)): p.stat().st_mtime_ns for p in outputs.rglob("*") if p.is_file()}
+
+
+def test_two_noise_runs_at_once_do_not_interfere_and_a_failed_run_leaves_them_intact(outputs, tmp_path):
+    """Two `papermill 04_noise.ipynb ... -p noise X` at the same time, as a user would start them: they share the
+    eps = 0 run (one trains it, the other waits), and a later bad run changes nothing already written."""
+    command = [sys.executable, "-m", "papermill", "--no-progress-bar", "04_noise.ipynb"]
+    procs = {
+        eps: subprocess.Popen(
+            [*command, str(tmp_path / f"out_{eps}.ipynb"), "-p", "noise", eps],
+            cwd=NOTEBOOKS,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for eps in ("0.2", "0.3")
+    }
+    logs = {eps: p.communicate(timeout=300)[0] for eps, p in procs.items()}
+    for eps, p in procs.items():
+        assert p.returncode == 0, f"noise {eps} failed:\n{logs[eps][-3000:]}"
+    runs = {eps: config.make_config("smoke", noise=float(eps)).run_id for eps in ("0.2", "0.3")}
+    assert run_folders(outputs) == sorted([*runs.values(), config.make_config("smoke").run_id])
+    for folder in run_folders(outputs):
+        steps = [m["step"] for m in train.read_metrics(outputs / "runs" / folder)]
+        assert steps == sorted(set(steps)) and steps[-1] == 30  # one writer per run: no step logged twice
+    for eps in runs:
+        assert f"quantity eps = {eps}" in " ".join(printed(nbformat.read(tmp_path / f"out_{eps}.ipynb", 4)).split())
+
+    before = snapshot(outputs)
+    with pytest.raises(papermill.PapermillExecutionError):
+        execute("04_noise", tmp_path / "bad.ipynb", noise=2)
+    assert snapshot(outputs) == before
+
+
+def same_variants_chain(m, b):
+    """A chain whose variants are all equal: the same process as independent factors, built as a chain."""
+    return factored.chain([m, (m,) * 3, (m,) * 3, (b,) * 3, (b,) * 4])
+
+
+def test_chain_and_noise_estimates_agree_with_the_exact_value_at_eps_0():
+    m, b = mess3(0.15, 0.6), bloch_walk(1.0, 3.0)
+    exact, _ = factored.optimal_loss(factored.paper_process(), 8)
+    assert exact.mean() == pytest.approx(5.92558, abs=5e-6)
+    for process in (same_variants_chain(m, b), factored.paper_process(noise=1e-12)):
+        estimate, stderr = factored.optimal_loss(process, 8, n_samples=4_000, seed=1)
+        assert np.all(stderr > 0)  # the Monte-Carlo path, not the exact one
+        np.testing.assert_array_less(np.abs(estimate - exact), 5 * stderr + 1e-10)  # + round-off
+        cost, _ = factored.fidelity_cost(process, 8, n_samples=1_000, seed=1)
+        np.testing.assert_allclose(cost, 0, atol=1e-9)
+    forced, stderr = factored.optimal_loss(factored.paper_process(), 8, n_samples=4_000, seed=1, exact=False)
+    np.testing.assert_array_less(np.abs(forced - exact), 5 * stderr + 1e-10)
+
+
+def test_dimension_phases_finds_the_plateau_and_the_expansion():
+    dims = {0: 60, 10: 40, 100: 3, 200: 8, 300: 10, 1000: 11, 3000: 12, 10000: 19, 30000: 24}
+    trajectory = {s: {"dims": {"0.95": d}} for s, d in dims.items()}
+    p = probing.dimension_phases(trajectory, factored_dims=10, tol=2)
+    assert (p["init_dims95"], p["min_dims95"], p["min_step"]) == (60, 3, 100)
+    assert p["phase_steps"] == [200, 300, 1000, 3000] and p["phase_span"] == 15
+    assert p["final_dims95"] == 24 and p["expanded"]
+    flat = probing.dimension_phases({0: {"dims": {"0.95": 60}}, 5: {"dims": {"0.95": 30}}}, 10)
+    assert flat["phase_steps"] == [] and flat["phase_span"] == 0 and flat["expanded"]
+
+
+class _Logits(torch.nn.Module):
+    """A stand-in model that predicts fixed joint logits at every position."""
+
+    uses_bos = True
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.logits = torch.nn.Parameter(logits)
+
+    def forward(self, inputs, capture=()):
+        return self.logits.expand(*inputs.shape, -1), {}
+
+
+def test_prediction_total_correlation_is_zero_for_a_factored_prediction():
+    process = factored.paper_process()
+    tokens, _ = factored.sample(process, 6, 8, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    per_factor = [torch.randn(v, generator=gen, dtype=torch.float64) for v in process.factor_vocab_sizes]
+    additive = factored.decode(process, torch.arange(process.vocab_size))  # [432, 5] sub-tokens
+    logits = sum(per_factor[n][additive[:, n]] for n in range(process.n_factors))  # log of a product law
+    bos = torch.tensor([-1e9], dtype=torch.float64)  # BOS is never predicted; it is left out anyway
+    tc = probing.prediction_total_correlation(_Logits(torch.cat([logits, bos])), process, tokens)
+    assert tc.shape == (6, 8)
+    np.testing.assert_allclose(tc, 0, atol=1e-12)
+    joint = torch.randn(process.model_vocab_size, generator=gen, dtype=torch.float64)
+    assert (probing.prediction_total_correlation(_Logits(joint), process, tokens) > 1e-3).all()
