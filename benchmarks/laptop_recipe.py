@@ -114,8 +114,11 @@ def report(results: dict) -> str:
         def minutes(step, rate=rate):
             return "-" if step is None or not rate else f"{step / rate / 60:.1f}"
 
+        changed = ", ".join(f"{k}={v}" for k, v in CANDIDATES.get(name, {}).items()) or (
+            "(none: the base)" if name == "base" else "the chosen laptop profile"
+        )
         rows.append(
-            f"| {name} | {r['batch_size']} | {r['gap'][-1][0]} | {r['gap'][-1][1]:.4f} | "
+            f"| {name} | {changed} | {r['batch_size']} | {r['gap'][-1][0]} | {r['gap'][-1][1]:.4f} | "
             f"{min(last_r2[:3]):.2f}-{max(last_r2[:3]):.2f} | {min(last_r2[3:]):.2f}-{max(last_r2[3:]):.2f} | "
             f"{r['dims95'][-1][1]} | {gap_step or '-'} ({minutes(gap_step)}) | {r2_step or '-'} ({minutes(r2_step)}) |"
         )
@@ -131,9 +134,9 @@ def report(results: dict) -> str:
             f"laptop minutes) at which the held-out gap first reached <= {GAP_TARGET} nats and at which every factor's",
             f"held-out R^2 first reached >= {R2_TARGET} ('-': not within the run).",
             "",
-            "| run | batch | steps | final gap | Mess3 R^2 | Bloch R^2 | dims@95 | gap <= 0.02 at step (min) | "
-            "all R^2 >= 0.9 at step (min) |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| run | changed from the base | batch | steps | final gap | Mess3 R^2 | Bloch R^2 | dims@95 | "
+            "gap <= 0.02 at step (min) | all R^2 >= 0.9 at step (min) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             "![curves](recipe.png)",
