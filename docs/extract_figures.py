@@ -16,7 +16,8 @@ FIGURES = {  # file name -> (notebook, index of the image output, counting from 
     "loss.png": ("02_training", 0),
     "dims_over_training.png": ("03_factored_geometry", 1),
     "projections.png": ("03_factored_geometry", 4),
-    "overlap.png": ("03_factored_geometry", 5),
+    "extra_dims.png": ("03_factored_geometry", 5),
+    "overlap.png": ("03_factored_geometry", 6),
 }
 
 

@@ -20,7 +20,14 @@
 # We train the paper's GPT-2-style transformer (4 layers, d_model 120, 3 heads, d_mlp 480, context 9) by
 # next-token prediction on the five-factor process: every step draws a fresh batch of sequences
 # `[BOS, x1..x8]` from the exact sampler, the model reads `[BOS, x1..x7]` and predicts `[x1..x8]`.
-# AdamW with a reduce-on-plateau schedule; checkpoints on the authors' log-spaced schedule.
+# AdamW with a reduce-on-plateau schedule; checkpoints on the authors' log-spaced schedule (and every 250 steps at
+# the `laptop` profile).
+#
+# How the network starts is part of the run config (`init`). The authors' transformers start from
+# TransformerLens' N(0, 0.8/sqrt(d_model)) (`tl`, the `paper` profile). At the `laptop` budget of a 2-core CPU
+# the `laptop` profile starts from PyTorch's defaults instead (`torch`: embeddings N(0, 1)), which a controlled
+# study chose (`benchmarks/recipe.md`): with small embeddings the three Mess3 factors are barely decoded after
+# 5,000 steps, with large ones they are.
 #
 # The run lives in `outputs/runs/<name>-<hash>/`. If it is already there this notebook loads it; if it was
 # interrupted it resumes; otherwise it trains (with a progress bar).
