@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 from bench_training import cpu_name, training_step_rate
+from filelock import FileLock
 
 from factored import config, probing, runs
 
@@ -99,6 +100,15 @@ def load() -> dict:
 
 def save(results: dict) -> None:
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def record(name: str, scored: dict, machine: str) -> dict:
+    """Add one run's curves to recipe.json under a file lock: several study processes may finish at once."""
+    with FileLock(str(RESULTS) + ".lock"):
+        results = load() | {"machine": machine}
+        results["runs"][name] = scored
+        save(results)
+    return results
 
 
 def report(results: dict) -> str:
@@ -181,15 +191,11 @@ def main() -> None:
     elif args.what == "screen":
         for name in args.names or list(CANDIDATES):
             run = runs.get_or_train(candidate_config(name, SCREEN_SEQUENCES))
-            results = load() | {"machine": results["machine"]}
-            results["runs"][name] = score(run)
-            save(results)
+            results = record(name, score(run), results["machine"])
     elif args.what == "seeds":
         for seed in [int(n) for n in args.names] or [0, 1, 2]:
             run = runs.get_or_train(config.make_config("laptop", seed=seed))
-            results = load() | {"machine": results["machine"]}
-            results["runs"][f"laptop_seed{seed}"] = score(run)
-            save(results)
+            results = record(f"laptop_seed{seed}", score(run), results["machine"])
     save(results)
     (HERE / "recipe.md").write_text(report(results))
     figure(results, HERE / "recipe.png")
