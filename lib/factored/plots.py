@@ -407,3 +407,96 @@ def final_dims_by(per_run, intervals, x: str, factored_dims: int, title: str, xl
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     return fig
+
+
+# ------------------------------------------------------------------------------------ factor discovery (08)
+def dependence_structure(
+    dependence: np.ndarray, groups: Sequence[np.ndarray], shuffled: np.ndarray, threshold: float, title: str = ""
+):
+    """Left: the components' pairwise dependence [k, k], ordered by group (boxes) then unassigned. Right: the
+    dependence of pairs within a group, between components otherwise, and after shuffling, against the threshold."""
+    dep = np.asarray(dependence)
+    k = len(dep)
+    assigned = [int(i) for g in groups for i in g]
+    order = assigned + [i for i in range(k) if i not in set(assigned)]
+    fig, (ax, hx) = plt.subplots(1, 2, figsize=(10.5, 4.2), gridspec_kw={"width_ratios": [1, 1.3]})
+    im = ax.imshow(dep[np.ix_(order, order)], cmap="magma", vmin=0, vmax=max(float(dep.max()), 1e-9))
+    start = 0
+    for g in groups:
+        ax.add_patch(plt.Rectangle((start - 0.5, start - 0.5), len(g), len(g), fill=False, ec="c", lw=2))
+        start += len(g)
+    ax.set(xticks=range(k), yticks=range(k), xticklabels=order, yticklabels=order, title="dependence, by group")
+    ax.tick_params(labelsize=7)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    label = np.full((k, k), -1)
+    for n, g in enumerate(groups):
+        label[np.ix_(g, g)] = n
+    upper = np.triu_indices(k, 1)
+    within = label[upper] >= 0
+    bins = np.linspace(0, max(float(dep.max()), threshold) * 1.05, 40)
+    hx.hist(np.ravel(shuffled), bins=bins, density=True, color="0.7", label="shuffled (independent)")
+    hx.hist(dep[upper][~within], bins=bins, density=True, histtype="step", lw=2, label="between groups / unassigned")
+    if within.any():
+        hx.hist(dep[upper][within], bins=bins, density=True, histtype="step", lw=2, label="within a group")
+    hx.axvline(threshold, color="r", ls="--", lw=1, label=f"noise threshold {threshold:.3f}")
+    hx.set(yscale="log", xlabel="energy dependence of a pair", ylabel="density", title="pairs of components")
+    hx.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def components_scan(counts: dict[int, int], contrasts: dict[int, float], chosen: int, min_contrast: float):
+    """Factors found (bars) and the contrast of the best partition (line) against the number of components k."""
+    ks = sorted(counts)
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    ax.bar(ks, [counts[k] for k in ks], color=["C1" if k == chosen else "C0" for k in ks], alpha=0.8)
+    ax.set(xlabel="independent components kept (k)", ylabel="factors found", title="How the answer depends on k")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    twin = ax.twinx()
+    twin.plot(ks, [contrasts[k] for k in ks], "k.-", lw=1)
+    twin.axhline(min_contrast, color="k", ls=":", lw=1)
+    twin.set_ylabel("contrast (dotted: the minimum)")
+    twin.grid(False)
+    return fig
+
+
+def overlap_heatmap(overlap: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], title: str = ""):
+    """Overlap of each found subspace (rows) with each reference subspace (columns), annotated."""
+    fig, ax = plt.subplots(figsize=(1.1 * len(col_labels) + 2, 0.6 * len(row_labels) + 1.6))
+    sns.heatmap(
+        np.asarray(overlap), vmin=0, vmax=1, annot=True, fmt=".2f", cmap="viridis", ax=ax,
+        xticklabels=col_labels, yticklabels=row_labels, cbar_kws={"label": "overlap (top 2 directions)"},
+    )  # fmt: skip
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def discovered_projections(
+    beliefs: Sequence[np.ndarray],
+    found: Sequence[np.ndarray],
+    reference: Sequence[np.ndarray],
+    kinds: Sequence[str],
+    names: Sequence[str],
+    s: float = 0.5,
+):
+    """One column per discovered factor. Top: activations on its top-2 discovered directions, as the method has
+    them (no colours). Middle: the same points coloured afterwards by the true belief of the factor it matched.
+    Bottom: the ground-truth (vary-one) directions of that factor, same colours."""
+    n = len(found)
+    fig, axes = plt.subplots(3, n, figsize=(3 * n, 9), squeeze=False)
+    for i in range(n):
+        colors = analysis.belief_colors(beliefs[i], kinds[i])
+        for row, (xy, c) in enumerate(((found[i], "0.3"), (found[i], colors), (reference[i], colors))):
+            ax = axes[row, i]
+            ax.scatter(xy[:, 0], xy[:, 1], c=c, s=s, lw=0, rasterized=True)
+            ax.set_aspect("equal", adjustable="datalim")
+            ax.set_xticks([]), ax.set_yticks([])
+        axes[0, i].set_title(names[i])
+    axes[0, 0].set_ylabel("discovered (what the method sees)")
+    axes[1, 0].set_ylabel("discovered, true-belief colours")
+    axes[2, 0].set_ylabel("vary-one (ground truth)")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,413 @@
+"""Discovering factors from activations alone: no beliefs, no token codec (numpy, scipy, scikit-learn).
+
+The vary-one subspaces and the belief regression of `analysis` need ground truth: which part of a token belongs
+to which factor, and the true beliefs. This module finds the factors without either, from what a researcher
+with a model of real data has: activations on sequences, tagged by position, and the model's unembedding.
+
+The beliefs of independent factors are independent random variables, so a network that keeps them in separate
+subspaces has activations whose projections on those subspaces are independent. Independent subspace analysis
+finds them in three steps (ICA, then group the components that stay dependent):
+  1. reduce: centre the activations at each position, keep the top principal components, whiten;
+  2. separate: FastICA rotates the whitened components to be as independent as possible. The coordinates of
+     one factor cannot be made independent of each other (a Mess3 belief fills a triangle, a Bloch belief a
+     disk: two coordinates, uncorrelated but bounded together), those of different factors can;
+  3. group: the dependence of two components is the correlation of their energies (squares) at each position
+     (root mean square over positions: positions differ in spread, which would couple every pair). Components
+     are joined by average linkage; the tree is cut where the weakest link kept inside a group is most
+     clearly stronger than the strongest link left between groups (the ratio is the cut's *contrast*), and the
+     cut counts only if its contrast is at least MIN_CONTRAST. Dependence below a threshold calibrated on
+     shuffled sources (independent by construction) is noise and never joins anything.
+A factor is a group of >= 2 components (a lone component cannot be told from noise by independence alone);
+its subspace is the span of its components' patterns, orthonormalised and ordered by variance.
+
+Checks against ground truth (`match_subspaces`, `subspace_r2`) and the vocabulary's factorisation read from the
+unembedding (`token_partition`) are at the end.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.cluster.hierarchy import linkage
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import squareform
+from scipy.stats import chi2
+from sklearn.cluster import KMeans
+from sklearn.decomposition import FastICA
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import silhouette_score
+
+from . import analysis
+
+MIN_CONTRAST = 2.0  # the weakest link inside a factor: at least twice the strongest link between factors
+MAX_COMPONENTS = 24  # at most this many principal components are separated (FastICA's cost grows as k^2)
+_ICA_ROWS = 16_384  # rows FastICA is fitted on (then applied to all): plenty for k <= MAX_COMPONENTS
+
+
+# ------------------------------------------------------------------------------------------------ reduction
+def _as_3d(x: np.ndarray, name: str = "acts") -> np.ndarray:
+    """[B, P, d] (or [n, d], read as P = 1) with B >= 2 and finite values."""
+    x = np.asarray(x)
+    if x.ndim == 2:
+        x = x[:, None]
+    if x.ndim != 3 or x.shape[0] < 2:
+        raise ValueError(f"{name} must be [B, P, d] (or [n, d]) with B >= 2, got shape {np.shape(x)}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    return x
+
+
+def centre_positions(acts: np.ndarray) -> np.ndarray:
+    """acts: [B, P, d] -> float64 [B, P, d], the mean over sequences subtracted at each position.
+
+    What every sequence shares at a position (its embedding, its offset) is no factor."""
+    acts = _as_3d(acts)
+    return acts - acts.mean(axis=0, keepdims=True, dtype=np.float64)
+
+
+def n_components_at(acts: np.ndarray, threshold: float = 0.95, cap: int = MAX_COMPONENTS) -> int:
+    """How many components to separate: dims@threshold of the position-centred acts [B, P, d], at most cap."""
+    centred = centre_positions(acts)
+    cev = analysis.cumulative_explained_variance(centred.reshape(-1, centred.shape[-1]))
+    return min(analysis.dims_at(cev, threshold), cap)
+
+
+# ----------------------------------------------------------------------------------------------- separation
+@dataclass(frozen=True)
+class Components:
+    """Independent components of activations [B, P, d], k of them.
+
+    sources: [B, P, k], unit variance. patterns: [k, d], how each source shows in the activations
+    (position-centred acts = sources @ patterns + what the k components leave out). filters: [k, d], what reads
+    each source out (sources = position-centred acts @ filters.T)."""
+
+    sources: np.ndarray
+    patterns: np.ndarray
+    filters: np.ndarray
+
+
+def independent_components(acts: np.ndarray, n_components: int, seed: int = 0) -> Components:
+    """The top n_components principal components of the position-centred acts [B, P, d], whitened and rotated
+    by FastICA (logcosh contrast) to be as independent as possible.
+
+    FastICA is fitted on at most _ICA_ROWS random rows. Components that are Gaussian noise have no preferred
+    rotation, so FastICA may stop at its iteration limit: that warning is expected and silenced."""
+    centred = centre_positions(acts)
+    B, P, d = centred.shape
+    flat = centred.reshape(-1, d)
+    if not 1 <= n_components <= min(d, len(flat) - 1):
+        raise ValueError(f"n_components must be in 1..{min(d, len(flat) - 1)}, got {n_components}")
+    var, vecs = np.linalg.eigh(flat.T @ flat / len(flat))
+    var, basis = var[::-1][:n_components], vecs[:, ::-1][:, :n_components].T  # [k], [k, d]
+    if var[-1] <= 1e-12 * var[0]:
+        raise ValueError(f"acts vary in fewer than n_components={n_components} directions")
+    white = flat @ basis.T / np.sqrt(var)  # [n, k], identity covariance
+    rows = np.random.default_rng(seed).permutation(len(white))[:_ICA_ROWS]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        rotation = FastICA(whiten=False, max_iter=400, tol=1e-4, random_state=seed).fit(white[rows]).components_
+    u, _, vt = np.linalg.svd(rotation)
+    rotation = u @ vt  # the nearest orthogonal matrix (FastICA's is orthogonal up to its tolerance)
+    sources = white @ rotation.T
+    filters = rotation / np.sqrt(var) @ basis
+    patterns = rotation * np.sqrt(var) @ basis  # rotation orthogonal: white = sources @ rotation
+    return Components(sources.reshape(B, P, n_components), patterns, filters)
+
+
+# ------------------------------------------------------------------------------------------------- grouping
+def _standardised_energies(sources: np.ndarray) -> np.ndarray:
+    """sources [B, P, k] -> [P, B, k]: squares, standardised at each position (a constant one -> 0)."""
+    energy = _as_3d(sources, "sources").astype(np.float64).transpose(1, 0, 2) ** 2
+    energy = energy - energy.mean(axis=1, keepdims=True)
+    std = energy.std(axis=1, keepdims=True)
+    return np.divide(energy, std, out=np.zeros_like(energy), where=std > 0)
+
+
+def _rms_correlation(z: np.ndarray) -> np.ndarray:
+    """z [P, B, k], standardised -> [k, k]: root mean square over positions of the correlations, zero diagonal."""
+    corr = z.transpose(0, 2, 1) @ z / z.shape[1]  # [P, k, k]
+    dep = np.sqrt((corr**2).mean(axis=0))
+    np.fill_diagonal(dep, 0.0)
+    return dep
+
+
+def energy_dependence(sources: np.ndarray) -> np.ndarray:
+    """Dependence of every pair of sources [B, P, k] -> [k, k] in [0, 1], zero diagonal.
+
+    At each position, the correlation of the two sources' squares (their energies); then the root mean square
+    over positions. Independent sources give about 1/sqrt(B); two coordinates of one belief geometry give
+    about 0.3-0.7."""
+    return _rms_correlation(_standardised_energies(sources))
+
+
+def shuffled_dependence(sources: np.ndarray, n_shuffles: int = 20, seed: int = 0) -> np.ndarray:
+    """`energy_dependence` of every pair of sources [B, P, k] after shuffling: [n_shuffles, k (k - 1) / 2].
+
+    A shuffle permutes the sequences of each source on its own (one permutation per source, the same at every
+    position), so the sources become independent while each keeps its distribution and its course over
+    positions: what sampling noise alone gives."""
+    if n_shuffles < 1:
+        raise ValueError(f"n_shuffles must be >= 1, got {n_shuffles}")
+    z = _standardised_energies(sources)  # permuting sequences keeps each position's mean and std
+    P, B, k = z.shape
+    by_source = np.ascontiguousarray(z.transpose(2, 1, 0))  # [k, B, P]: a source's permutation is a row gather
+    rng = np.random.default_rng(seed)
+    upper = np.triu_indices(k, 1)
+    out = np.empty((n_shuffles, len(upper[0])))
+    for n in range(n_shuffles):
+        shuffled = np.stack([rows[rng.permutation(B)] for rows in by_source])  # [k, B, P]
+        out[n] = _rms_correlation(shuffled.transpose(2, 1, 0))[upper]
+    return out
+
+
+def null_threshold(shuffled: np.ndarray, n_pairs: int, alpha: float = 0.01) -> float:
+    """The dependence that independent sources exceed, in any of n_pairs pairs, with probability about alpha.
+
+    shuffled: null values (`shuffled_dependence`). A value squared is a mean of squared correlations over
+    positions; the positions of one sequence are not independent, so its law is fitted as a scaled chi-square
+    c chi2_nu matching the null values' mean and variance, and the threshold is the root of its
+    1 - alpha / n_pairs quantile (Bonferroni over the pairs). Heavy-tailed sources have a heavier tail than the
+    fit, so the threshold is never below the largest shuffled value itself."""
+    values = np.asarray(shuffled, dtype=np.float64).ravel()
+    if values.size < 2 or not 0 < alpha < 1 or n_pairs < 1:
+        raise ValueError(f"need >= 2 null values, alpha in (0, 1), n_pairs >= 1; got {values.size}, {alpha}, {n_pairs}")
+    x = values**2
+    mean, var = x.mean(), x.var()
+    fitted = np.sqrt(var / (2 * mean) * chi2.isf(alpha / n_pairs, 2 * mean**2 / var)) if var > 0 else 0.0
+    return float(max(fitted, values.max()))
+
+
+def merge_tree(dependence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Average-linkage agglomeration by dependence [k, k]: (merges [k - 1, 2] int, heights [k - 1]).
+
+    Step n joins the two clusters whose components are most dependent on average (scipy's numbering: the
+    cluster made at step n is k + n); heights[n] is that average, non-increasing in n."""
+    dep = np.asarray(dependence, dtype=np.float64)
+    if dep.ndim != 2 or dep.shape[0] != dep.shape[1] or len(dep) < 1:
+        raise ValueError(f"dependence must be a square [k, k] matrix, got shape {dep.shape}")
+    if len(dep) == 1:
+        return np.zeros((0, 2), dtype=int), np.zeros(0)
+    top = float(dep.max()) + 1.0  # linkage needs distances >= 0: distance = top - dependence
+    dist = top - (dep + dep.T) / 2
+    np.fill_diagonal(dist, 0.0)
+    tree = linkage(squareform(dist, checks=False), method="average")
+    return tree[:, :2].astype(int), top - tree[:, 2]
+
+
+def clusters_after(merges: np.ndarray, k: int, m: int) -> list[np.ndarray]:
+    """The clusters after the first m merges of `merge_tree`: sorted index arrays, largest cluster first."""
+    clusters = {i: [i] for i in range(k)}
+    for n, (a, b) in enumerate(np.asarray(merges)[:m]):
+        clusters[k + n] = clusters.pop(int(a)) + clusters.pop(int(b))
+    return sorted((np.sort(np.array(c)) for c in clusters.values()), key=lambda g: (-len(g), int(g[0])))
+
+
+def group_components(
+    dependence: np.ndarray, threshold: float, min_contrast: float = MIN_CONTRAST
+) -> tuple[list[np.ndarray], float]:
+    """Factors among components: dependence [k, k] -> (groups of >= 2 component indices, their contrast).
+
+    Each cut of `merge_tree` after m of its merges above `threshold` is a candidate; its contrast is the height of
+    its last (weakest) merge over the height of the next one (the strongest dependence left between clusters),
+    or over the threshold when no merge above it is left: how much more the weakest link inside a group holds
+    than the strongest link between groups. The candidate of largest contrast wins if that is >= min_contrast;
+    otherwise no factors (no clear boundary anywhere)."""
+    merges, heights = merge_tree(dependence)
+    levels = np.append(heights[heights > threshold], threshold)  # the significant merges, then the noise level
+    if len(levels) < 2:
+        return [], 0.0
+    contrasts = levels[:-1] / levels[1:]
+    m = int(np.argmax(contrasts)) + 1
+    if contrasts[m - 1] < min_contrast:
+        return [], float(contrasts[m - 1])
+    return [g for g in clusters_after(merges, len(dependence), m) if len(g) >= 2], float(contrasts[m - 1])
+
+
+def group_subspace(patterns: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Orthonormal directions of one group: patterns [k, d], group [m] -> (directions [m, d] by decreasing
+    variance, variances [m]). The group's part of the activations is s_g @ patterns[g] with s_g white, so its
+    covariance is patterns[g]^T patterns[g], whose eigenvectors are the right singular vectors of patterns[g]."""
+    _, s, vt = np.linalg.svd(np.asarray(patterns, dtype=np.float64)[np.asarray(group)], full_matrices=False)
+    return vt, s**2
+
+
+# ------------------------------------------------------------------------------------------------ discovery
+@dataclass(frozen=True)
+class Discovery:
+    """What `discover_factors` found in activations [B, P, d].
+
+    n_factors: how many groups of dependent components. groups: list[n_factors] of component indices;
+    unassigned: components in no group. subspaces: list[n_factors] of orthonormal [m_n, d], where the factor's
+    activity lies (the span of its components' patterns), directions by decreasing variance; variances:
+    list[n_factors] of [m_n]. readouts: list[n_factors] of orthonormal [m_n, d], the span of its components'
+    filters: what reads the factor out, cancelling the other kept components (the same span as the subspace
+    when the factors' subspaces are orthogonal). Factors are ordered by total variance. components:
+    the k independent components; dependence: [k, k]; shuffled: [n_shuffles, k (k - 1) / 2] null values;
+    threshold: the noise level they give; contrast: of the chosen partition (or the best rejected one)."""
+
+    n_factors: int
+    groups: list[np.ndarray]
+    unassigned: np.ndarray
+    subspaces: list[np.ndarray]
+    variances: list[np.ndarray]
+    readouts: list[np.ndarray]
+    components: Components
+    dependence: np.ndarray
+    shuffled: np.ndarray
+    threshold: float
+    contrast: float
+
+
+def discover_factors(
+    acts: np.ndarray,
+    n_components: int | None = None,
+    *,
+    variance: float = 0.95,
+    n_shuffles: int = 20,
+    alpha: float = 0.01,
+    min_contrast: float = MIN_CONTRAST,
+    seed: int = 0,
+) -> Discovery:
+    """Factors and their subspaces from activations acts: [B, P, d] alone (P positions, e.g. `probing.collect`).
+
+    n_components: how many principal components to separate (default: `n_components_at(acts, variance)`).
+    n_shuffles, alpha: the null threshold (`null_threshold`); min_contrast: the cut rule (`group_components`)."""
+    k = n_components_at(acts, variance) if n_components is None else n_components
+    comps = independent_components(acts, k, seed)
+    dep = energy_dependence(comps.sources)
+    shuffled = shuffled_dependence(comps.sources, n_shuffles, seed)
+    threshold = null_threshold(shuffled, max(k * (k - 1) // 2, 1), alpha)
+    groups, best = group_components(dep, threshold, min_contrast)
+    spaces = [group_subspace(comps.patterns, g) for g in groups]
+    order = np.argsort([-v.sum() for _, v in spaces], kind="stable").astype(int)
+    assigned = np.concatenate(groups) if groups else np.array([], dtype=int)
+    return Discovery(
+        n_factors=len(groups),
+        groups=[groups[i] for i in order],
+        unassigned=np.setdiff1d(np.arange(k), assigned),
+        subspaces=[spaces[i][0] for i in order],
+        variances=[spaces[i][1] for i in order],
+        readouts=[np.linalg.svd(comps.filters[groups[i]], full_matrices=False)[2] for i in order],
+        components=comps,
+        dependence=dep,
+        shuffled=shuffled,
+        threshold=threshold,
+        contrast=best,
+    )
+
+
+def scan_components(acts: np.ndarray, ks: Sequence[int], **kwargs) -> dict[int, Discovery]:
+    """`discover_factors` at every number of components in ks: {k: Discovery}. kwargs go to discover_factors.
+
+    Too few components leave factors out; too many let weak, mixed components blur the boundaries. The scan
+    shows how the answer depends on k; `choose_components` picks one k from it."""
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"ks must be a non-empty collection of integers >= 1, got {ks}")
+    return {k: discover_factors(acts, k, **kwargs) for k in ks}
+
+
+def stable_count(counts: dict[int, int]) -> int:
+    """The largest number of factors found at two consecutive k: max over k of min(counts[k], counts[k + 1])
+    (consecutive keys of counts). One k alone is not enough: a lucky FastICA rotation can make a pair look
+    apart at a single k; a real factor stays found when one more or one fewer component is kept."""
+    ks = sorted(counts)
+    pairs = [min(counts[a], counts[b]) for a, b in zip(ks, ks[1:], strict=False) if b == a + 1]
+    return max(pairs, default=0)
+
+
+def choose_components(scan: dict[int, Discovery]) -> int:
+    """The k whose discovery is reported: among the k that find `stable_count` factors next to a k that finds at
+    least as many, the one of largest contrast; the largest k when no factors are stable."""
+    counts = {k: d.n_factors for k, d in scan.items()}
+    n = stable_count(counts)
+    if n == 0:
+        return max(scan)
+    ok = [k for k in scan if counts[k] == n and max(counts.get(k - 1, -1), counts.get(k + 1, -1)) >= n]
+    return max(ok, key=lambda k: (scan[k].contrast, -k))
+
+
+def scan_and_choose(acts: np.ndarray, variance: float = 0.95, **kwargs) -> tuple[int, dict[int, Discovery]]:
+    """The whole method: `scan_components` over k = 2 .. n_components_at(acts, variance) + 2 (two more, so that
+    the last k has neighbours; at most MAX_COMPONENTS), then `choose_components`. Returns (the chosen k, the
+    scan); the answer is scan[k]."""
+    top = min(n_components_at(acts, variance) + 2, MAX_COMPONENTS, np.shape(acts)[-1])
+    return choose_components(scan := scan_components(acts, range(2, max(2, top) + 1), **kwargs)), scan
+
+
+# ------------------------------------------------------------------------------- checks with ground truth
+def synthetic_activations(
+    beliefs: Sequence[np.ndarray], d: int = 120, noise: float = 0.01, seed: int = 0
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A known answer: true beliefs (list[N] of [B, P, S_n]) concatenated, rotated at random into d dimensions,
+    plus isotropic Gaussian noise of std `noise` per dimension. Returns (acts [B, P, d], subspaces list[N] of
+    orthonormal [r_n, d]: the directions in which factor n's beliefs vary, r_n their rank, 2 for Mess3 and
+    Bloch beliefs, which have a fixed sum or a fixed first coordinate; directions below 1e-5 of the largest
+    singular value count as fixed)."""
+    parts = [np.asarray(b, dtype=np.float64) for b in beliefs]
+    Y = np.concatenate(parts, axis=-1)
+    if Y.ndim != 3 or Y.shape[-1] > d:
+        raise ValueError(f"beliefs must be [B, P, S_n] arrays with sum S_n <= d={d}, got {[b.shape for b in parts]}")
+    rng = np.random.default_rng(seed)
+    Q = np.linalg.qr(rng.normal(size=(d, Y.shape[-1])))[0]  # [d, sum S_n], orthonormal columns
+    acts = Y @ Q.T + noise * rng.normal(size=(*Y.shape[:2], d))
+    subspaces, start = [], 0
+    for b in parts:
+        flat = b.reshape(-1, b.shape[-1])
+        _, sv, vt = np.linalg.svd(flat - flat.mean(axis=0), full_matrices=False)
+        rank = int((sv > 1e-5 * sv[0]).sum())  # float32 beliefs: a fixed sum holds to ~1e-7
+        subspaces.append(vt[:rank] @ Q[:, start : start + b.shape[-1]].T)
+        start += b.shape[-1]
+    return acts, subspaces
+
+
+def match_subspaces(
+    found: Sequence[np.ndarray], reference: Sequence[np.ndarray], k: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pair found subspaces with reference ones: Hungarian matching on their overlap at rank k.
+
+    found: list[F] of orthonormal [m, d] (may be empty); reference: list[R] of orthonormal [m, d]. Returns
+    (pairs [min(F, R), 2] of (found, reference) indices maximising the total overlap, overlap [F, R]), the
+    overlap being `analysis.subspace_overlap` at rank min(k, both ranks)."""
+    if len(reference) == 0:
+        raise ValueError("reference must be a non-empty list of [m, d] arrays")
+    overlap = np.array([[analysis.subspace_overlap(f, r, min(k, len(f), len(r))) for r in reference] for f in found])
+    if len(found) == 0:
+        return np.zeros((0, 2), dtype=int), np.zeros((0, len(reference)))
+    rows, cols = linear_sum_assignment(-overlap)
+    return np.stack([rows, cols], axis=1), overlap
+
+
+def subspace_r2(acts: np.ndarray, beliefs: np.ndarray, directions: np.ndarray | None = None, seed: int = 0) -> float:
+    """Held-out R^2 of one factor's beliefs [n, S] regressed on acts [n, d] projected on directions [m, d]
+    (None: the full activations), by `analysis.belief_regression`."""
+    x = acts if directions is None else analysis.project(acts, directions, k=len(directions))
+    return float(analysis.belief_regression(x, [beliefs], seed=seed).r2[0])
+
+
+# ------------------------------------------------------------------------------------------- the vocabulary
+def token_readout(unembed: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """How a subspace votes for each token: unembed [V, d] (rows: tokens) @ directions [m, d].T -> [V, m],
+    centred over tokens. A factored predictor's log-probability is a sum of per-factor terms, so the tokens
+    that share a factor's sub-token get the same vote from that factor's subspace."""
+    readout = np.asarray(unembed, dtype=np.float64) @ np.asarray(directions, dtype=np.float64).T
+    return readout - readout.mean(axis=0)
+
+
+def token_partition(readout: np.ndarray, max_parts: int = 8, seed: int = 0) -> tuple[np.ndarray, dict[int, float]]:
+    """Tokens grouped by their readout [V, m]: k-means for 2..max_parts parts, the number of parts with the
+    best silhouette. Returns (labels [V], {parts: silhouette})."""
+    readout = np.asarray(readout, dtype=np.float64)
+    if readout.ndim != 2 or len(readout) < 3:
+        raise ValueError(f"readout must be [V >= 3, m], got shape {readout.shape}")
+    distinct = len(np.unique(readout.round(12), axis=0))  # an exactly factored readout repeats its points
+    labels, scores = {}, {}
+    for parts in range(2, max(2, min(max_parts, len(readout) - 1, distinct)) + 1):
+        labels[parts] = KMeans(parts, n_init=10, random_state=seed).fit_predict(readout)
+        n_used = len(np.unique(labels[parts]))
+        scores[parts] = silhouette_score(readout, labels[parts]) if 1 < n_used < len(readout) else -1.0
+    best = max(scores, key=scores.get)
+    return labels[best], scores

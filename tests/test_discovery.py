@@ -1,0 +1,186 @@
+"""Factor discovery from activations alone: known answers built from true beliefs, and each step on its own."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from factored import analysis, discovery, factored
+
+D_MODEL, N_SEQ, SEQ_LEN = 120, 1500, 8  # the synthetic width is the paper's d_model
+
+
+@pytest.fixture(scope="module")
+def beliefs():
+    """True beliefs of the paper's five factors after tokens 1..7: list[5] of [N_SEQ, 7, 3]."""
+    _, b = factored.sample(factored.paper_process(), N_SEQ, SEQ_LEN, seed=0)
+    return [x[:, 1:SEQ_LEN].double().numpy() for x in b]
+
+
+# ------------------------------------------------------------------------------------------ known answers
+def test_five_independent_factors_are_recovered_exactly(beliefs):
+    acts, truth = discovery.synthetic_activations(beliefs)
+    assert discovery.n_components_at(acts) == 10  # 5 factors x 2 dims carry 95% of the variance; noise does not
+    found = discovery.discover_factors(acts)
+    assert found.n_factors == 5 and [len(g) for g in found.groups] == [2] * 5 and found.unassigned.size == 0
+    pairs, overlap = discovery.match_subspaces(found.subspaces, truth)
+    assert sorted(pairs[:, 1]) == [0, 1, 2, 3, 4]
+    assert overlap[pairs[:, 0], pairs[:, 1]].min() > 0.99  # the same planes, up to the noise
+    off = overlap.copy()
+    off[pairs[:, 0], pairs[:, 1]] = 0
+    assert off.max() < 0.01  # and orthogonal to every other factor's
+    assert found.contrast > 5
+
+
+def test_one_factor_is_one_and_noise_components_stay_unassigned(beliefs):
+    acts, truth = discovery.synthetic_activations(beliefs[:1], seed=1)
+    found = discovery.discover_factors(acts, n_components=8)  # 2 belief dims + 6 dims of pure noise
+    assert found.n_factors == 1 and len(found.groups[0]) == 2 and len(found.unassigned) == 6
+    assert discovery.match_subspaces(found.subspaces, truth)[1][0, 0] > 0.999
+
+
+def test_gaussian_noise_has_no_factors():
+    acts = np.random.default_rng(2).normal(size=(N_SEQ, 7, 30))
+    assert discovery.discover_factors(acts, n_components=8).n_factors == 0
+
+
+def test_each_found_subspace_alone_decodes_its_factor(beliefs):
+    acts, truth = discovery.synthetic_activations(beliefs, seed=3)
+    found = discovery.discover_factors(acts)
+    flat = acts.reshape(-1, D_MODEL)
+    for f, t in discovery.match_subspaces(found.subspaces, truth)[0]:
+        target = beliefs[t].reshape(-1, 3)
+        full = discovery.subspace_r2(flat, target)
+        assert full > 0.95 and discovery.subspace_r2(flat, target, found.subspaces[f]) > 0.99 * full
+        assert discovery.subspace_r2(flat, target, found.readouts[f]) > 0.99 * full
+        assert analysis.subspace_overlap(found.readouts[f], found.subspaces[f], 2) > 0.99  # orthogonal factors
+
+
+# ---------------------------------------------------------------------------------------------- the steps
+def test_centre_positions_and_component_count_cap():
+    acts = np.random.default_rng(0).normal(size=(50, 3, 40)) + np.arange(3)[None, :, None]
+    centred = discovery.centre_positions(acts)
+    np.testing.assert_allclose(centred.mean(axis=0), 0, atol=1e-12)
+    assert discovery.n_components_at(acts, 0.95, cap=7) == 7
+    with pytest.raises(ValueError, match="acts must be"):
+        discovery.centre_positions(np.zeros((1, 3, 4)))
+    with pytest.raises(ValueError, match="non-finite"):
+        discovery.centre_positions(np.full((4, 2), np.nan))
+
+
+def test_components_read_out_and_rebuild_the_activations():
+    rng = np.random.default_rng(0)
+    acts = rng.laplace(size=(400, 2, 5)) @ rng.normal(size=(5, 12))  # rank 5 in 12 dims
+    comps = discovery.independent_components(acts, 5)
+    centred = discovery.centre_positions(acts)
+    np.testing.assert_allclose(centred @ comps.filters.T, comps.sources, atol=1e-8)
+    np.testing.assert_allclose(comps.sources @ comps.patterns, centred, atol=1e-8)  # k = rank: nothing left out
+    np.testing.assert_allclose(np.cov(comps.sources.reshape(-1, 5).T), np.eye(5), atol=1e-2)
+    with pytest.raises(ValueError, match="n_components"):
+        discovery.independent_components(acts, 13)
+
+
+def test_energy_dependence_sees_a_disk_but_not_independent_coordinates():
+    rng = np.random.default_rng(0)
+    r, theta = np.sqrt(rng.uniform(size=20_000)), rng.uniform(0, 2 * np.pi, 20_000)
+    disk = np.stack([r * np.cos(theta), r * np.sin(theta)], axis=-1)  # uncorrelated, dependent
+    square = rng.uniform(-1, 1, size=(20_000, 2))  # independent
+    sources = np.concatenate([disk, square], axis=1).reshape(10_000, 2, 4)
+    dep = discovery.energy_dependence(sources)
+    assert dep.shape == (4, 4) and np.allclose(dep, dep.T) and np.all(np.diag(dep) == 0)
+    assert dep[0, 1] > 0.2 and dep[2, 3] < 0.05 and dep[0, 2] < 0.05
+
+
+def test_null_threshold_bounds_what_independent_sources_show():
+    rng = np.random.default_rng(0)
+    sources = rng.laplace(size=(2000, 4, 12))  # heavy-tailed energies
+    sources[:, 1:] += 0.8 * sources[:, :-1]  # each source correlated over positions, still independent of others
+    shuffled = discovery.shuffled_dependence(sources, n_shuffles=20)
+    assert shuffled.shape == (20, 66)
+    threshold = discovery.null_threshold(shuffled, n_pairs=66, alpha=0.01)
+    assert shuffled.max() <= threshold < 2 * shuffled.max()
+    fresh = discovery.shuffled_dependence(sources, n_shuffles=100, seed=1).max(axis=1)  # one max per matrix
+    assert (fresh > threshold).mean() <= 0.05
+    assert discovery.energy_dependence(sources).max() < threshold
+    with pytest.raises(ValueError, match="alpha"):
+        discovery.null_threshold(shuffled, 66, alpha=0)
+
+
+def test_grouping_finds_blocks_and_refuses_a_structureless_matrix():
+    blocks = np.full((6, 6), 0.05)
+    for g in ([0, 3], [1, 4, 5]):
+        blocks[np.ix_(g, g)] = 0.4
+    np.fill_diagonal(blocks, 0)
+    groups, contrast = discovery.group_components(blocks, threshold=0.03)
+    assert [g.tolist() for g in groups] == [[1, 4, 5], [0, 3]] and contrast == pytest.approx(8.0)
+    uniform = np.full((6, 6), 0.2) - 0.2 * np.eye(6)
+    assert [g.tolist() for g in discovery.group_components(uniform, threshold=0.03)[0]] == [list(range(6))]  # a whole
+    weak = 0.04 + 0.01 * np.random.default_rng(0).uniform(size=(6, 6))
+    weak = (weak + weak.T) / 2
+    np.fill_diagonal(weak, 0)
+    assert discovery.group_components(weak, threshold=0.03)[0] == []  # barely above noise, no boundary: nothing
+    assert discovery.group_components(blocks, threshold=0.5)[0] == []  # nothing above the noise level
+    merges, heights = discovery.merge_tree(blocks)
+    assert merges.shape == (5, 2) and np.all(np.diff(heights) <= 1e-12)
+    assert len(discovery.clusters_after(merges, 6, 0)) == 6
+
+
+def test_group_subspace_orders_directions_by_variance():
+    patterns = np.array([[3.0, 0, 0, 0], [0, 0, 1.0, 0], [0, 5.0, 0, 0]])
+    directions, variances = discovery.group_subspace(patterns, np.array([0, 1]))
+    np.testing.assert_allclose(np.abs(directions), [[1, 0, 0, 0], [0, 0, 1, 0]])
+    np.testing.assert_allclose(variances, [9, 1])
+
+
+def test_match_subspaces_pairs_by_overlap():
+    basis = np.eye(6)
+    reference = [basis[0:2], basis[2:4], basis[4:6]]
+    found = [basis[[4, 5]], basis[[0, 1]]]
+    pairs, overlap = discovery.match_subspaces(found, reference)
+    assert pairs.tolist() == [[0, 2], [1, 0]] and overlap.shape == (2, 3)
+    np.testing.assert_allclose(overlap[pairs[:, 0], pairs[:, 1]], 1)
+    empty_pairs, empty = discovery.match_subspaces([], reference)
+    assert empty_pairs.shape == (0, 2) and empty.shape == (0, 3)
+
+
+def test_a_factored_unembedding_reveals_the_vocabulary():
+    process = factored.paper_process()
+    parts = factored.decode(process, np.arange(process.vocab_size))  # [432, 5] sub-tokens
+    rng = np.random.default_rng(0)
+    Q = np.linalg.qr(rng.normal(size=(D_MODEL, 10)))[0].T  # 5 orthogonal planes, [10, d]
+    # additive logits: token t gets sum_n u_n[t_n] . (factor n's plane)
+    unembed = sum(rng.normal(size=(v, 2))[parts[:, n]] @ Q[2 * n : 2 * n + 2] for n, v in enumerate([3, 3, 3, 4, 4]))
+    for n in range(5):
+        labels, scores = discovery.token_partition(discovery.token_readout(unembed, Q[2 * n : 2 * n + 2]))
+        assert adjusted_rand_score(parts[:, n], labels) == 1.0 and max(scores, key=scores.get) == [3, 3, 3, 4, 4][n]
+
+
+def test_project_helper_agrees_with_analysis():
+    rng = np.random.default_rng(0)
+    acts, V = rng.normal(size=(30, 6)), np.linalg.qr(rng.normal(size=(6, 2)))[0].T
+    beliefs = acts @ V.T @ rng.normal(size=(2, 3))
+    assert discovery.subspace_r2(acts, beliefs, V) == pytest.approx(analysis.belief_regression(acts, [beliefs]).r2[0])
+
+
+def test_stable_count_needs_two_consecutive_ks():
+    assert discovery.stable_count({2: 1, 3: 0, 4: 5, 5: 5, 6: 3}) == 5
+    assert discovery.stable_count({2: 0, 3: 4, 4: 0, 5: 1, 7: 1}) == 0  # 4 alone; 5 and 7 are not neighbours
+    assert discovery.stable_count({3: 2}) == 0
+
+
+def test_scan_and_choice_on_a_known_answer(beliefs):
+    acts, _ = discovery.synthetic_activations(beliefs[3:], seed=4)  # the two Bloch factors: 4 dims
+    scan = discovery.scan_components(acts, range(2, 7))
+    counts = {k: d.n_factors for k, d in scan.items()}
+    assert counts[4] == counts[5] == 2 and discovery.stable_count(counts) == 2
+    assert scan[discovery.choose_components(scan)].n_factors == 2
+    with pytest.raises(ValueError, match="ks"):
+        discovery.scan_components(acts, [])
+
+
+def test_synthetic_activations_have_the_stated_subspaces(beliefs):
+    acts, subspaces = discovery.synthetic_activations(beliefs[:2], d=20, noise=0.0)
+    assert acts.shape == (N_SEQ, SEQ_LEN - 1, 20) and [s.shape for s in subspaces] == [(2, 20), (2, 20)]
+    centred = discovery.centre_positions(acts).reshape(-1, 20)
+    inside = sum(analysis.project(centred, s, k=2, mean=np.zeros(20)) @ s for s in subspaces)
+    np.testing.assert_allclose(inside, centred, atol=1e-6)  # all the variance lies in the two planes (float32)
+    assert analysis.subspace_overlap(subspaces[0], subspaces[1], 2) < 1e-20  # orthogonal by construction
