@@ -166,11 +166,7 @@ plots.dims_compare(compare, factored_dim, joint_dim);
 phases = probing.dimension_phases(trajectory, factored_dim, TOL)
 base_phases = probing.dimension_phases(base_trajectory, factored_dim, TOL)
 for name, p in ((label, phases), ("eps = 0", base_phases))[: 2 if noise else 1]:
-    phase = (f"within {TOL} of {factored_dim} at {len(p['phase_steps'])} consecutive checkpoints, steps "
-             f"{p['phase_steps'][0]}-{p['phase_steps'][-1]}" if p["phase_steps"] else f"never within {TOL} of "
-             f"{factored_dim} after the collapse")
-    print(f"{name}: dims@95 {p['init_dims95']} at init, minimum {p['min_dims95']} at step {p['min_step']}, "
-          f"{phase}; final {p['final_dims95']} at step {p['final_step']}")
+    print(f"{name}: {probing.describe_phases(p, factored_dim, TOL)}")
 
 # %% [markdown]
 # ## Is each factor's belief still linearly decodable?

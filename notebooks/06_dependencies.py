@@ -147,11 +147,7 @@ plots.dims_compare(compare, factored_dim, joint_dim);
 # %%
 phases = {name: probing.dimension_phases(t, factored_dim, TOL) for name, t in compare.items()}
 for name, p in phases.items():
-    phase = (f"within {TOL} of {factored_dim} at {len(p['phase_steps'])} consecutive checkpoints, steps "
-             f"{p['phase_steps'][0]}-{p['phase_steps'][-1]}" if p["phase_steps"] else f"never within {TOL} of "
-             f"{factored_dim} after the collapse")
-    print(f"{name}: dims@95 {p['init_dims95']} at init, minimum {p['min_dims95']} at step {p['min_step']}, "
-          f"{phase}; final {p['final_dims95']} at step {p['final_step']}")
+    print(f"{name}: {probing.describe_phases(p, factored_dim, TOL)}")
 
 # %% [markdown]
 # ## Each factor's belief, decoded linearly

@@ -149,6 +149,11 @@ def test_dimension_phases_finds_the_plateau_and_the_expansion():
     assert p["final_dims95"] == 24 and p["expanded"]
     flat = probing.dimension_phases({0: {"dims": {"0.95": 60}}, 5: {"dims": {"0.95": 30}}}, 10)
     assert flat["phase_steps"] == [] and flat["phase_span"] == 0 and flat["expanded"]
+    assert probing.describe_phases(p, 10, 2) == (
+        "dims@95 60 at init, minimum 3 at step 100, within 2 of 10 at 4 consecutive checkpoints, steps 200-3000; "
+        "final 24 at step 30000"
+    )
+    assert "never within 2 of 10 after the collapse; final 30 at step 5" in probing.describe_phases(flat, 10, 2)
 
 
 class _Logits(torch.nn.Module):

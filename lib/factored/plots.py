@@ -138,21 +138,7 @@ def cev_over_training(trajectory: dict[int, dict], factored_cev: np.ndarray, joi
 
 def dims_over_training(trajectory: dict[int, dict], factored_dims: int, joint_dims: int, threshold: str = "0.95"):
     """dims@95 of the activations vs step, against the factored (sum d_n - 1) and joint dimensions."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    steps = np.array(sorted(trajectory))
-    dims = [trajectory[s]["dims"][threshold] for s in steps]
-    ax.plot(np.maximum(steps, 1), dims, "o-", ms=3, label="activations")
-    ax.axhline(factored_dims, color="C2", ls="--", label=f"factored: {factored_dims}")
-    ax.axhline(joint_dims, color="C3", ls=":", label=f"joint: {joint_dims}")
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="training step (step 0 drawn at 1)",
-        ylabel=f"dims@{float(threshold):.0%}",
-        title="Dimension of the residual stream over training",
-    )
-    ax.legend()
-    return fig
+    return dims_compare({"activations": trajectory}, factored_dims, joint_dims, threshold)
 
 
 def rmse_over_training(trajectory: dict[int, dict], names: Sequence[str]):

@@ -350,6 +350,20 @@ def dimension_phases(trajectory: dict[int, dict], factored_dims: int, tol: int =
     }
 
 
+def describe_phases(phases: dict, factored_dims: int, tol: int) -> str:
+    """One line of prose for `dimension_phases`' result: init, collapse, the factored phase (or its absence), final."""
+    steps = phases["phase_steps"]
+    phase = (
+        f"within {tol} of {factored_dims} at {len(steps)} consecutive checkpoints, steps {steps[0]}-{steps[-1]}"
+        if steps
+        else f"never within {tol} of {factored_dims} after the collapse"
+    )
+    return (
+        f"dims@95 {phases['init_dims95']} at init, minimum {phases['min_dims95']} at step {phases['min_step']}, "
+        f"{phase}; final {phases['final_dims95']} at step {phases['final_step']}"
+    )
+
+
 @torch.no_grad()
 def prediction_total_correlation(model, process, tokens: torch.Tensor, batch_size: int = 4096) -> np.ndarray:
     """How far a model's own prediction is from factoring: KL(model's next-token law || product of that law's
