@@ -169,11 +169,8 @@ plots.cev_over_training(trajectory, refs["factored_cev"], refs["joint_cev"]);
 # but they are probed partly off the training distribution.
 
 # %%
-final, base_final = run.steps[-1], base.steps[-1]
-vary = probing.vary_one_at(run, [final], acfg)
-base_vary = probing.vary_one_at(base, [base_final], acfg)
-random_overlaps = probing.random_init_overlaps(run, acfg)
-base_random_overlaps = probing.random_init_overlaps(base, acfg)
+final, vary, random_overlaps = probing.final_vary_one(run, acfg)
+base_final, base_vary, base_random_overlaps = probing.final_vary_one(base, acfg)
 curves = {f"chain, step {final}": vary[final]["mean_overlap"],
           f"independent, step {base_final}": base_vary[base_final]["mean_overlap"]}
 plots.overlap_vs_k(curves, analysis.baseline_band(random_overlaps), cfg.model.d_model);

@@ -225,6 +225,13 @@ def random_init_overlaps(run: Run, cfg: AnalysisConfig = AnalysisConfig()) -> np
     return np.asarray(rows)
 
 
+def final_vary_one(run: Run, cfg: AnalysisConfig = AnalysisConfig()) -> tuple[int, dict, np.ndarray]:
+    """Vary-one results at a run's last checkpoint and its random-init overlap baseline (both cached):
+    (final step, vary_one_at(run, [final]), random_init_overlaps(run))."""
+    final = run.steps[-1]
+    return final, vary_one_at(run, [final], cfg), random_init_overlaps(run, cfg)
+
+
 def reference_curves(process, cfg: AnalysisConfig, seq_len: int) -> dict:
     """CEV of the true beliefs on the probe data: concatenated ("factored") and outer product ("joint")."""
     data = probe_data(process, cfg.n_sequences, seq_len, cfg.seed)
