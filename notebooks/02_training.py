@@ -29,6 +29,9 @@
 # study chose (`benchmarks/recipe.md`): with small embeddings the three Mess3 factors are barely decoded after
 # 5,000 steps, with large ones they are.
 #
+# The parameter `n_mess3` swaps the process for N independent Mess3 factors (3^N joint tokens), the process of
+# the scaling-with-N sweep in notebook 07 (`params/sweeps/factors.yaml`); 0 keeps the paper's five factors.
+#
 # The run lives in `outputs/runs/<name>-<hash>/`. If it is already there this notebook loads it; if it was
 # interrupted it resumes; otherwise it trains (with a progress bar).
 
@@ -40,13 +43,15 @@ d_model: int = 0  # 0: the profile's model size
 n_layers: int = 0
 n_heads: int = 0
 d_mlp: int = 0
+n_mess3: int = 0  # 0: the paper's five factors; N in [1, 8]: N independent Mess3 factors (3^N tokens)
 
 # %%
 from factored import config
 
 config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
 cfg = config.from_parameters(
-    profile, seed=seed, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp
+    profile, name=f"mess3x{n_mess3}" if n_mess3 else "canonical",
+    seed=seed, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp, n_mess3=n_mess3,
 )
 print(cfg)
 
@@ -72,9 +77,9 @@ print(f"run folder: {runs.relative(run.dir)}\ncheckpoints: {len(run.steps)} (ste
 # notebook 01). The *gap* reported below compares the model with the optimal predictor on the same held-out
 # sequences, which removes most of the sampling noise of a finite held-out batch.
 #
-# The dotted line is ln(432): the loss of predicting every joint token as equally likely, which is what a
-# freshly initialised network does, and also exactly the optimal loss at the first position (the stationary
-# token law is uniform). Learning shows as the held-out loss leaving that plateau.
+# The dotted line is ln(432) (ln of the number of joint tokens): the loss of predicting every joint token as
+# equally likely, which is what a freshly initialised network does, and also exactly the optimal loss at the
+# first position (the stationary token law is uniform). Learning shows as the held-out loss leaving that plateau.
 
 # %%
 uses_bos = cfg.model.arch == "transformer"
@@ -85,7 +90,8 @@ plots.loss_curves(metrics, optimum, plateau);
 
 # %%
 m = milestones
-print(f"plateau ln(432) = {plateau:.5f} nats; held-out loss leaves it (by 0.01 nats) at step {m['escape_step']}")
+print(f"plateau ln({run.process.vocab_size}) = {plateau:.5f} nats; held-out loss leaves it (by 0.01 nats) at step "
+      f"{m['escape_step']}")
 print(f"first within 0.02 nats of the optimum: step {m['first_within_0.02']}")
 print(f"final (step {m['final_step']}): held-out loss {m['final_eval_loss']:.5f}; the optimal predictor's loss on")
 print(f"the same held-out batch {m['final_eval_optimum']:.5f} (expected {optimum:.5f}); gap {m['final_gap']:+.5f} nats")

@@ -25,8 +25,8 @@
 # about 10^4 steps of 25,000 sequences, dims@95 grows to about 38 at eps = 0.5, 24 at 0.3, 19 at 0.2 and
 # 11-13 at eps <= 0.1.
 #
-# This notebook runs one eps, the parameter `noise`, and sets it beside the eps = 0 run of notebooks 02-03
-# (same profile, seed and budget). From the `notebooks` folder, with the project's environment active:
+# This notebook runs one eps, the parameter `noise` (default 0.2, where the paper's expansion is clear), and
+# sets it beside the eps = 0 run of notebooks 02-03 (same profile, seed and budget). From the `notebooks` folder, with the project's environment active:
 #
 # ```bash
 # papermill 04_noise.ipynb out.ipynb -p noise 0.2
@@ -34,7 +34,7 @@
 # ```
 
 # %% tags=["parameters"]
-noise: float = 0.0  # eps in [0, 1]: probability that a joint token is replaced by a uniform one
+noise: float = 0.2  # eps in [0, 1]: probability that a joint token is replaced by a uniform one
 profile: str = ""  # smoke | laptop | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
 steps: int = 0  # 0: the profile's training budget

@@ -23,6 +23,7 @@
 # ```bash
 # make sweep SWEEP=params/sweeps/noise.yaml           # 04_noise at eps 0, 0.2, 0.5 x seeds 0, 1, 2
 # make sweep SWEEP=params/sweeps/architectures.yaml   # 05_architectures for RNN, LSTM, GRU x seeds 0, 1, 2
+# make sweep SWEEP=params/sweeps/factors.yaml         # 02_training on N = 1..6 independent Mess3 factors
 # python -m factored.sweep params/sweeps/noise.yaml --scheduler tcp://host:8786   # on a Dask cluster
 # ```
 #
@@ -31,7 +32,9 @@
 # whoever made it (a sweep, a notebook run by hand), from the run folders and their cached analyses:
 #
 # * dims@95 against training step for each eps (the paper's noise figure), and for each architecture;
-# * final dims@95 against eps and against architecture, with a 95% interval over seeds.
+# * final dims@95 against eps and against architecture, with a 95% interval over seeds;
+# * beyond the paper, dims@95 against the number of factors N, beside the factored (2N) and joint (3^N - 1)
+#   predictions.
 #
 # The paper reports one seed per condition, so how much dims@95 varies from seed to seed, and whether the
 # differences between conditions exceed it, is information it does not give.
@@ -64,12 +67,14 @@ print(f"budget: profile {profile}, {t.steps:,} steps x {t.batch_size} sequences 
 # CI executes this notebook at the `smoke` profile, where no sweep has run. So that every step below has data
 # to show, the notebook then trains a tiny grid itself, straight through the library rather than through
 # papermill (seconds in all; a rerun loads the runs): the smoke transformer at eps 0 and 0.5 and a 2-layer LSTM
-# of width 32, each with seeds 0, 1, 2. At any other profile it trains nothing and collects what is there.
+# of width 32, each with seeds 0, 1, 2, and the transformer on N = 1, 2, 3 Mess3 factors (seed 0). At any other
+# profile it trains nothing and collects what is there.
 
 # %%
 if profile == "smoke":
     grid = [{"noise": 0.0}, {"noise": 0.5}, {"arch": "lstm", "d_model": 32, "n_layers": 2}]
-    for overrides, seed in itertools.product(grid, range(3)):
+    grid = list(itertools.product(grid, range(3))) + [({"n_mess3": n}, 0) for n in (1, 2, 3)]
+    for overrides, seed in grid:
         cfg = config.from_parameters(profile, steps=t.steps, seed=seed, **overrides)
         runs.get_or_train(cfg, progress=False)
 
@@ -148,6 +153,34 @@ plots.final_dims_by(arch_runs, arch_table, "model", factored_dim, "Final dims@95
 # %%
 arch_summary = sweep.condition_table(arch_runs, "model").loc[models]
 print(arch_summary.round(3).to_string() if len(arch_summary) else "no noiseless runs at this budget")
+
+# %% [markdown]
+# ## Beyond the paper: dimension against the number of factors
+#
+# The paper's argument in one line: a joint belief over N three-state factors needs 3^N - 1 dimensions, a
+# factored one 2N. Here the canonical transformer (width 120) learns N = 1..6 independent Mess3 factors at this
+# budget (`params/sweeps/factors.yaml`, 3 to 729 joint tokens). Beside the two counts: the dims@95 of the true
+# beliefs on the same probe data, concatenated and as their outer product (what an ideal factored or joint
+# representation would show at 95% variance), and the network's dims@95 at the end and at its collapse. Beyond
+# N = 4 a joint representation (242, 728 dimensions) no longer fits in the width at all.
+
+# %%
+scaling_runs = per_run[(per_run["n_mess3"] > 0) & (per_run["model"] == ref_model) & (per_run["noise"] == 0)]
+scaling = sweep.factor_scaling(scaling_runs, acfg, ref.data.seq_len)
+plots.dims_vs_factors(scaling, ref.model.d_model);
+
+# %%
+print(scaling.round(3).to_string(index=False) if len(scaling) else "no runs on N Mess3 factors at this budget")
+if len(scaling):
+    closer = [
+        "factored" if abs(row.final_dims95 - row.beliefs_factored) <= abs(row.final_dims95 - row.beliefs_joint)
+        else "joint" for row in scaling.itertuples()
+    ]
+    print(f"final dims@95 is closer to the factored beliefs' dims@95 than to the joint beliefs' for "
+          f"{closer.count('factored')} of {len(closer)} values of N (N = "
+          f"{', '.join(str(n) for n, c in zip(scaling['N'], closer, strict=True) if c == 'factored')}); it goes from "
+          f"{scaling['final_dims95'].iloc[0]:g} to {scaling['final_dims95'].iloc[-1]:g} while the joint count grows "
+          f"from {scaling['joint'].iloc[0]} to {scaling['joint'].iloc[-1]}")
 
 # %% [markdown]
 # ## Every condition at this budget

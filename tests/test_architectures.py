@@ -1,43 +1,17 @@
-"""Notebook 05 run as a user runs it (papermill): an LSTM at the smoke profile beside the canonical transformer,
-and bad parameters refused with one clear error before anything is written."""
+"""Notebooks 05 and 02 run as a user runs them (papermill): an LSTM at the smoke profile beside the canonical
+transformer, notebook 02 on N Mess3 factors, and bad parameters refused with one clear error before anything is
+written."""
 
 import json
 import re
-from pathlib import Path
 
 import papermill
 import pytest
-
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_architectures.ipynb"
-
-
-@pytest.fixture
-def outputs(tmp_path, monkeypatch):
-    """An empty FACTORED_OUTPUTS for the notebook's kernel (which inherits this environment), at smoke."""
-    folder = tmp_path / "outputs"
-    folder.mkdir()
-    env = {"FACTORED_OUTPUTS": str(folder), "FACTORED_PROFILE": "smoke", "TQDM_DISABLE": "1", "MPLBACKEND": "Agg"}
-    for key, value in {**env, "OMP_NUM_THREADS": "1"}.items():
-        monkeypatch.setenv(key, value)
-    return folder
-
-
-def execute(tmp_path: Path, **parameters):
-    return papermill.execute_notebook(
-        str(NOTEBOOK),
-        str(tmp_path / "executed.ipynb"),
-        parameters=parameters,
-        cwd=str(NOTEBOOK.parent),
-        progress_bar=False,
-    )
-
-
-def printed(notebook) -> str:
-    return "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+from notebook_runs import execute, printed
 
 
 def test_lstm_runs_beside_the_canonical_transformer(tmp_path, outputs):
-    text = printed(execute(tmp_path, arch="lstm", d_model=8))
+    text = printed(execute("05_architectures", tmp_path / "out.ipynb", arch="lstm", d_model=8))
     # the comparison table: one column per run, the rows of the three analyses
     header = next(line for line in text.splitlines() if "LSTM 8x2" in line and "(canonical)" in line)
     assert header.split() == ["LSTM", "8x2", "transformer", "24x1", "(canonical)"]
@@ -63,7 +37,18 @@ def test_lstm_runs_beside_the_canonical_transformer(tmp_path, outputs):
 )
 def test_bad_parameters_stop_before_anything_is_written(tmp_path, outputs, parameters, message):
     with pytest.raises(papermill.PapermillExecutionError) as error:
-        execute(tmp_path, **parameters)
+        execute("05_architectures", tmp_path / "out.ipynb", **parameters)
     assert error.value.ename == "ValueError" and re.search(message, error.value.evalue), error.value.evalue
     assert error.value.exec_count <= 3  # stopped in the cell right after the parameters
     assert list(outputs.iterdir()) == []
+
+
+def test_training_notebook_trains_on_n_mess3_factors_and_refuses_too_many(tmp_path, outputs):
+    """Notebook 02 with `-p n_mess3 2` (a point of params/sweeps/factors.yaml): 9 joint tokens, its own run."""
+    text = printed(execute("02_training", tmp_path / "out.ipynb", n_mess3=2))
+    assert "plateau ln(9) = 2.19722 nats" in text
+    assert [p.name.split("-")[0] for p in (outputs / "runs").iterdir()] == ["mess3x2"]
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        execute("02_training", tmp_path / "bad.ipynb", n_mess3=9)
+    assert "n_mess3 must be an integer in [0, 8] (0: the paper's five factors)" in str(error.value)
+    assert len(list((outputs / "runs").iterdir())) == 1  # nothing written for the refused run

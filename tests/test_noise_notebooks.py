@@ -10,46 +10,10 @@ import numpy as np
 import papermill
 import pytest
 import torch
+from notebook_runs import NOTEBOOKS, execute, printed, run_folders
 
 from factored import config, factored, probing, train
 from factored.processes import bloch_walk, mess3
-
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-
-
-@pytest.fixture
-def outputs(tmp_path, monkeypatch):
-    """A private outputs folder for the notebooks' runs, and the environment CI gives the kernel."""
-    folder = tmp_path / "outputs"
-    for key, value in {
-        "FACTORED_OUTPUTS": str(folder),
-        "FACTORED_PROFILE": "smoke",
-        "OMP_NUM_THREADS": "1",
-        "TQDM_DISABLE": "1",
-        "MPLBACKEND": "Agg",
-    }.items():
-        monkeypatch.setenv(key, value)
-    return folder
-
-
-def execute(name: str, out: Path, **parameters) -> dict:
-    """Run notebooks/<name>.ipynb as `papermill <name>.ipynb out.ipynb -p ...` from the notebooks folder."""
-    return papermill.execute_notebook(
-        str(NOTEBOOKS / f"{name}.ipynb"),
-        str(out),
-        parameters=parameters,
-        cwd=str(NOTEBOOKS),
-        kernel_name="python3",
-        progress_bar=False,
-    )
-
-
-def printed(nb) -> str:
-    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-
-
-def run_folders(outputs: Path) -> list[str]:
-    return sorted(p.name for p in (outputs / "runs").iterdir()) if (outputs / "runs").exists() else []
 
 
 @pytest.mark.parametrize("noise", [0.1, 0])  # papermill passes `-p noise 0` as an int

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import notebook_runs
 import numpy as np
 import pytest
 import yaml
@@ -54,8 +55,7 @@ def make_sweep(notebook: Path, grid, fixed=None, name="tiny") -> sweep.Sweep:
 
 
 def printed(path: Path) -> str:
-    nb = nbformat.read(path, as_version=4)
-    return "".join(out.get("text", "") for cell in nb.cells for out in cell.get("outputs", []))
+    return notebook_runs.printed(nbformat.read(path, as_version=4))
 
 
 # --- grids and their validation ---------------------------------------------------------------------------------
@@ -322,3 +322,19 @@ def test_model_labels_name_what_differs_from_the_reference():
     wide = config.from_parameters("laptop", d_model=480, d_mlp=1920, n_ctx=33)
     assert sweep.model_label(wide, ref) == "transformer 480x4, n_ctx 33"
     assert sweep.model_label(config.make_config("laptop", init="gpt2"), ref) == "transformer 120x4, init gpt2"
+
+
+def test_factor_scaling_sets_measured_dims_beside_both_predictions():
+    import pandas as pd
+
+    finals = pd.DataFrame(
+        {"n_mess3": [0, 1, 2, 2], "final_dims95": [18, 3, 5, 7], "min_dims95": [9, 2, 4, 4],
+         "gap": [0.1, 0.2, 0.3, 0.5], "r2": [0.9, 0.8, 0.7, 0.5]}
+    )  # fmt: skip
+    table = sweep.factor_scaling(finals, config_smoke_analysis(), seq_len=8)
+    assert list(table["N"]) == [1, 2] and list(table["seeds"]) == [1, 2]  # the paper's process (0) is not an N
+    assert list(table["factored"]) == [2, 4] and list(table["joint"]) == [2, 8]
+    assert table["final_dims95"][1] == 6 and np.isclose(table["gap"][1], 0.4)  # means over seeds
+    # the true beliefs of one factor: concatenation and outer product are the same vectors
+    assert table["beliefs_factored"][0] == table["beliefs_joint"][0] <= 2
+    assert 3 <= table["beliefs_factored"][1] <= 4 < table["beliefs_joint"][1] <= 8

@@ -395,6 +395,31 @@ def final_dims_by(per_run, intervals, x: str, factored_dims: int, title: str, xl
     return fig
 
 
+def dims_vs_factors(scaling, d_model: int):
+    """Measured dims@95 against the number of factors N, beside the factored (2N) and joint (3^N - 1) counts and
+    the dims@95 of the true beliefs. scaling: `sweep.factor_scaling`'s frame; d_model: the network's width."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    title = "Dimension against the number of Mess3 factors"
+    if scaling.empty:
+        return _no_data(fig, ax, title, "no runs on N Mess3 factors at this budget yet")
+    n = scaling["N"]
+    ax.plot(n, scaling["joint"], "o-", color="C1", label="joint: 3^N - 1")
+    ax.plot(n, scaling["factored"], "s-", color="C0", label="factored: 2N")
+    ax.plot(
+        n, scaling["beliefs_joint"], "o", mfc="none", color="C1", ms=9, label="true beliefs, outer product (dims@95)"
+    )
+    ax.plot(
+        n, scaling["beliefs_factored"], "s", mfc="none", color="C0", ms=9, label="true beliefs, concatenated (dims@95)"
+    )
+    ax.plot(n, scaling["final_dims95"], "D", color="C3", ms=7, label="network, final dims@95")
+    ax.plot(n, scaling["min_dims95"], "v", color="C2", ms=7, label="network, smallest dims@95 (collapse)")
+    ax.axhline(d_model, color="0.3", ls=":", lw=1, label=f"width d_model = {d_model}")
+    ax.set(yscale="log", xlabel="number of factors N", ylabel="dimensions", title=title, xticks=list(n))
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.legend(fontsize=7)
+    return fig
+
+
 # ------------------------------------------------------------------------------------ factor discovery (08)
 def dependence_structure(
     dependence: np.ndarray, groups: Sequence[np.ndarray], shuffled: np.ndarray, threshold: float, title: str = ""

@@ -551,7 +551,8 @@ def collect(
 
     The analyses come from `probing.analyze_run` with `acfg`, cached in each run folder (so shared with the
     notebooks that made the runs when they used the same settings). Columns: run, model, arch, noise,
-    structure, seed, plus step, dims95 (first frame) or final_dims95, min_dims95, min_step, gap, r2 (second)."""
+    structure, n_mess3 (0: the paper's five factors), seed, plus step, dims95 (first frame) or final_dims95,
+    min_dims95, min_step, gap, r2 (second)."""
     import pandas as pd
 
     from . import probing
@@ -567,6 +568,7 @@ def collect(
             "arch": c.model.arch,
             "noise": float(c.data.noise),
             "structure": c.data.structure if not c.data.n_mess3 else f"{c.data.n_mess3} x Mess3",
+            "n_mess3": c.data.n_mess3,
             "seed": c.train.seed,
         }
         per_step += [{**base, "step": s, "dims95": r["dims"]["0.95"]} for s, r in sorted(trajectory.items())]
@@ -581,7 +583,7 @@ def collect(
                 "r2": final["r2_overall"],
             }
         )
-    columns = ["run", "model", "arch", "noise", "structure", "seed"]
+    columns = ["run", "model", "arch", "noise", "structure", "n_mess3", "seed"]
     return (
         pd.DataFrame(per_step, columns=[*columns, "step", "dims95"]),
         pd.DataFrame(per_run, columns=[*columns, "final_dims95", "min_dims95", "min_step", "gap", "r2"]),
@@ -636,6 +638,40 @@ def condition_table(finals: pd.DataFrame, by: str, level: float = 0.95) -> pd.Da
     ]
     table["seeds' range"] = [f"{lo:g}-{hi:g}" for lo, hi in zip(table["min"], table["max"], strict=True)]
     return table[["seeds", f"final dims@95 ({level:.0%} interval)", "seeds' range", "collapse", "at_step", "gap", "r2"]]
+
+
+def factor_scaling(finals: pd.DataFrame, acfg: probing.AnalysisConfig, seq_len: int) -> pd.DataFrame:
+    """Dimension against the number of factors: one row per N among the runs on N independent Mess3 factors.
+
+    finals: `collect`'s second frame (rows with n_mess3 = 0 are ignored). Columns: N, seeds, the measured final
+    and smallest dims@95 (means over seeds), the dimension counts of a factored (2N) and a joint (3^N - 1)
+    representation, the dims@95 of the true beliefs on the probe data, concatenated (beliefs_factored) and as
+    their outer product (beliefs_joint), and the mean gap and R²."""
+    import pandas as pd
+
+    from . import factored, probing
+
+    rows = []
+    for n, group in finals[finals["n_mess3"] > 0].groupby("n_mess3", sort=True):
+        process = factored.mess3_factors(int(n))
+        joint, factored_dims = factored.dimension_counts(process.state_dims)
+        refs = probing.reference_curves(process, acfg, seq_len)
+        rows.append(
+            {
+                "N": int(n),
+                "seeds": len(group),
+                "final_dims95": group["final_dims95"].mean(),
+                "min_dims95": group["min_dims95"].mean(),
+                "factored": factored_dims,
+                "joint": joint,
+                "beliefs_factored": refs["factored_dims95"],
+                "beliefs_joint": refs["joint_dims95"],
+                "gap": group["gap"].mean(),
+                "r2": group["r2"].mean(),
+            }
+        )
+    columns = ["N", "seeds", "final_dims95", "min_dims95", "factored", "joint", "beliefs_factored", "beliefs_joint"]
+    return pd.DataFrame(rows, columns=[*columns, "gap", "r2"])
 
 
 def sweep_folders(root: Path | None = None) -> pd.DataFrame:
