@@ -36,6 +36,7 @@ d_model: int = 0  # 0: the profile's model size
 n_layers: int = 0
 n_heads: int = 0
 d_mlp: int = 0
+n_mess3: int = 0  # 0: the paper's five factors; N in [1, 8]: N independent Mess3 factors (notebook 02's run)
 site: str = ""  # "": the model's last residual stream (or last recurrent layer)
 n_random_models: int = 5  # randomly initialised models for the overlap baseline band
 
@@ -44,7 +45,8 @@ from factored import config
 
 config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
 cfg = config.from_parameters(
-    profile, seed=seed, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp
+    profile, name=f"mess3x{n_mess3}" if n_mess3 else "canonical",
+    seed=seed, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp, n_mess3=n_mess3,
 )
 profile = config.resolve_profile(profile)
 print(cfg)
@@ -55,7 +57,7 @@ import json
 
 import pandas as pd
 
-from factored import analysis, plots, probing, runs, train
+from factored import analysis, factored, plots, probing, runs, train
 
 acfg = probing.smoke_sized(probing.AnalysisConfig(site=site or None, n_random_models=n_random_models), profile)
 print(acfg)
@@ -74,7 +76,7 @@ kinds = ["simplex" if d == 3 and v == 3 else "bloch" for d, v in zip(process.sta
 names = plots.factor_names(kinds)
 trajectory = probing.analyze_run(run, acfg)
 refs = probing.reference_curves(process, acfg, cfg.data.seq_len)
-joint_dim, factored_dim = 242, 10
+joint_dim, factored_dim = factored.dimension_counts(process.state_dims)
 print(f"{len(trajectory)} checkpoints analysed; reference dims@95: factored beliefs {refs['factored_dims95']}, "
       f"joint beliefs {refs['joint_dims95']}")
 
@@ -223,8 +225,8 @@ comparison = pd.DataFrame(
     [
         ("final dims@95", result["final_dims95"], "10-11"),
         ("min dims@95 (step)", f"{result['min_dims95']} ({result['min_dims95_step']})", "about 3 (step 200-300)"),
-        ("held-out RMSE, Mess3", f"{min(mess3):.3f}-{max(mess3):.3f}", "about 0.06"),
-        ("held-out RMSE, Bloch", f"{min(bloch):.3f}-{max(bloch):.3f}", "about 0.075"),
+        ("held-out RMSE, Mess3", f"{min(mess3):.3f}-{max(mess3):.3f}" if mess3 else "-", "about 0.06"),
+        ("held-out RMSE, Bloch", f"{min(bloch):.3f}-{max(bloch):.3f}" if bloch else "-", "about 0.075"),
         ("mean overlap k=1, 2", f"{result['overlap_k1']:.1e}, {result['overlap_k2']:.1e}", "about 1e-3"),
         ("random-init overlap k=1, 2", f"{result['random_init_overlap_k1']:.2f}, "
          f"{result['random_init_overlap_k2']:.2f}", "0.3-0.5"),

@@ -43,11 +43,15 @@ def test_bad_parameters_stop_before_anything_is_written(tmp_path, outputs, param
     assert list(outputs.iterdir()) == []
 
 
-def test_training_notebook_trains_on_n_mess3_factors_and_refuses_too_many(tmp_path, outputs):
-    """Notebook 02 with `-p n_mess3 2` (a point of params/sweeps/factors.yaml): 9 joint tokens, its own run."""
+def test_notebooks_02_and_03_share_a_run_on_n_mess3_factors_and_refuse_too_many(tmp_path, outputs):
+    """Notebook 02 with `-p n_mess3 2` (a point of params/sweeps/factors.yaml): 9 joint tokens, its own run,
+    which notebook 03 with the same parameter analyses rather than training another."""
     text = printed(execute("02_training", tmp_path / "out.ipynb", n_mess3=2))
     assert "plateau ln(9) = 2.19722 nats" in text
     assert [p.name.split("-")[0] for p in (outputs / "runs").iterdir()] == ["mess3x2"]
+    text = printed(execute("03_factored_geometry", tmp_path / "out3.ipynb", n_mess3=2))
+    assert [p.name.split("-")[0] for p in (outputs / "runs").iterdir()] == ["mess3x2"]
+    assert "Mess3 F1" in text and "Mess3 F2" not in text and "Bloch F" not in text  # two factors, both Mess3
     with pytest.raises(papermill.PapermillExecutionError) as error:
         execute("02_training", tmp_path / "bad.ipynb", n_mess3=9)
     assert "n_mess3 must be an integer in [0, 8] (0: the paper's five factors)" in str(error.value)
