@@ -88,6 +88,10 @@ if profile == "smoke":
 # %%
 folders = sweep.sweep_folders()
 print(folders.round(1).to_string(index=False) if len(folders) else "no sweep has been run here yet")
+if len(folders):
+    minutes, cores = folders["point_minutes"].sum(), sweep.available_cores()
+    print(f"in all: {minutes:.0f} minutes of points, i.e. about {minutes / cores:.0f} minutes of wall time with one "
+          f"single-threaded point per core on this machine's {cores} cores")
 finished = sweep.finished_runs()
 selected = [r for r in finished if sweep.same_budget(r.config, ref)]
 per_step, per_run = sweep.collect(selected, ref, acfg)
@@ -131,6 +135,17 @@ noise_summary = sweep.condition_table(noise_runs, "eps")
 print(noise_summary.round(3).to_string() if len(noise_summary) else "no noise runs at this budget")
 
 # %% [markdown]
+# Does noise change the dimension at this budget, beyond the seed-to-seed spread? Each eps against eps = 0:
+# the difference of the mean final dims@95 and of the collapse, with Welch's t-test over seeds (two-sided; with
+# three seeds a side only a large, consistent difference reaches p < 0.05).
+
+# %%
+for value, what in (("final_dims95", "final dims@95"), ("min_dims95", "smallest dims@95 (the collapse)")):
+    for row in sweep.difference_table(noise_runs, "eps", "0", value).itertuples():
+        print(f"{what}, eps {row.eps} vs 0: {row.mean:.1f} vs {row.reference_mean:.1f} "
+              f"({row.difference:+.1f}; {row.seeds} and {row.reference_seeds} seeds, Welch p = {row.p_welch:.2g})")
+
+# %% [markdown]
 # ## Architectures
 #
 # Every model trained at this budget on the noiseless five-factor process: the canonical transformer (the
@@ -153,6 +168,9 @@ plots.final_dims_by(arch_runs, arch_table, "model", factored_dim, "Final dims@95
 # %%
 arch_summary = sweep.condition_table(arch_runs, "model").loc[models]
 print(arch_summary.round(3).to_string() if len(arch_summary) else "no noiseless runs at this budget")
+for row in sweep.difference_table(arch_runs, "model", ref_model).itertuples():
+    print(f"final dims@95, {row.model} vs {ref_model}: {row.mean:.1f} vs {row.reference_mean:.1f} "
+          f"({row.difference:+.1f}; Welch p = {row.p_welch:.2g})")
 
 # %% [markdown]
 # ## Beyond the paper: dimension against the number of factors

@@ -338,3 +338,17 @@ def test_factor_scaling_sets_measured_dims_beside_both_predictions():
     # the true beliefs of one factor: concatenation and outer product are the same vectors
     assert table["beliefs_factored"][0] == table["beliefs_joint"][0] <= 2
     assert 3 <= table["beliefs_factored"][1] <= 4 < table["beliefs_joint"][1] <= 8
+
+
+def test_difference_table_is_welchs_test_against_the_reference():
+    import pandas as pd
+    from scipy import stats
+
+    finals = pd.DataFrame({"eps": [0, 0, 0, 0.5, 0.5, 0.5, 0.2], "final_dims95": [10, 12, 14, 20, 22, 24, 11]})
+    table = sweep.difference_table(finals, "eps", 0).set_index("eps")
+    assert list(table.index) == [0.2, 0.5]
+    row = table.loc[0.5]
+    assert row["seeds"] == 3 and row["reference_mean"] == 12 and row["difference"] == 10
+    t = 10 / math.sqrt(4 / 3 + 4 / 3)  # equal variances 4 and 3 seeds each: Welch's df = 4
+    assert math.isclose(row["p_welch"], 2 * stats.t.sf(t, 4), rel_tol=1e-9)
+    assert math.isnan(table.loc[0.2, "p_welch"])  # one seed: no test

@@ -624,6 +624,28 @@ def interval_table(finals: pd.DataFrame, by: str, value: str = "final_dims95", l
     return pd.DataFrame(rows, columns=[by, "seeds", "mean", "low", "high", "min", "max"])
 
 
+def difference_table(finals: pd.DataFrame, by: str, reference, value: str = "final_dims95") -> pd.DataFrame:
+    """Each condition against a reference condition: one row per value of `by` other than `reference`, with the
+    seeds on each side, the two means of `value`, their difference, and the two-sided p-value of Welch's t-test
+    (NaN with fewer than 2 seeds on a side, or no spread at all). Seeds are independent runs, so the test is
+    the unpaired one."""
+    import pandas as pd
+    from scipy import stats
+
+    base = finals.loc[finals[by] == reference, value].to_numpy(float)
+    rows = []
+    for key, group in finals[finals[by] != reference].groupby(by, sort=True):
+        x = group[value].to_numpy(float)
+        testable = len(x) > 1 and len(base) > 1 and (x.std() > 0 or base.std() > 0)
+        p = float(stats.ttest_ind(x, base, equal_var=False).pvalue) if testable else float("nan")
+        mean = float(x.mean())
+        ref_mean = float(base.mean()) if len(base) else float("nan")
+        rows.append({by: key, "seeds": len(x), "mean": mean, "reference_seeds": len(base),
+                     "reference_mean": ref_mean, "difference": mean - ref_mean, "p_welch": p})  # fmt: skip
+    columns = [by, "seeds", "mean", "reference_seeds", "reference_mean", "difference", "p_welch"]
+    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+
+
 def condition_table(finals: pd.DataFrame, by: str, level: float = 0.95) -> pd.DataFrame:
     """One row per value of `by`: seeds, final dims@95 as "mean (low to high)" with its t-interval, the seeds'
     range, and averaged over seeds the collapse (smallest dims@95 after step 0), the step of the collapse (median),
