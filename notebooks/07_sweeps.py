@@ -136,11 +136,12 @@ print(noise_summary.round(3).to_string() if len(noise_summary) else "no noise ru
 
 # %% [markdown]
 # Does noise change the dimension at this budget, beyond the seed-to-seed spread? Each eps against eps = 0:
-# the difference of the mean final dims@95 and of the collapse, with Welch's t-test over seeds (two-sided; with
-# three seeds a side only a large, consistent difference reaches p < 0.05).
+# the difference of the mean final dims@95, of the collapse and of the step where it happens, with Welch's
+# t-test over seeds (two-sided; with three seeds a side only a large, consistent difference reaches p < 0.05).
 
 # %%
-for value, what in (("final_dims95", "final dims@95"), ("min_dims95", "smallest dims@95 (the collapse)")):
+for value, what in (("final_dims95", "final dims@95"), ("min_dims95", "smallest dims@95 (the collapse)"),
+                    ("min_step", "step of the collapse")):
     for row in sweep.difference_table(noise_runs, "eps", "0", value).itertuples():
         print(f"{what}, eps {row.eps} vs 0: {row.mean:.1f} vs {row.reference_mean:.1f} "
               f"({row.difference:+.1f}; {row.seeds} and {row.reference_seeds} seeds, Welch p = {row.p_welch:.2g})")
