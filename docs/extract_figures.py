@@ -18,6 +18,10 @@ FIGURES = {  # file name -> (notebook, index of the image output, counting from 
     "projections.png": ("03_factored_geometry", 4),
     "extra_dims.png": ("03_factored_geometry", 5),
     "overlap.png": ("03_factored_geometry", 6),
+    "noise_dims.png": ("04_noise", 4),
+    "sweep_noise.png": ("07_sweeps", 0),
+    "sweep_architectures.png": ("07_sweeps", 3),
+    "factor_scaling.png": ("07_sweeps", 4),
 }
 
 

@@ -134,6 +134,17 @@ plots.final_dims_by(noise_runs, noise_table, "eps", factored_dim, f"Final dims@9
 noise_summary = sweep.condition_table(noise_runs, "eps")
 print(noise_summary.round(3).to_string() if len(noise_summary) else "no noise runs at this budget")
 
+
+def unfinished(table, name):
+    """Say which conditions have not finished collapsing at this budget (computed from the table)."""
+    for key, row in table[table["still_falling"] > 0].iterrows():
+        print(f"{name}{key}: the smallest dims@95 is at the last checkpoint in {row['still_falling']:g} of "
+              f"{row['seeds']} seeds (dims@95 {row['init']:.0f} at init): the collapse is not finished at this "
+              "budget, so the final dims@95 is a point on the way down, not a settled dimension")
+
+
+unfinished(noise_summary, "eps ")
+
 # %% [markdown]
 # Does noise change the dimension at this budget, beyond the seed-to-seed spread? Each eps against eps = 0:
 # the difference of the mean final dims@95, of the collapse and of the step where it happens, with Welch's
@@ -169,6 +180,7 @@ plots.final_dims_by(arch_runs, arch_table, "model", factored_dim, "Final dims@95
 # %%
 arch_summary = sweep.condition_table(arch_runs, "model").loc[models]
 print(arch_summary.round(3).to_string() if len(arch_summary) else "no noiseless runs at this budget")
+unfinished(arch_summary, "")
 for row in sweep.difference_table(arch_runs, "model", ref_model).itertuples():
     print(f"final dims@95, {row.model} vs {ref_model}: {row.mean:.1f} vs {row.reference_mean:.1f} "
           f"({row.difference:+.1f}; Welch p = {row.p_welch:.2g})")
@@ -182,6 +194,11 @@ for row in sweep.difference_table(arch_runs, "model", ref_model).itertuples():
 # beliefs on the same probe data, concatenated and as their outer product (what an ideal factored or joint
 # representation would show at 95% variance), and the network's dims@95 at the end and at its collapse. Beyond
 # N = 4 a joint representation (242, 728 dimensions) no longer fits in the width at all.
+#
+# The network's dims@95 counts everything its residual stream holds, not only beliefs: notebook 03 found the
+# position and the newest tokens there too (about a fifth of the variance). So even an ideal factored network
+# sits above 2N; what separates the hypotheses is how dims@95 grows with N, against 3^N. And a network can only
+# be judged where it has learned: the R² of the belief read-out says where.
 
 # %%
 scaling_runs = per_run[(per_run["n_mess3"] > 0) & (per_run["model"] == ref_model) & (per_run["noise"] == 0)]
@@ -190,16 +207,19 @@ plots.dims_vs_factors(scaling, ref.model.d_model);
 
 # %%
 print(scaling.round(3).to_string(index=False) if len(scaling) else "no runs on N Mess3 factors at this budget")
+LEARNED_R2 = 0.8  # "the network has learned the beliefs": held-out R² of the linear read-out at least this
 if len(scaling):
-    closer = [
-        "factored" if abs(row.final_dims95 - row.beliefs_factored) <= abs(row.final_dims95 - row.beliefs_joint)
-        else "joint" for row in scaling.itertuples()
-    ]
-    print(f"final dims@95 is closer to the factored beliefs' dims@95 than to the joint beliefs' for "
-          f"{closer.count('factored')} of {len(closer)} values of N (N = "
-          f"{', '.join(str(n) for n, c in zip(scaling['N'], closer, strict=True) if c == 'factored')}); it goes from "
-          f"{scaling['final_dims95'].iloc[0]:g} to {scaling['final_dims95'].iloc[-1]:g} while the joint count grows "
-          f"from {scaling['joint'].iloc[0]} to {scaling['joint'].iloc[-1]}")
+    learned, unlearned = scaling[scaling["r2"] >= LEARNED_R2], scaling[scaling["r2"] < LEARNED_R2]
+    below = learned[learned["final_dims95"] < learned["beliefs_joint"]]
+    print(f"learned (R² >= {LEARNED_R2}): N = {list(learned['N'])}; final dims@95 "
+          f"{', '.join(f'{d:g}' for d in learned['final_dims95'])} against joint counts "
+          f"{', '.join(str(j) for j in learned['joint'])} and factored counts "
+          f"{', '.join(str(f) for f in learned['factored'])}")
+    print(f"below even the joint beliefs' own dims@95 for N = {list(below['N'])}; "
+          f"at or above it for N = {sorted(set(learned['N']) - set(below['N']))}")
+    for row in unlearned.itertuples():
+        print(f"N = {row.N}: not learned at this budget (R² {row.r2:.2f}, gap {row.gap:.3f} nats; dims@95 "
+              f"{row.init_dims95:g} at init, {row.final_dims95:g} at the end): no conclusion about its dimension")
 
 # %% [markdown]
 # ## Every condition at this budget

@@ -328,8 +328,8 @@ def test_factor_scaling_sets_measured_dims_beside_both_predictions():
     import pandas as pd
 
     finals = pd.DataFrame(
-        {"n_mess3": [0, 1, 2, 2], "final_dims95": [18, 3, 5, 7], "min_dims95": [9, 2, 4, 4],
-         "gap": [0.1, 0.2, 0.3, 0.5], "r2": [0.9, 0.8, 0.7, 0.5]}
+        {"n_mess3": [0, 1, 2, 2], "init_dims95": [89, 8, 9, 9], "final_dims95": [18, 3, 5, 7],
+         "min_dims95": [9, 2, 4, 4], "gap": [0.1, 0.2, 0.3, 0.5], "r2": [0.9, 0.8, 0.7, 0.5]}
     )  # fmt: skip
     table = sweep.factor_scaling(finals, config_smoke_analysis(), seq_len=8)
     assert list(table["N"]) == [1, 2] and list(table["seeds"]) == [1, 2]  # the paper's process (0) is not an N
@@ -352,3 +352,28 @@ def test_difference_table_is_welchs_test_against_the_reference():
     t = 10 / math.sqrt(4 / 3 + 4 / 3)  # equal variances 4 and 3 seeds each: Welch's df = 4
     assert math.isclose(row["p_welch"], 2 * stats.t.sf(t, 4), rel_tol=1e-9)
     assert math.isnan(table.loc[0.2, "p_welch"])  # one seed: no test
+
+
+def test_condition_table_counts_the_seeds_still_falling_at_the_end():
+    import pandas as pd
+
+    finals = pd.DataFrame(
+        {"eps": [0, 0, 0.5, 0.5], "init_dims95": [89, 87, 89, 89], "final_dims95": [9, 10, 80, 84],
+         "min_dims95": [8, 10, 80, 84], "min_step": [600, 1000, 1000, 1000], "final_step": [1000] * 4,
+         "gap": [0.1, 0.1, 0.03, 0.05], "r2": [0.3, 0.4, 0.2, 0.2]}
+    )  # fmt: skip
+    table = sweep.condition_table(finals, "eps")
+    assert list(table["still_falling"]) == [1, 2] and list(table["init"]) == [88, 89]
+    assert list(table["collapse"]) == [9, 82] and table.loc[0.5, "seeds' range"] == "80-84"
+
+
+def test_difference_table_tests_against_a_reference_without_spread_quietly():
+    import warnings
+
+    import pandas as pd
+
+    finals = pd.DataFrame({"eps": [0, 0, 0, 0.2, 0.2, 0.2], "final_dims95": [9, 9, 9, 8, 12, 13]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every seed of the reference at 9: a valid Welch test, and no warning
+        row = sweep.difference_table(finals, "eps", 0).iloc[0]
+    assert row["difference"] == 2 and 0 < row["p_welch"] < 1

@@ -544,6 +544,9 @@ def model_label(cfg: RunConfig, ref: RunConfig) -> str:
     return ", ".join([label, *extra])
 
 
+FINAL_COLUMNS = ["init_dims95", "final_dims95", "min_dims95", "min_step", "final_step", "gap", "r2"]
+
+
 def collect(
     run_list: list[runs.Run], ref: RunConfig, acfg: probing.AnalysisConfig
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -551,8 +554,8 @@ def collect(
 
     The analyses come from `probing.analyze_run` with `acfg`, cached in each run folder (so shared with the
     notebooks that made the runs when they used the same settings). Columns: run, model, arch, noise,
-    structure, n_mess3 (0: the paper's five factors), seed, plus step, dims95 (first frame) or final_dims95,
-    min_dims95, min_step, gap, r2 (second)."""
+    structure, n_mess3 (0: the paper's five factors), seed, plus step, dims95 (first frame) or init_dims95,
+    final_dims95, min_dims95, min_step, final_step, gap, r2 (second)."""
     import pandas as pd
 
     from . import probing
@@ -576,9 +579,11 @@ def collect(
         per_run.append(
             {
                 **base,
+                "init_dims95": trajectory[st["init"]]["dims"]["0.95"],
                 "final_dims95": final["dims"]["0.95"],
                 "min_dims95": trajectory[st["early"]]["dims"]["0.95"],
                 "min_step": st["early"],
+                "final_step": st["final"],
                 "gap": run.metrics()[-1]["gap"],
                 "r2": final["r2_overall"],
             }
@@ -586,7 +591,7 @@ def collect(
     columns = ["run", "model", "arch", "noise", "structure", "n_mess3", "seed"]
     return (
         pd.DataFrame(per_step, columns=[*columns, "step", "dims95"]),
-        pd.DataFrame(per_run, columns=[*columns, "final_dims95", "min_dims95", "min_step", "gap", "r2"]),
+        pd.DataFrame(per_run, columns=[*columns, *FINAL_COLUMNS]),
     )
 
 
@@ -637,7 +642,9 @@ def difference_table(finals: pd.DataFrame, by: str, reference, value: str = "fin
     for key, group in finals[finals[by] != reference].groupby(by, sort=True):
         x = group[value].to_numpy(float)
         testable = len(x) > 1 and len(base) > 1 and (x.std() > 0 or base.std() > 0)
-        p = float(stats.ttest_ind(x, base, equal_var=False).pvalue) if testable else float("nan")
+        with warnings.catch_warnings():  # one side without spread (all seeds equal) is fine for Welch's test,
+            warnings.simplefilter("ignore", RuntimeWarning)  # but scipy warns of "catastrophic cancellation"
+            p = float(stats.ttest_ind(x, base, equal_var=False).pvalue) if testable else float("nan")
         mean = float(x.mean())
         ref_mean = float(base.mean()) if len(base) else float("nan")
         rows.append({by: key, "seeds": len(x), "mean": mean, "reference_seeds": len(base),
@@ -648,27 +655,31 @@ def difference_table(finals: pd.DataFrame, by: str, reference, value: str = "fin
 
 def condition_table(finals: pd.DataFrame, by: str, level: float = 0.95) -> pd.DataFrame:
     """One row per value of `by`: seeds, final dims@95 as "mean (low to high)" with its t-interval, the seeds'
-    range, and averaged over seeds the collapse (smallest dims@95 after step 0), the step of the collapse (median),
-    the held-out gap to the optimal loss and the R² of the belief read-out. `finals`: `collect`'s second frame."""
+    range, and averaged over seeds dims@95 at init, the collapse (smallest dims@95 after step 0), the step of the
+    collapse (median), how many seeds are still falling (their smallest dims@95 is at the last checkpoint, so the
+    final value is a point on the way down, not a settled dimension), the held-out gap to the optimal loss and
+    the R² of the belief read-out. `finals`: `collect`'s second frame."""
     dims = interval_table(finals, by, level=level).set_index(by)
-    others = finals.groupby(by).agg(
-        collapse=("min_dims95", "mean"), at_step=("min_step", "median"), gap=("gap", "mean"), r2=("r2", "mean")
-    )
+    others = finals.assign(falling=finals["min_step"] == finals["final_step"]).groupby(by).agg(
+        init=("init_dims95", "mean"), collapse=("min_dims95", "mean"), at_step=("min_step", "median"),
+        still_falling=("falling", "sum"), gap=("gap", "mean"), r2=("r2", "mean"),
+    )  # fmt: skip
     table = dims.join(others)
     table[f"final dims@95 ({level:.0%} interval)"] = [
         f"{m:.1f} ({lo:.1f} to {hi:.1f})" for m, lo, hi in zip(table["mean"], table["low"], table["high"], strict=True)
     ]
     table["seeds' range"] = [f"{lo:g}-{hi:g}" for lo, hi in zip(table["min"], table["max"], strict=True)]
-    return table[["seeds", f"final dims@95 ({level:.0%} interval)", "seeds' range", "collapse", "at_step", "gap", "r2"]]
+    shown = ["seeds", f"final dims@95 ({level:.0%} interval)", "seeds' range", "init", "collapse", "at_step"]
+    return table[[*shown, "still_falling", "gap", "r2"]]
 
 
 def factor_scaling(finals: pd.DataFrame, acfg: probing.AnalysisConfig, seq_len: int) -> pd.DataFrame:
     """Dimension against the number of factors: one row per N among the runs on N independent Mess3 factors.
 
-    finals: `collect`'s second frame (rows with n_mess3 = 0 are ignored). Columns: N, seeds, the measured final
-    and smallest dims@95 (means over seeds), the dimension counts of a factored (2N) and a joint (3^N - 1)
-    representation, the dims@95 of the true beliefs on the probe data, concatenated (beliefs_factored) and as
-    their outer product (beliefs_joint), and the mean gap and R²."""
+    finals: `collect`'s second frame (rows with n_mess3 = 0 are ignored). Columns: N, seeds, the measured
+    dims@95 at init, at the end and at its smallest (means over seeds), the dimension counts of a factored (2N)
+    and a joint (3^N - 1) representation, the dims@95 of the true beliefs on the probe data, concatenated
+    (beliefs_factored) and as their outer product (beliefs_joint), and the mean gap and R²."""
     import pandas as pd
 
     from . import factored, probing
@@ -682,6 +693,7 @@ def factor_scaling(finals: pd.DataFrame, acfg: probing.AnalysisConfig, seq_len: 
             {
                 "N": int(n),
                 "seeds": len(group),
+                "init_dims95": group["init_dims95"].mean(),
                 "final_dims95": group["final_dims95"].mean(),
                 "min_dims95": group["min_dims95"].mean(),
                 "factored": factored_dims,
@@ -692,7 +704,8 @@ def factor_scaling(finals: pd.DataFrame, acfg: probing.AnalysisConfig, seq_len: 
                 "r2": group["r2"].mean(),
             }
         )
-    columns = ["N", "seeds", "final_dims95", "min_dims95", "factored", "joint", "beliefs_factored", "beliefs_joint"]
+    columns = ["N", "seeds", "init_dims95", "final_dims95", "min_dims95", "factored", "joint"]
+    columns += ["beliefs_factored", "beliefs_joint"]
     return pd.DataFrame(rows, columns=[*columns, "gap", "r2"])
 
 
