@@ -26,7 +26,8 @@
 # 11-13 at eps <= 0.1.
 #
 # This notebook runs one eps, the parameter `noise` (default 0.2, where the paper's expansion is clear), and
-# sets it beside the eps = 0 run of notebooks 02-03 (same profile, seed and budget). From the `notebooks` folder, with the project's environment active:
+# sets it beside the eps = 0 run of notebooks 02-03 (same profile, seed and budget). From the `notebooks`
+# folder, with the project's environment active:
 #
 # ```bash
 # papermill 04_noise.ipynb out.ipynb -p noise 0.2
