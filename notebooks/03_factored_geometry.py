@@ -71,8 +71,7 @@ print(acfg)
 # %%
 run = runs.get_or_train(cfg)
 process = run.process
-kinds = ["simplex" if d == 3 and v == 3 else "bloch" for d, v in zip(process.state_dims, process.factor_vocab_sizes,
-                                                                     strict=True)]
+kinds = plots.factor_kinds(process)
 names = plots.factor_names(kinds)
 trajectory = probing.analyze_run(run, acfg)
 refs = probing.reference_curves(process, acfg, cfg.data.seq_len)

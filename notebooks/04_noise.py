@@ -155,8 +155,7 @@ if noise and cost > 0:
 # first collapse, then sit near the factored value (the factored phase); only later does the noisy run grow.
 
 # %%
-kinds = ["simplex" if d == 3 and v == 3 else "bloch" for d, v in zip(process.state_dims, process.factor_vocab_sizes,
-                                                                     strict=True)]
+kinds = plots.factor_kinds(process)
 names = plots.factor_names(kinds)
 trajectory = probing.analyze_run(run, acfg)
 base_trajectory = probing.analyze_run(base, acfg)

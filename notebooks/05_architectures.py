@@ -130,8 +130,7 @@ for lab, run in all_runs.items():
 
 # %%
 process = all_runs[label].process
-kinds = ["simplex" if d == 3 and v == 3 else "bloch" for d, v in zip(process.state_dims, process.factor_vocab_sizes,
-                                                                     strict=True)]
+kinds = plots.factor_kinds(process)
 names = plots.factor_names(kinds)
 results = {lab: probing.analyze_all(run, acfg, names) for lab, run in all_runs.items()}
 refs = probing.reference_curves(process, acfg, cfg.data.seq_len)

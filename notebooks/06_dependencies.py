@@ -136,8 +136,7 @@ print(f"a product-of-factors prediction could not get below a gap of {cost:.4f};
 # ## Dimension over training, side by side
 
 # %%
-kinds = ["simplex" if d == 3 and v == 3 else "bloch" for d, v in zip(process.state_dims, process.factor_vocab_sizes,
-                                                                     strict=True)]
+kinds = plots.factor_kinds(process)
 names = plots.factor_names(kinds)
 trajectory = probing.analyze_run(run, acfg)
 base_trajectory = probing.analyze_run(base, acfg)

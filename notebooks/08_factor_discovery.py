@@ -64,8 +64,7 @@ profile = config.resolve_profile(profile)
 cfg = config.make_config(profile, seed=seed)
 acfg = probing.smoke_sized(probing.AnalysisConfig(site=site or None), profile)
 process = factored.paper_process()
-kinds = ["simplex" if d == 3 and v == 3 else "bloch" for d, v in zip(process.state_dims, process.factor_vocab_sizes,
-                                                                     strict=True)]
+kinds = plots.factor_kinds(process)
 names = plots.factor_names(kinds)
 seq_len, width = cfg.data.seq_len, 120  # synthetic data live in the paper's residual width
 print(cfg, acfg, sep="\n")

@@ -98,3 +98,10 @@ def test_variance_decomposition_runs_on_a_model():
     # an untrained network carries its newest token's random embedding: not additive over factors, so only the
     # joint token identity explains it
     assert r2[3] > r2[2] + 0.2
+
+
+def test_factor_kinds_draw_mess3_as_a_simplex_and_bloch_walks_as_a_disk():
+    from factored import factored, plots
+
+    assert plots.factor_kinds(factored.paper_process()) == ["simplex"] * 3 + ["bloch"] * 2
+    assert plots.factor_kinds(factored.mess3_factors(2)) == ["simplex", "simplex"]

@@ -13,6 +13,12 @@ from . import analysis
 sns.set_theme(context="notebook", style="whitegrid")
 
 
+def factor_kinds(process) -> list[str]:
+    """How to draw each factor's beliefs: "simplex" for a 3-state, 3-token HMM (Mess3), else "bloch" (the disk)."""
+    pairs = zip(process.state_dims, process.factor_vocab_sizes, strict=True)
+    return ["simplex" if d == 3 and v == 3 else "bloch" for d, v in pairs]
+
+
 def factor_names(kinds: Sequence[str]) -> list[str]:
     return [f"{'Mess3' if k == 'simplex' else 'Bloch'} F{i}" for i, k in enumerate(kinds)]
 
