@@ -197,12 +197,17 @@ for row in sweep.difference_table(arch_runs, "model", ref_model).itertuples():
 #
 # The network's dims@95 counts everything its residual stream holds, not only beliefs: notebook 03 found the
 # position and the newest tokens there too (about a fifth of the variance). So even an ideal factored network
-# sits above 2N; what separates the hypotheses is how dims@95 grows with N, against 3^N. And a network can only
-# be judged where it has learned: the R² of the belief read-out says where.
+# sits above 2N; what separates the hypotheses is how dims@95 grows with N, against 3^N. A second test does
+# not count dimensions at all: the nested linear models of notebook 03 (beliefs, position, newest and previous
+# tokens, within-factor products), then every cross-factor product of belief coordinates (the joint belief,
+# 3^N features) on top. A joint representation would put its variance in that last step; a factored one
+# leaves nothing for it. And a network can only be judged where it has learned: the R² of the belief read-out says
+# where.
 
 # %%
 scaling_runs = per_run[(per_run["n_mess3"] > 0) & (per_run["model"] == ref_model) & (per_run["noise"] == 0)]
-scaling = sweep.factor_scaling(scaling_runs, acfg, ref.data.seq_len)
+gains = sweep.joint_belief_gains([r for r in selected if r.dir.name in set(scaling_runs["run"])], acfg)
+scaling = sweep.factor_scaling(scaling_runs.merge(gains, on="run"), acfg, ref.data.seq_len)
 plots.dims_vs_factors(scaling, ref.model.d_model);
 
 # %%
@@ -217,6 +222,10 @@ if len(scaling):
           f"{', '.join(str(f) for f in learned['factored'])}")
     print(f"below even the joint beliefs' own dims@95 for N = {list(below['N'])}; "
           f"at or above it for N = {sorted(set(learned['N']) - set(below['N']))}")
+    print("variance of the final activations that the joint belief (every cross-factor product) explains beyond "
+          "beliefs, position and tokens: "
+          + ", ".join(f"N = {row.N}: {100 * row.joint_gain:+.1f}% (beliefs alone {100 * row.beliefs_r2:.0f}%)"
+                      for row in learned.itertuples()))
     for row in unlearned.itertuples():
         print(f"N = {row.N}: not learned at this budget (R² {row.r2:.2f}, gap {row.gap:.3f} nats; dims@95 "
               f"{row.init_dims95:g} at init, {row.final_dims95:g} at the end): no conclusion about its dimension")

@@ -105,3 +105,28 @@ def test_factor_kinds_draw_mess3_as_a_simplex_and_bloch_walks_as_a_disk():
 
     assert plots.factor_kinds(factored.paper_process()) == ["simplex"] * 3 + ["bloch"] * 2
     assert plots.factor_kinds(factored.mess3_factors(2)) == ["simplex", "simplex"]
+
+
+def test_the_joint_belief_gain_separates_factored_from_joint_activations():
+    """Known answer, with the feature chain of `variance_decomposition` (token features before the joint belief):
+    activations that are a linear map of the concatenated beliefs gain nothing from the joint belief; for a
+    linear map of the joint belief (outer product) the joint token identity explains much, but not all of what
+    the joint belief does (the belief depends on more than the newest token)."""
+    from factored import analysis, factored
+
+    process = factored.mess3_factors(2)
+    data = probing.probe_data(process, 1500, 8, seed=1)
+    beliefs = [b.reshape(-1, b.shape[-1]) for b in probing.paired_beliefs(data.beliefs, 8)]
+    concat, joint = np.hstack(beliefs), factored.joint_belief(beliefs)
+    rng = np.random.default_rng(0)
+    sets = {
+        "beliefs": concat,
+        "+ newest token, per factor": probing.token_features(process, data.tokens),
+        "+ newest token, joint identity": analysis.one_hot(data.tokens[:, :7].reshape(-1).numpy(), 9),
+        "+ previous token, per factor": probing.token_features(process, data.tokens, lag=1),
+        "+ joint belief": joint,
+    }
+    for acts, expect_gain in ((concat @ rng.normal(size=(6, 12)), False), (joint @ rng.normal(size=(9, 12)), True)):
+        rows = analysis.variance_explained(acts, sets)
+        gain = rows[-1]["r2"] - rows[-2]["r2"]
+        assert (gain > 0.05) if expect_gain else (abs(gain) < 1e-6 and rows[0]["r2"] > 1 - 1e-6)

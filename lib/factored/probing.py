@@ -159,6 +159,20 @@ def variance_decomposition(model, process, data: ProbeData, site: str, seed: int
     return analysis.variance_explained(flat, feature_sets, seed=seed)
 
 
+def joint_belief_gain(run: Run, cfg: AnalysisConfig, n_sequences: int = 2_000) -> dict:
+    """Is the final representation factored or joint? `variance_decomposition` at the final checkpoint:
+    `beliefs_r2`, the held-out share of the activations' variance the beliefs explain linearly; `before_joint_r2`,
+    with position, tokens and within-factor products added; `joint_gain`, what every cross-factor product of
+    belief coordinates (the joint belief) explains on top. A factored network leaves joint_gain near 0; a joint
+    one puts its variance there. (The tokens come first because the newest token alone already predicts much of
+    the joint belief: without them, an untrained network's token embedding would count as "joint".)"""
+    data = probe_data(run.process, min(cfg.n_sequences, n_sequences), run.config.data.seq_len, cfg.seed)
+    model = run.load_model(run.steps[-1])
+    rows = variance_decomposition(model, run.process, data, cfg.site or model.default_site, cfg.seed)
+    r2 = [r["r2"] for r in rows]
+    return {"beliefs_r2": r2[0], "before_joint_r2": r2[-2], "joint_gain": r2[-1] - r2[-2]}
+
+
 def _cached_steps(path, steps: list[int], compute, progress: bool = False, desc: str = "") -> dict:
     """{step: compute(step)} for `steps`, kept in the JSON file `path`: only missing steps are computed, and the
     file is rewritten atomically after each one, so an interrupted analysis resumes where it stopped."""

@@ -679,7 +679,8 @@ def factor_scaling(finals: pd.DataFrame, acfg: probing.AnalysisConfig, seq_len: 
     finals: `collect`'s second frame (rows with n_mess3 = 0 are ignored). Columns: N, seeds, the measured
     dims@95 at init, at the end and at its smallest (means over seeds), the dimension counts of a factored (2N)
     and a joint (3^N - 1) representation, the dims@95 of the true beliefs on the probe data, concatenated
-    (beliefs_factored) and as their outer product (beliefs_joint), and the mean gap and R²."""
+    (beliefs_factored) and as their outer product (beliefs_joint), the mean gap and R², and where `finals` has them
+    (merged from `joint_belief_gains`) the mean beliefs_r2 and joint_gain, else NaN."""
     import pandas as pd
 
     from . import factored, probing
@@ -702,11 +703,26 @@ def factor_scaling(finals: pd.DataFrame, acfg: probing.AnalysisConfig, seq_len: 
                 "beliefs_joint": refs["joint_dims95"],
                 "gap": group["gap"].mean(),
                 "r2": group["r2"].mean(),
+                **{k: group[k].mean() if k in group else float("nan") for k in JOINT_GAIN_COLUMNS},
             }
         )
     columns = ["N", "seeds", "init_dims95", "final_dims95", "min_dims95", "factored", "joint"]
     columns += ["beliefs_factored", "beliefs_joint"]
-    return pd.DataFrame(rows, columns=[*columns, "gap", "r2"])
+    return pd.DataFrame(rows, columns=[*columns, "gap", "r2", *JOINT_GAIN_COLUMNS])
+
+
+JOINT_GAIN_COLUMNS = ("beliefs_r2", "joint_gain")
+
+
+def joint_belief_gains(run_list: list[runs.Run], acfg: probing.AnalysisConfig) -> pd.DataFrame:
+    """`probing.joint_belief_gain` of each run at its final checkpoint: columns run (its folder name), beliefs_r2,
+    before_joint_r2, joint_gain; merge it into `collect`'s second frame on `run` before `factor_scaling`."""
+    import pandas as pd
+
+    from . import probing
+
+    rows = [{"run": r.dir.name, **probing.joint_belief_gain(r, acfg)} for r in run_list]
+    return pd.DataFrame(rows, columns=["run", "beliefs_r2", "before_joint_r2", "joint_gain"])
 
 
 def sweep_folders(root: Path | None = None) -> pd.DataFrame:
