@@ -5,6 +5,9 @@ from pathlib import Path
 import papermill
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+# seconds a kernel may take to start: papermill's default 60 is exceeded when several kernels import torch at
+# once on 2 loaded cores without cached bytecode (PYTHONDONTWRITEBYTECODE), as on the CI machine
+KERNEL_START_TIMEOUT = 300
 
 
 def execute(name: str, out: Path, **parameters):
@@ -16,6 +19,7 @@ def execute(name: str, out: Path, **parameters):
         cwd=str(NOTEBOOKS),
         kernel_name="python3",
         progress_bar=False,
+        start_timeout=KERNEL_START_TIMEOUT,
     )
 
 

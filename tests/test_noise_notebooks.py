@@ -10,7 +10,7 @@ import numpy as np
 import papermill
 import pytest
 import torch
-from notebook_runs import NOTEBOOKS, execute, printed, run_folders
+from notebook_runs import KERNEL_START_TIMEOUT, NOTEBOOKS, execute, printed, run_folders
 
 from factored import config, factored, probing, train
 from factored.processes import bloch_walk, mess3
@@ -57,7 +57,8 @@ def snapshot(outputs: Path) -> dict[str, int]:
 def test_two_noise_runs_at_once_do_not_interfere_and_a_failed_run_leaves_them_intact(outputs, tmp_path):
     """Two `papermill 04_noise.ipynb ... -p noise X` at the same time, as a user would start them: they share the
     eps = 0 run (one trains it, the other waits), and a later bad run changes nothing already written."""
-    command = [sys.executable, "-m", "papermill", "--no-progress-bar", "04_noise.ipynb"]
+    command = [sys.executable, "-m", "papermill", "--no-progress-bar", "--start-timeout", str(KERNEL_START_TIMEOUT)]
+    command += ["04_noise.ipynb"]
     procs = {
         eps: subprocess.Popen(
             [*command, str(tmp_path / f"out_{eps}.ipynb"), "-p", "noise", eps],

@@ -71,6 +71,7 @@ NOTEBOOKS_DIR = ROOT / "notebooks"
 SWEEPS_DIR = ROOT / "params" / "sweeps"
 SWEEP_KEYS = ("notebook", "grid", "fixed")
 STATUSES = ("done", "skipped", "failed")
+KERNEL_START_TIMEOUT = 300  # seconds; papermill's default 60 is too short for kernels starting at once on few cores
 # run-config fields a notebook parameter may set (through config.from_parameters, which also knows n_ctx)
 CONFIG_PARAMETERS = frozenset(
     {f.name for part in (DataConfig, ModelConfig, TrainConfig) for f in fields(part)} | {"n_ctx"}
@@ -317,6 +318,7 @@ def run_point(notebook: str, out_dir: str, point: Point, threads: int | dict[str
         n = str(_threads_here(threads))
         env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
         cmd = [sys.executable, "-m", "papermill", notebook, str(files["partial"]), "--no-progress-bar"]
+        cmd += ["--start-timeout", str(KERNEL_START_TIMEOUT)]  # several kernels starting at once start slowly
         cmd += ["--cwd", str(Path(notebook).parent), "-y", yaml.safe_dump(point.parameters)]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
