@@ -19,18 +19,18 @@ import time
 
 import torch
 
-from factored import factored
+from factored import products, sampling
 
 
 def bench(process, batch: int, seq_len: int, device: torch.device, repeats: int, warmup: int) -> dict:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for i in range(warmup):
-        factored.sample(process, batch, seq_len, seed=i, device=device)
+        sampling.sample(process, batch, seq_len, seed=i, device=device)
     sync()
     wall, cpu = [], []
     for i in range(repeats):
         t0, c0 = time.perf_counter(), time.process_time()
-        factored.sample(process, batch, seq_len, seed=1000 + i, device=device)
+        sampling.sample(process, batch, seq_len, seed=1000 + i, device=device)
         sync()
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
@@ -52,9 +52,9 @@ def main() -> None:
     if device.type != "cpu":
         threads = [torch.get_num_threads()]
     processes = {
-        "independent": factored.paper_process(),
-        "chain": factored.paper_process("chain"),
-        "independent, noise 0.1": factored.paper_process(noise=0.1),
+        "independent": products.paper_process(),
+        "chain": products.paper_process("chain"),
+        "independent, noise 0.1": products.paper_process(noise=0.1),
     }
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, device {device}, ")
     print(f"B = {args.batch}, L = {args.seq_len}, median of {args.repeats} after {args.warmup} warmup runs")

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from factored import factored
+from factored import products, sampling
 from factored.models import build_model
 from factored.train import inputs_and_targets
 
@@ -71,16 +71,16 @@ def matmul_params(model: torch.nn.Module) -> int:
 
 
 def training_step_rate(device, batch: int, dtype_ctx, compile_: bool, with_data: bool, repeats: int, sync):
-    process = factored.paper_process()
+    process = products.paper_process()
     torch.manual_seed(0)
     model = build_model("transformer").to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.0)
     fwd = torch.compile(model) if compile_ else model
     gen = torch.Generator(device=device).manual_seed(0)
-    fixed = factored.sample(process, batch, 8, generator=gen, device=device)[0]
+    fixed = sampling.sample(process, batch, 8, generator=gen, device=device)[0]
 
     def step():
-        tokens = factored.sample(process, batch, 8, generator=gen, device=device)[0] if with_data else fixed
+        tokens = sampling.sample(process, batch, 8, generator=gen, device=device)[0] if with_data else fixed
         inputs, targets = inputs_and_targets(process, tokens, True)
         with dtype_ctx():
             logits, _ = fwd(inputs)

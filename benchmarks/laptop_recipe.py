@@ -2,6 +2,7 @@
 
     python benchmarks/laptop_recipe.py throughput          # quiet-machine steps/s per batch size (2 threads)
     python benchmarks/laptop_recipe.py screen [NAME ...]   # the candidates at one token budget, one change each
+    python benchmarks/laptop_recipe.py combine [NAME ...]  # combinations around the best screened change
     python benchmarks/laptop_recipe.py seeds [SEED ...]    # the chosen laptop profile, seeds 0, 1, 2, full budget
     python benchmarks/laptop_recipe.py report              # benchmarks/recipe.md + recipe.png from what exists
 
@@ -12,6 +13,12 @@ of each factor's belief regression on 4,000 probe sequences (`probing.trajectory
 batch 512). Wall minutes are steps divided by the quiet-machine training rate of that batch size (measured by
 `throughput`), so a busy machine during the study does not distort them. Runs live in outputs/runs/ like any
 other run (names `recipe_<candidate>`), so the study resumes where it stopped.
+
+The screen changes one thing at a time; its best change (`init=gpt2, embed_std=1`: the authors'-style small
+weights with torch's unit-scale embedding) is then the base of `combine`, which crosses it with lr, warmup,
+schedule, batch and Adam's beta2 at the budget the profile may spend: 1.28M sequences (5,000 steps at batch 256,
+2,500 at 512, about 8 quiet minutes). Decaying schedules (cosine) are budget-specific, so each runs its whole
+budget; the table reports when the targets are first met within it.
 """
 
 from __future__ import annotations
@@ -47,12 +54,30 @@ CANDIDATES: dict[str, dict] = {
     "gpt2": dict(init="gpt2"),
 }
 
+STUDY_SEQUENCES = 5000 * 256  # the combinations' budget: 1.28M sequences, about 8 quiet minutes at batch 256
+SMALL_WEIGHTS = dict(init="gpt2", embed_std=1.0)
+COMBINATIONS: dict[str, dict] = {  # every one: SMALL_WEIGHTS on top of BASE, then these (warmup in steps)
+    "g_plateau_lr1e-3_b256": dict(batch_size=256),
+    "g_cosine_lr3e-3_b256": dict(batch_size=256, lr=3e-3, schedule="cosine", warmup_steps=100),
+    "g_cosine_lr2e-3_b256": dict(batch_size=256, lr=2e-3, schedule="cosine", warmup_steps=100),
+    "g_cosine_lr3e-3_b256_beta95": dict(batch_size=256, lr=3e-3, schedule="cosine", warmup_steps=100, adam_beta2=0.95),
+    "g_constant_lr2e-3_b256": dict(batch_size=256, lr=2e-3, schedule="constant", warmup_steps=100),
+    "g_plateau_lr2e-3_b256": dict(batch_size=256, lr=2e-3),
+    "g_cosine_lr3e-3_b512": dict(batch_size=512, lr=3e-3, schedule="cosine", warmup_steps=50),
+    "g_cosine_lr1e-3_b256": dict(batch_size=256, lr=1e-3, schedule="cosine", warmup_steps=100),
+}
+
+
+def candidate_changes(name: str) -> dict:
+    """What a screened or combined candidate changes from BASE."""
+    return CANDIDATES[name] if name in CANDIDATES else SMALL_WEIGHTS | COMBINATIONS[name]
+
 
 def candidate_config(name: str, sequences: int) -> config.RunConfig:
-    over = BASE | CANDIDATES[name]
+    over = BASE | candidate_changes(name)
     batch = over["batch_size"]
     steps = sequences // batch
-    if over.get("schedule") == "cosine":
+    if over.get("schedule") == "cosine" and name in CANDIDATES:  # the screen's warmup is given at batch 512
         over["warmup_steps"] = round(over.get("warmup_steps", 0) * 512 / batch)
     return config.make_config(
         "laptop", name=f"recipe_{name.replace('.', '')}", steps=steps,
@@ -124,7 +149,8 @@ def report(results: dict) -> str:
         def minutes(step, rate=rate):
             return "-" if step is None or not rate else f"{step / rate / 60:.1f}"
 
-        changed = ", ".join(f"{k}={v}" for k, v in CANDIDATES.get(name, {}).items()) or (
+        known = name in CANDIDATES or name in COMBINATIONS
+        changed = ", ".join(f"{k}={v}" for k, v in (candidate_changes(name) if known else {}).items()) or (
             "(none: the base)" if name == "base" else "the chosen laptop profile"
         )
         rows.append(
@@ -179,7 +205,7 @@ def figure(results: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("throughput", "screen", "seeds", "report"))
+    parser.add_argument("what", choices=("throughput", "screen", "combine", "seeds", "report"))
     parser.add_argument(
         "names", nargs="*", help=f"screen: these candidates (default all: {list(CANDIDATES)}); seeds: these seeds"
     )
@@ -191,6 +217,10 @@ def main() -> None:
     elif args.what == "screen":
         for name in args.names or list(CANDIDATES):
             run = runs.get_or_train(candidate_config(name, SCREEN_SEQUENCES))
+            results = record(name, score(run), results["machine"])
+    elif args.what == "combine":
+        for name in args.names or list(COMBINATIONS):
+            run = runs.get_or_train(candidate_config(name, STUDY_SEQUENCES))
             results = record(name, score(run), results["machine"])
     elif args.what == "seeds":
         for seed in [int(n) for n in args.names] or [0, 1, 2]:

@@ -40,7 +40,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from factored import config, factored, ghmm, plots, processes
+from factored import config, ghmm, plots, processes, products, sampling, theory
 
 profile = config.resolve_profile(profile)  # one clear error for a bad profile, before any work
 n_mc = {"smoke": 4_000, "laptop": 100_000, "paper": 400_000}[profile]
@@ -88,7 +88,7 @@ print("belief after 0 =", eta, " P(x | after 0) =", ghmm.next_token_probs(bw, et
 # %%
 geometry = {}
 for name, g, kind in (("Mess3(0.15, 0.6)", m3, "simplex"), ("Bloch walk(1, 3)", bw, "bloch")):
-    _, beliefs = factored.sample(factored.independent([g]), 2_000, 12, seed=seed)
+    _, beliefs = sampling.sample(products.independent([g]), 2_000, 12, seed=seed)
     geometry[name] = (beliefs[0][:, 1:].reshape(-1, 3).numpy().astype(np.float64), kind)
 
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
@@ -105,14 +105,14 @@ for ax, (name, (b, kind)) in zip(axes, geometry.items(), strict=True):
 # sequences in both.
 
 # %%
-process = factored.paper_process()
-joint = factored.joint_ghmm(process)
-tokens, beliefs = factored.sample(process, 64, 8, seed=seed)
+process = products.paper_process()
+joint = products.joint_ghmm(process)
+tokens, beliefs = sampling.sample(process, 64, 8, seed=seed)
 eta = np.broadcast_to(joint.pi, (64, joint.n_states)).copy()
 errors = []
 for t in range(8):
     eta = ghmm.update(joint, eta, tokens[:, t].numpy())
-    product = factored.joint_belief([b[:, t + 1].double().numpy() for b in beliefs])
+    product = products.joint_belief([b[:, t + 1].double().numpy() for b in beliefs])
     errors.append(np.abs(eta - product).max())
 print(f"max |joint belief - Kronecker product of factor beliefs| = {max(errors):.2e} "
       f"(float32 sampler beliefs vs float64 filtering)")
@@ -132,10 +132,10 @@ print("Kronecker product == joint belief (to 1e-5):", max(errors) < 1e-5)
 # %%
 # NBVAL_CHECK_OUTPUT
 n = np.arange(1, 9)
-counts = [factored.dimension_counts([3] * k) for k in n]
+counts = [products.dimension_counts([3] * k) for k in n]
 table = pd.DataFrame({"factors N": n, "joint": [c[0] for c in counts], "factored": [c[1] for c in counts]})
 print(table.to_string(index=False))
-print("paper process (joint, factored):", factored.dimension_counts(process.state_dims))
+print("paper process (joint, factored):", products.dimension_counts(process.state_dims))
 
 # %%
 plots.dimension_counts(n, table["joint"].to_numpy(), table["factored"].to_numpy());
@@ -150,7 +150,7 @@ plots.dimension_counts(n, table["joint"].to_numpy(), table["factored"].to_numpy(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-optimal, _ = factored.optimal_loss(process, 8)
+optimal, _ = theory.optimal_loss(process, 8)
 print("per position:", " ".join(f"{v:.5f}" for v in optimal))
 print(f"mean: {optimal.mean():.5f} nats;  ln(432) = {np.log(432):.5f}")
 
@@ -177,10 +177,10 @@ plots.per_position(per_factor, title="Per-factor optimal loss (they add up to th
 eps_grid = np.array([0.0, 0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5])
 cost, cost_se = [], []
 for eps in eps_grid:
-    pp, se = factored.fidelity_cost(factored.paper_process(noise=float(eps)), 8, n_samples=n_mc, seed=seed)
+    pp, se = theory.fidelity_cost(products.paper_process(noise=float(eps)), 8, n_samples=n_mc, seed=seed)
     cost.append(pp.mean())
     cost_se.append(np.sqrt((se**2).mean() / len(se)))  # positions are averaged; errors taken as independent
-chain_pp, chain_se = factored.fidelity_cost(factored.paper_process("chain"), 8, n_samples=n_mc, seed=seed)
+chain_pp, chain_se = theory.fidelity_cost(products.paper_process("chain"), 8, n_samples=n_mc, seed=seed)
 print(pd.DataFrame({"eps": eps_grid, "fidelity cost (nats/token)": cost, "std err": cost_se}).to_string(index=False))
 print(f"chain: {chain_pp.mean():.5f} ± {np.sqrt((chain_se**2).mean() / len(chain_se)):.5f} nats/token")
 

@@ -57,7 +57,7 @@ import json
 
 import pandas as pd
 
-from factored import analysis, factored, plots, probing, runs, train
+from factored import analysis, plots, probing, products, runs, train
 
 acfg = probing.smoke_sized(probing.AnalysisConfig(site=site or None, n_random_models=n_random_models), profile)
 print(acfg)
@@ -75,7 +75,7 @@ kinds = plots.factor_kinds(process)
 names = plots.factor_names(kinds)
 trajectory = probing.analyze_run(run, acfg)
 refs = probing.reference_curves(process, acfg, cfg.data.seq_len)
-joint_dim, factored_dim = factored.dimension_counts(process.state_dims)
+joint_dim, factored_dim = products.dimension_counts(process.state_dims)
 print(f"{len(trajectory)} checkpoints analysed; reference dims@95: factored beliefs {refs['factored_dims95']}, "
       f"joint beliefs {refs['joint_dims95']}")
 

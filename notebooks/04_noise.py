@@ -56,13 +56,13 @@ import json
 import numpy as np
 import pandas as pd
 
-from factored import analysis, factored, plots, probing, runs, train
+from factored import analysis, plots, probing, products, runs, theory, train
 
 acfg = probing.smoke_sized(probing.AnalysisConfig(), profile)
 n_mc = {"smoke": 2_000, "laptop": 50_000, "paper": 200_000}[profile]  # Monte-Carlo contexts for the theory
 seq_len = cfg.data.seq_len
 process = train.process_of(cfg)
-joint_dim, factored_dim = factored.dimension_counts(process.state_dims)
+joint_dim, factored_dim = products.dimension_counts(process.state_dims)
 TOL = 2  # "near the factored value": dims@95 within 2 of it
 label = f"eps = {noise:g}"
 
@@ -81,9 +81,9 @@ def pm(value, err, fmt):
 # their contexts, so the error of the position average is at most the average of the positions' errors).
 
 # %%
-cost_pp, cost_se = factored.fidelity_cost(process, seq_len, n_samples=n_mc, seed=seed)
-optimal_pp, optimal_se = factored.optimal_loss(process, seq_len, n_samples=n_mc, seed=seed)
-clean_pp, _ = factored.optimal_loss(factored.paper_process(), seq_len)
+cost_pp, cost_se = theory.fidelity_cost(process, seq_len, n_samples=n_mc, seed=seed)
+optimal_pp, optimal_se = theory.optimal_loss(process, seq_len, n_samples=n_mc, seed=seed)
+clean_pp, _ = theory.optimal_loss(products.paper_process(), seq_len)
 cost, cost_err = float(cost_pp.mean()), float(cost_se.mean())
 optimal, optimal_err, clean = float(optimal_pp.mean()), float(optimal_se.mean()), float(clean_pp.mean())
 print(f"{label}: fidelity cost of factoring {pm(cost, cost_err, '.3g')} nats/token"

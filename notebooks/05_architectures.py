@@ -72,7 +72,7 @@ import math
 
 import pandas as pd
 
-from factored import analysis, factored, models, plots, probing, runs, train
+from factored import analysis, models, plots, probing, products, runs, train
 
 
 def label_of(c: config.RunConfig) -> str:
@@ -134,7 +134,7 @@ kinds = plots.factor_kinds(process)
 names = plots.factor_names(kinds)
 results = {lab: probing.analyze_all(run, acfg, names) for lab, run in all_runs.items()}
 refs = probing.reference_curves(process, acfg, cfg.data.seq_len)
-joint_dim, factored_dim = factored.dimension_counts(process.state_dims)
+joint_dim, factored_dim = products.dimension_counts(process.state_dims)
 print(f"belief dimension of this process: factored {factored_dim}, joint {joint_dim}; dims@95 of the true "
       f"beliefs on the probe sequences: factored {refs['factored_dims95']}, joint {refs['joint_dims95']}")
 

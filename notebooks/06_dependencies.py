@@ -50,13 +50,13 @@ import json
 import numpy as np
 import pandas as pd
 
-from factored import analysis, factored, plots, probing, runs, train
+from factored import analysis, plots, probing, products, runs, theory, train
 
 acfg = probing.smoke_sized(probing.AnalysisConfig(), profile)
 n_mc = {"smoke": 2_000, "laptop": 50_000, "paper": 200_000}[profile]  # Monte-Carlo contexts for the theory
 seq_len = cfg.data.seq_len
 process, independent = train.process_of(cfg), train.process_of(base_cfg)
-joint_dim, factored_dim = factored.dimension_counts(process.state_dims)
+joint_dim, factored_dim = products.dimension_counts(process.state_dims)
 TOL = 2  # "near the factored value": dims@95 within 2 of it
 
 # %% [markdown]
@@ -74,9 +74,9 @@ TOL = 2  # "near the factored value": dims@95 within 2 of it
 # (± one standard error; the error of the position average is at most the average of the positions' errors).
 
 # %%
-cost_pp, cost_se = factored.fidelity_cost(process, seq_len, n_samples=n_mc, seed=seed)
-optimal_pp, optimal_se = factored.optimal_loss(process, seq_len, n_samples=n_mc, seed=seed)
-indep_pp, _ = factored.optimal_loss(independent, seq_len)
+cost_pp, cost_se = theory.fidelity_cost(process, seq_len, n_samples=n_mc, seed=seed)
+optimal_pp, optimal_se = theory.optimal_loss(process, seq_len, n_samples=n_mc, seed=seed)
+indep_pp, _ = theory.optimal_loss(independent, seq_len)
 cost, cost_err = float(cost_pp.mean()), float(cost_se.mean())
 optimal, optimal_err, indep_optimal = float(optimal_pp.mean()), float(optimal_se.mean()), float(indep_pp.mean())
 print(f"chain: fidelity cost of a factored readout {cost:.4f} ± {cost_err:.4f} nats/token")

@@ -50,12 +50,12 @@ config.check_parameters(globals())  # an unknown or mistyped parameter stops her
 
 import itertools
 
-from factored import factored, plots, probing, runs, sweep, train
+from factored import plots, probing, products, runs, sweep, train
 
 profile = config.resolve_profile(profile)
 ref = sweep.sweep_budget(profile, steps)  # the canonical transformer at the sweep budget: what "same budget" means
 acfg = probing.smoke_sized(probing.AnalysisConfig(), profile)  # notebooks 03-05's settings: their caches are shared
-joint_dim, factored_dim = factored.dimension_counts(train.process_of(ref).state_dims)
+joint_dim, factored_dim = products.dimension_counts(train.process_of(ref).state_dims)
 t = ref.train
 print(f"budget: profile {profile}, {t.steps:,} steps x {t.batch_size} sequences of {ref.data.seq_len} tokens "
       f"= {t.steps * t.batch_size * ref.data.seq_len:,} training tokens (the paper: 10^11), "

@@ -58,12 +58,12 @@ import pandas as pd
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from factored import analysis, discovery, factored, plots, probing, runs, train
+from factored import analysis, discovery, plots, probing, products, runs, sampling, train
 
 profile = config.resolve_profile(profile)
 cfg = config.make_config(profile, seed=seed)
 acfg = probing.smoke_sized(probing.AnalysisConfig(site=site or None), profile)
-process = factored.paper_process()
+process = products.paper_process()
 kinds = plots.factor_kinds(process)
 names = plots.factor_names(kinds)
 seq_len, width = cfg.data.seq_len, 120  # synthetic data live in the paper's residual width
@@ -80,7 +80,7 @@ print(cfg, acfg, sep="\n")
 # what shuffled (independent) components give.
 
 # %%
-true_beliefs = probing.paired_beliefs(factored.sample(process, acfg.n_sequences, seq_len, seed=acfg.seed)[1], seq_len)
+true_beliefs = probing.paired_beliefs(sampling.sample(process, acfg.n_sequences, seq_len, seed=acfg.seed)[1], seq_len)
 synthetic, synthetic_truth = discovery.synthetic_activations(true_beliefs, d=width, noise=0.01, seed=seed)
 k_syn, scan_syn = discovery.scan_and_choose(synthetic, seed=seed)
 found_syn = scan_syn[k_syn]
@@ -101,8 +101,8 @@ plots.dependence_structure(found_syn.dependence, found_syn.groups, found_syn.shu
 # %%
 one_factor, _ = discovery.synthetic_activations(true_beliefs[:1], d=width, noise=0.01, seed=seed)
 k_one, scan_one = discovery.scan_and_choose(one_factor, seed=seed)
-chain_process = factored.paper_process("chain")
-chain_beliefs = probing.paired_beliefs(factored.sample(chain_process, acfg.n_sequences, seq_len, seed=acfg.seed)[1],
+chain_process = products.paper_process("chain")
+chain_beliefs = probing.paired_beliefs(sampling.sample(chain_process, acfg.n_sequences, seq_len, seed=acfg.seed)[1],
                                        seq_len)
 chain_acts, chain_truth = discovery.synthetic_activations(chain_beliefs, d=width, noise=0.01, seed=seed)
 k_chain, scan_chain = discovery.scan_and_choose(chain_acts, seed=seed)
@@ -227,7 +227,7 @@ unembed = model.unembed.weight.detach().cpu().numpy()[: process.vocab_size]  # [
 ln_final = getattr(model, "ln_final", None)  # the final LayerNorm's gain scales each direction before the unembed
 if ln_final is not None:
     unembed = unembed * ln_final.weight.detach().cpu().numpy()
-token_parts = factored.decode(process, np.arange(process.vocab_size))  # [432, N]: ground truth, for the check
+token_parts = products.decode(process, np.arange(process.vocab_size))  # [432, N]: ground truth, for the check
 vocab_rows = []
 for f, t in pairs:
     labels, silhouettes = discovery.token_partition(discovery.token_readout(unembed, found.subspaces[f]))

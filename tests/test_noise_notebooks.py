@@ -12,7 +12,7 @@ import pytest
 import torch
 from notebook_runs import KERNEL_START_TIMEOUT, NOTEBOOKS, execute, printed, run_folders
 
-from factored import config, factored, probing, train
+from factored import config, probing, products, sampling, theory, train
 from factored.processes import bloch_walk, mess3
 
 
@@ -88,20 +88,20 @@ def test_two_noise_runs_at_once_do_not_interfere_and_a_failed_run_leaves_them_in
 
 def same_variants_chain(m, b):
     """A chain whose variants are all equal: the same process as independent factors, built as a chain."""
-    return factored.chain([m, (m,) * 3, (m,) * 3, (b,) * 3, (b,) * 4])
+    return products.chain([m, (m,) * 3, (m,) * 3, (b,) * 3, (b,) * 4])
 
 
 def test_chain_and_noise_estimates_agree_with_the_exact_value_at_eps_0():
     m, b = mess3(0.15, 0.6), bloch_walk(1.0, 3.0)
-    exact, _ = factored.optimal_loss(factored.paper_process(), 8)
+    exact, _ = theory.optimal_loss(products.paper_process(), 8)
     assert exact.mean() == pytest.approx(5.92558, abs=5e-6)
-    for process in (same_variants_chain(m, b), factored.paper_process(noise=1e-12)):
-        estimate, stderr = factored.optimal_loss(process, 8, n_samples=4_000, seed=1)
+    for process in (same_variants_chain(m, b), products.paper_process(noise=1e-12)):
+        estimate, stderr = theory.optimal_loss(process, 8, n_samples=4_000, seed=1)
         assert np.all(stderr > 0)  # the Monte-Carlo path, not the exact one
         np.testing.assert_array_less(np.abs(estimate - exact), 5 * stderr + 1e-10)  # + round-off
-        cost, _ = factored.fidelity_cost(process, 8, n_samples=1_000, seed=1)
+        cost, _ = theory.fidelity_cost(process, 8, n_samples=1_000, seed=1)
         np.testing.assert_allclose(cost, 0, atol=1e-9)
-    forced, stderr = factored.optimal_loss(factored.paper_process(), 8, n_samples=4_000, seed=1, exact=False)
+    forced, stderr = theory.optimal_loss(products.paper_process(), 8, n_samples=4_000, seed=1, exact=False)
     np.testing.assert_array_less(np.abs(forced - exact), 5 * stderr + 1e-10)
 
 
@@ -135,11 +135,11 @@ class _Logits(torch.nn.Module):
 
 
 def test_prediction_total_correlation_is_zero_for_a_factored_prediction():
-    process = factored.paper_process()
-    tokens, _ = factored.sample(process, 6, 8, seed=0)
+    process = products.paper_process()
+    tokens, _ = sampling.sample(process, 6, 8, seed=0)
     gen = torch.Generator().manual_seed(0)
     per_factor = [torch.randn(v, generator=gen, dtype=torch.float64) for v in process.factor_vocab_sizes]
-    additive = factored.decode(process, torch.arange(process.vocab_size))  # [432, 5] sub-tokens
+    additive = products.decode(process, torch.arange(process.vocab_size))  # [432, 5] sub-tokens
     logits = sum(per_factor[n][additive[:, n]] for n in range(process.n_factors))  # log of a product law
     bos = torch.tensor([-1e9], dtype=torch.float64)  # BOS is never predicted; it is left out anyway
     tc = probing.prediction_total_correlation(_Logits(torch.cat([logits, bos])), process, tokens)

@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from factored import factored, probing
+from factored import probing, products, sampling
 from factored.config import make_config
 from factored.models import build_model
 from factored.runs import get_or_train
 
-PROCESS = factored.paper_process()
+PROCESS = products.paper_process()
 
 
 def test_vary_one_freezes_every_other_factor_within_a_setting():
     tokens = probing.vary_one_tokens(PROCESS, factor=3, n_settings=4, n_sequences=50, seq_len=8, seed=0)
     assert tokens.shape == (4, 50, 8)
-    parts = factored.decode(PROCESS, tokens)  # [4, 50, 8, 5]
+    parts = products.decode(PROCESS, tokens)  # [4, 50, 8, 5]
     others = [n for n in range(5) if n != 3]
     assert (parts[..., others] == parts[:, :1, :, others]).all()  # constant across sequences of a setting
     assert (parts[:, 0, :, others] != parts[:1, 0, :, others]).any()  # but differs between settings
@@ -27,11 +27,11 @@ def test_vary_one_freezes_every_other_factor_within_a_setting():
 def test_collect_drops_bos_and_pairs_with_beliefs_after_the_same_tokens():
     torch.manual_seed(0)
     model = build_model("transformer", d_model=16, n_layers=2, n_heads=2, d_mlp=32).eval()
-    tokens, beliefs = factored.sample(PROCESS, 10, 8, seed=1)
+    tokens, beliefs = sampling.sample(PROCESS, 10, 8, seed=1)
     acts = probing.collect(model, PROCESS, tokens, "blocks.1.hook_resid_post", batch_size=3)
     assert acts.shape == (10, 7, 16)  # BOS dropped; positions after x1..x7
     with torch.no_grad():
-        inputs = factored.add_bos(PROCESS, tokens)[:, :-1]
+        inputs = products.add_bos(PROCESS, tokens)[:, :-1]
         full = model(inputs, capture=["blocks.1.hook_resid_post"])[1]["blocks.1.hook_resid_post"]
     np.testing.assert_allclose(acts, full[:, 1:].numpy(), rtol=1e-6)
     paired = probing.paired_beliefs(beliefs, 8)
@@ -70,8 +70,8 @@ def test_stages_and_summary_from_known_results():
 
 
 def test_token_features_mark_the_newest_and_previous_sub_tokens():
-    tokens, _ = factored.sample(PROCESS, 6, 8, seed=2)
-    parts = factored.decode(PROCESS, tokens).numpy()  # [6, 8, 5]
+    tokens, _ = sampling.sample(PROCESS, 6, 8, seed=2)
+    parts = products.decode(PROCESS, tokens).numpy()  # [6, 8, 5]
     newest = probing.token_features(PROCESS, tokens).reshape(6, 7, 17)
     previous = probing.token_features(PROCESS, tokens, lag=1).reshape(6, 7, 17)
     offsets = np.cumsum([0, 3, 3, 3, 4])
@@ -101,10 +101,10 @@ def test_variance_decomposition_runs_on_a_model():
 
 
 def test_factor_kinds_draw_mess3_as_a_simplex_and_bloch_walks_as_a_disk():
-    from factored import factored, plots
+    from factored import plots, products
 
-    assert plots.factor_kinds(factored.paper_process()) == ["simplex"] * 3 + ["bloch"] * 2
-    assert plots.factor_kinds(factored.mess3_factors(2)) == ["simplex", "simplex"]
+    assert plots.factor_kinds(products.paper_process()) == ["simplex"] * 3 + ["bloch"] * 2
+    assert plots.factor_kinds(products.mess3_factors(2)) == ["simplex", "simplex"]
 
 
 def test_the_joint_belief_gain_separates_factored_from_joint_activations():
@@ -112,12 +112,12 @@ def test_the_joint_belief_gain_separates_factored_from_joint_activations():
     activations that are a linear map of the concatenated beliefs gain nothing from the joint belief; for a
     linear map of the joint belief (outer product) the joint token identity explains much, but not all of what
     the joint belief does (the belief depends on more than the newest token)."""
-    from factored import analysis, factored
+    from factored import analysis, products
 
-    process = factored.mess3_factors(2)
+    process = products.mess3_factors(2)
     data = probing.probe_data(process, 1500, 8, seed=1)
     beliefs = [b.reshape(-1, b.shape[-1]) for b in probing.paired_beliefs(data.beliefs, 8)]
-    concat, joint = np.hstack(beliefs), factored.joint_belief(beliefs)
+    concat, joint = np.hstack(beliefs), products.joint_belief(beliefs)
     rng = np.random.default_rng(0)
     sets = {
         "beliefs": concat,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .factored import joint_belief
+from .products import joint_belief
 
 THRESHOLDS = (0.8, 0.9, 0.95, 0.99)
 DEFAULT_RCONDS = tuple(float(r) for r in np.logspace(-8, -1, 8))

@@ -21,7 +21,7 @@ STRUCTURES = ("independent", "chain")
 ACTIVATIONS = ("relu", "gelu")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("tl", "gpt2", "torch")
-SCHEDULES = ("plateau", "cosine")
+SCHEDULES = ("plateau", "cosine", "constant")
 NOT_HASHED = ("device", "compile", "checkpoint_every")  # TrainConfig fields that change speed, not results
 
 
@@ -70,8 +70,9 @@ class TrainConfig:
     batch_size: int = 512
     lr: float = 5e-4
     weight_decay: float = 0.0
-    schedule: str = "plateau"  # plateau: reduce-on-plateau (the authors'); cosine: linear warmup, cosine to 0
-    warmup_steps: int = 0  # cosine only: steps of linear warmup from 0 to lr
+    schedule: str = "plateau"  # plateau: reduce-on-plateau (the authors'); cosine: warmup, cosine to 0; constant
+    warmup_steps: int = 0  # cosine and constant: steps of linear warmup from 0 to lr
+    adam_beta2: float = 0.999  # AdamW's second-moment decay (0.95: a shorter memory, common for transformers)
     plateau_factor: float = 0.7  # lr multiplier when the windowed loss stops improving
     plateau_patience: int = 10  # windows without improvement before the lr drops
     plateau_window: int = 50  # steps averaged into one windowed loss
@@ -226,6 +227,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         _check(_is_int(v) and 1 <= v <= 10**7, name, "an integer in [1, 1e7]", v)
     _check(_is_number(t.lr) and 0.0 < t.lr <= 1.0, "lr", "a number in (0, 1]", t.lr)
     _check(t.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}", t.schedule)
+    _check(_is_number(t.adam_beta2) and 0.0 < t.adam_beta2 < 1.0, "adam_beta2", "a number in (0, 1)", t.adam_beta2)
     _check(
         _is_int(t.warmup_steps) and 0 <= t.warmup_steps <= max(t.steps, 0),
         "warmup_steps",

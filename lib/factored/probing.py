@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import analysis, factored
+from . import analysis, products, sampling, theory
 from .runs import Run
 from .train import atomic_write_text, inputs_and_targets, model_of
 
@@ -70,7 +70,7 @@ def paired_beliefs(beliefs: list[torch.Tensor], seq_len: int) -> list[np.ndarray
 
 
 def probe_data(process, n_sequences: int, seq_len: int, seed: int) -> ProbeData:
-    tokens, beliefs = factored.sample(process, n_sequences, seq_len, seed=seed)
+    tokens, beliefs = sampling.sample(process, n_sequences, seq_len, seed=seed)
     return ProbeData(tokens, beliefs)
 
 
@@ -80,11 +80,11 @@ def vary_one_tokens(process, factor: int, n_settings: int, n_sequences: int, seq
     Each setting freezes the other factors' streams (taken from one sampled sequence); the probed factor's
     stream comes from n_settings * n_sequences fresh samples, so each setting sees many of its histories."""
     gen = torch.Generator().manual_seed(seed)
-    frozen = factored.decode(process, factored.sample(process, n_settings, seq_len, generator=gen)[0])
-    varied = factored.decode(process, factored.sample(process, n_settings * n_sequences, seq_len, generator=gen)[0])
+    frozen = products.decode(process, sampling.sample(process, n_settings, seq_len, generator=gen)[0])
+    varied = products.decode(process, sampling.sample(process, n_settings * n_sequences, seq_len, generator=gen)[0])
     mixed = frozen[:, None].expand(n_settings, n_sequences, seq_len, process.n_factors).clone()
     mixed[..., factor] = varied[..., factor].view(n_settings, n_sequences, seq_len)
-    return factored.encode(process, mixed)
+    return products.encode(process, mixed)
 
 
 def vary_one(model, process, cfg: AnalysisConfig, seq_len: int, site: str) -> dict:
@@ -124,7 +124,7 @@ def trajectory_point(model, process, data: ProbeData, site: str, seed: int) -> d
 def token_features(process, tokens: torch.Tensor, lag: int = 0) -> np.ndarray:
     """One-hot of each factor's sub-token `lag` steps before the newest one read, at `collect`'s positions:
     tokens [B, L] -> [B * (L-1), sum V_n] float64 (all-zero rows where that token lies before the sequence)."""
-    factor_tokens = factored.decode(process, tokens).cpu().numpy()  # [B, L, N]
+    factor_tokens = products.decode(process, tokens).cpu().numpy()  # [B, L, N]
     B, L, _ = factor_tokens.shape
     columns = []
     for n, V in enumerate(process.factor_vocab_sizes):
@@ -154,7 +154,7 @@ def variance_decomposition(model, process, data: ProbeData, site: str, seed: int
         ),
         "+ previous token, per factor": token_features(process, data.tokens, lag=1),
         "+ beliefs, quadratic within factor": analysis.quadratic_features(beliefs),
-        "+ joint belief (cross-factor products)": factored.joint_belief(beliefs),
+        "+ joint belief (cross-factor products)": products.joint_belief(beliefs),
     }
     return analysis.variance_explained(flat, feature_sets, seed=seed)
 
@@ -391,12 +391,12 @@ def prediction_total_correlation(model, process, tokens: torch.Tensor, batch_siz
     per-factor marginals) at every sequence and predicted position: tokens [B, L] -> [B, T] float64 nats.
 
     0 for a model that predicts each factor independently; averaged over contexts, the true law's value is the
-    fidelity cost of factoring (`factored.fidelity_cost`). The law is the softmax over the joint tokens (BOS
+    fidelity cost of factoring (`theory.fidelity_cost`). The law is the softmax over the joint tokens (BOS
     left out)."""
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(tokens), batch_size):
         inputs, _ = inputs_and_targets(process, tokens[start : start + batch_size].to(device), model.uses_bos)
         logits = model(inputs)[0][..., : process.vocab_size].double()
-        out.append(factored.total_correlation(process, torch.softmax(logits, -1)).cpu())
+        out.append(theory.total_correlation(process, torch.softmax(logits, -1)).cpu())
     return torch.cat(out).numpy()

@@ -685,12 +685,12 @@ def factor_scaling(finals: pd.DataFrame, acfg: probing.AnalysisConfig, seq_len: 
     (merged from `joint_belief_gains`) the mean beliefs_r2 and joint_gain, else NaN."""
     import pandas as pd
 
-    from . import factored, probing
+    from . import probing, products
 
     rows = []
     for n, group in finals[finals["n_mess3"] > 0].groupby("n_mess3", sort=True):
-        process = factored.mess3_factors(int(n))
-        joint, factored_dims = factored.dimension_counts(process.state_dims)
+        process = products.mess3_factors(int(n))
+        joint, factored_dims = products.dimension_counts(process.state_dims)
         refs = probing.reference_curves(process, acfg, seq_len)
         rows.append(
             {

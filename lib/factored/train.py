@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import factored
+from . import products, sampling, theory
 from .config import RunConfig
 from .models import build_model
 
@@ -57,23 +57,23 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
-def process_of(cfg: RunConfig) -> factored.FactoredProcess:
+def process_of(cfg: RunConfig) -> products.FactoredProcess:
     """The process a run trains on: the paper's five factors, or n_mess3 independent Mess3 factors if > 0."""
     if cfg.data.n_mess3:
-        return factored.mess3_factors(cfg.data.n_mess3, noise=cfg.data.noise)
-    return factored.paper_process(structure=cfg.data.structure, noise=cfg.data.noise)
+        return products.mess3_factors(cfg.data.n_mess3, noise=cfg.data.noise)
+    return products.paper_process(structure=cfg.data.structure, noise=cfg.data.noise)
 
 
-def model_of(cfg: RunConfig, process: factored.FactoredProcess) -> torch.nn.Module:
+def model_of(cfg: RunConfig, process: products.FactoredProcess) -> torch.nn.Module:
     return build_model(**asdict(cfg.model), vocab_size=process.model_vocab_size, n_ctx=cfg.data.seq_len + 1)
 
 
 def inputs_and_targets(
-    process: factored.FactoredProcess, tokens: torch.Tensor, uses_bos: bool
+    process: products.FactoredProcess, tokens: torch.Tensor, uses_bos: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """tokens [B, L] -> (inputs, targets): [BOS, x1..x_{L-1}] -> [x1..xL] with BOS, else [x1..x_{L-1}] -> [x2..xL]."""
     if uses_bos:
-        return factored.add_bos(process, tokens)[:, :-1], tokens
+        return products.add_bos(process, tokens)[:, :-1], tokens
     return tokens[:, :-1], tokens[:, 1:]
 
 
@@ -89,14 +89,14 @@ def per_position_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: tor
     return ce.view(targets.shape).mean(0)
 
 
-def expected_optimal_loss(cfg: RunConfig, process: factored.FactoredProcess, uses_bos: bool) -> np.ndarray:
+def expected_optimal_loss(cfg: RunConfig, process: products.FactoredProcess, uses_bos: bool) -> np.ndarray:
     """The Bayes-optimal loss at each trained position (exact for independent noiseless factors, else Monte Carlo)."""
-    per_position, _ = factored.optimal_loss(process, cfg.data.seq_len)
+    per_position, _ = theory.optimal_loss(process, cfg.data.seq_len)
     return np.asarray(per_position)[target_positions(cfg.data.seq_len, uses_bos)]
 
 
 def batch_optimal_loss(
-    process: factored.FactoredProcess, tokens: torch.Tensor, beliefs: list[torch.Tensor], positions: slice
+    process: products.FactoredProcess, tokens: torch.Tensor, beliefs: list[torch.Tensor], positions: slice
 ) -> np.ndarray:
     """The Bayes-optimal predictor's mean loss on these very tokens, per target position: [T] float64.
 
@@ -105,19 +105,22 @@ def batch_optimal_loss(
     beliefs64 = [b.double().cpu() for b in beliefs]
     out = []
     for t in range(tokens.shape[1])[positions]:
-        law = factored.next_token_law(process, [b[:, t] for b in beliefs64])  # [B, V]
+        law = sampling.next_token_law(process, [b[:, t] for b in beliefs64])  # [B, V]
         out.append(-torch.log(law.gather(1, tokens[:, t : t + 1].cpu())).mean().item())
     return np.array(out)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig):
     """The lr schedule: reduce-on-plateau of the windowed training loss (the authors'), or a linear warmup over
-    `warmup_steps` followed by a cosine decay to 0 at the last step (stepped once per step)."""
+    `warmup_steps` followed by a cosine decay to 0 at the last step (cosine) or by the constant lr (constant);
+    the last two are stepped once per step."""
     t = cfg.train
     if t.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=t.plateau_factor, patience=t.plateau_patience
         )
+    if t.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, t.warmup_steps)))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_factor(step, t.warmup_steps, t.steps))
 
 
@@ -163,7 +166,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 def _batches(process, batch_size: int, seq_len: int, generator: torch.Generator, device) -> Iterator[torch.Tensor]:
     while True:
-        tokens, _ = factored.sample(process, batch_size, seq_len, generator=generator, device=device)
+        tokens, _ = sampling.sample(process, batch_size, seq_len, generator=generator, device=device)
         yield tokens
 
 
@@ -177,11 +180,11 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
 
     torch.manual_seed(t.seed)
     model = model_of(cfg, process).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=(0.9, t.adam_beta2), weight_decay=t.weight_decay)
     scheduler = make_scheduler(optimizer, cfg)
     data_rng = torch.Generator(device=device).manual_seed(t.seed)
     eval_rng = torch.Generator(device=device).manual_seed(t.seed + 1)  # held out: never used for training
-    eval_tokens, eval_beliefs = factored.sample(
+    eval_tokens, eval_beliefs = sampling.sample(
         process, t.eval_batch_size, cfg.data.seq_len, generator=eval_rng, device=device
     )
     eval_inputs, eval_targets = inputs_and_targets(process, eval_tokens, model.uses_bos)
@@ -262,7 +265,7 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
         optimizer.step()
         loss_value = loss.item()
         window.append(loss_value)
-        if t.schedule == "cosine":
+        if t.schedule != "plateau":
             scheduler.step()
         elif len(window) == t.plateau_window:
             scheduler.step(sum(window) / len(window))

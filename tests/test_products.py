@@ -1,5 +1,5 @@
-"""Factored processes: codec, equivalence with explicit joint GHMMs, the torch sampler, optimal loss and the
-fidelity cost of factoring."""
+"""Factored processes (products, sampling, theory): codec, equivalence with explicit joint GHMMs, the torch
+sampler, optimal loss and the fidelity cost of factoring."""
 
 import math
 
@@ -8,26 +8,22 @@ import pytest
 import torch
 from scipy import stats
 
-from factored import factored
-from factored.factored import (
+from factored import products
+from factored.ghmm import all_sequences, position_entropies, sequence_probability, update
+from factored.processes import bloch_walk, mess3, rrxor, zero_one_random
+from factored.products import (
     FactoredProcess,
     add_bos,
     chain,
     decode,
     encode,
-    fidelity_cost,
-    filter_beliefs,
     independent,
     joint_belief,
     joint_ghmm,
-    next_token_law,
-    optimal_loss,
     paper_process,
-    sample,
-    total_correlation,
 )
-from factored.ghmm import all_sequences, position_entropies, sequence_probability, update
-from factored.processes import bloch_walk, mess3, rrxor, zero_one_random
+from factored.sampling import filter_beliefs, next_token_law, sample
+from factored.theory import fidelity_cost, optimal_loss, total_correlation
 
 PAPER_OPTIMAL_LOSS = [6.06843, 5.97951, 5.93642, 5.90973, 5.89239, 5.88032, 5.87192, 5.86589]
 
@@ -356,11 +352,11 @@ def test_bad_call_parameters_raise():
 
 
 def test_dimension_counts_joint_vs_factored():
-    assert factored.dimension_counts([3, 3, 3, 3, 3]) == (242, 10)
-    assert factored.dimension_counts([3]) == (2, 2)
-    assert [factored.dimension_counts([3] * n)[0] for n in (1, 2, 3)] == [2, 8, 26]
+    assert products.dimension_counts([3, 3, 3, 3, 3]) == (242, 10)
+    assert products.dimension_counts([3]) == (2, 2)
+    assert [products.dimension_counts([3] * n)[0] for n in (1, 2, 3)] == [2, 8, 26]
     with pytest.raises(ValueError, match="state_dims"):
-        factored.dimension_counts([])
+        products.dimension_counts([])
 
 
 # ------------------------------------------------------------------------- N independent Mess3 factors
@@ -368,10 +364,10 @@ def test_dimension_counts_joint_vs_factored():
 
 @pytest.mark.parametrize("n", [1, 2, 3, 6])
 def test_mess3_factors_layout(n):
-    process = factored.mess3_factors(n)
+    process = products.mess3_factors(n)
     assert process.n_factors == n and process.structure == "independent" and process.noise == 0
     assert process.vocab_size == 3**n and process.bos_token == 3**n and process.model_vocab_size == 3**n + 1
-    assert factored.dimension_counts(process.state_dims) == (3**n - 1, 2 * n)  # joint, factored
+    assert products.dimension_counts(process.state_dims) == (3**n - 1, 2 * n)  # joint, factored
     tokens, beliefs = sample(process, 64, 5, seed=n)
     assert tokens.max() < 3**n and len(beliefs) == n and all(b.shape == (64, 6, 3) for b in beliefs)
 
@@ -379,11 +375,11 @@ def test_mess3_factors_layout(n):
 def test_mess3_factors_optimal_loss_is_n_times_one_mess3():
     one = position_entropies(mess3(0.15, 0.6), 8)
     for n in (1, 2, 4):
-        per_position, stderr = optimal_loss(factored.mess3_factors(n), 8)
+        per_position, stderr = optimal_loss(products.mess3_factors(n), 8)
         np.testing.assert_allclose(per_position, n * one, rtol=0, atol=1e-12)
         assert (stderr == 0).all()
     # against an enumeration of the explicit Kronecker-product GHMM on 9 joint tokens
-    two = factored.mess3_factors(2)
+    two = products.mess3_factors(2)
     np.testing.assert_allclose(optimal_loss(two, 5)[0], position_entropies(joint_ghmm(two), 5), atol=1e-10)
     assert one[0] == pytest.approx(math.log(3))  # the first token is uniform
 
@@ -391,7 +387,7 @@ def test_mess3_factors_optimal_loss_is_n_times_one_mess3():
 def test_mess3_factors_rejects_a_bad_count():
     for n in (0, -1, 2.0, True):
         with pytest.raises(ValueError, match="n must be an integer >= 1"):
-            factored.mess3_factors(n)
+            products.mess3_factors(n)
 
 
 def test_run_config_selects_the_process():
@@ -406,7 +402,7 @@ def test_run_config_selects_the_process():
     assert same(process_of(make_config("smoke")), paper_process())
     assert same(process_of(make_config("smoke", structure="chain")), paper_process("chain"))
     noisy = process_of(make_config("smoke", n_mess3=4, noise=0.05))
-    assert same(noisy, factored.mess3_factors(4, noise=0.05)) and noisy.vocab_size == 81
+    assert same(noisy, products.mess3_factors(4, noise=0.05)) and noisy.vocab_size == 81
 
 
 def test_single_factor_run_goes_through_every_analysis(tmp_path):
