@@ -73,17 +73,10 @@ import math
 import pandas as pd
 
 from factored import analysis, models, plots, probing, products, runs, train
+from factored.results import model_label  # notebook 07's names for the same models
 
-
-def label_of(c: config.RunConfig) -> str:
-    """A short name for a run: architecture, width x layers, and the context when it is not the canonical one."""
-    m, n = c.model, c.data.seq_len + 1
-    ctx = "" if c.data.seq_len == canonical_cfg.data.seq_len else f", n_ctx {n}"
-    return f"{'transformer' if m.arch == 'transformer' else m.arch.upper()} {m.d_model}x{m.n_layers}{ctx}"
-
-
-label = label_of(cfg) + (" (canonical)" if cfg is canonical_cfg else "")
-canonical_label = label_of(canonical_cfg) + " (canonical)"
+label = model_label(cfg, canonical_cfg) + (" (canonical)" if cfg is canonical_cfg else "")
+canonical_label = model_label(canonical_cfg, canonical_cfg) + " (canonical)"
 configs = {label: cfg, canonical_label: canonical_cfg}  # one entry when this run is the canonical one
 acfg = probing.smoke_sized(probing.AnalysisConfig(), profile)  # notebook 03's settings: its caches are shared
 print(acfg)

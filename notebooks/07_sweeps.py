@@ -49,13 +49,24 @@ from factored import config
 config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
 
 import itertools
+import math
 
-from factored import plots, probing, products, runs, sweep, train
+from factored import plots, probing, products, results, runs, sweep, train
+
+# (run-config overrides, seed) of each run this notebook trains itself where the profile says so (smoke, where no
+# sweep has run)
+DEMO_GRID = [
+    *itertools.product([{"noise": 0.0}, {"noise": 0.5}, {"arch": "lstm", "d_model": 32, "n_layers": 2}], range(3)),
+    *(({"n_mess3": n}, 0) for n in (1, 2, 3)),
+]
 
 profile = config.resolve_profile(profile)
-ref = sweep.sweep_budget(profile, steps)  # the canonical transformer at the sweep budget: what "same budget" means
-acfg = probing.smoke_sized(probing.AnalysisConfig(), profile)  # notebooks 03-05's settings: their caches are shared
-joint_dim, factored_dim = products.dimension_counts(train.process_of(ref).state_dims)
+ref = results.sweep_budget(profile, steps)  # the canonical transformer at the sweep budget: what "same budget" means
+# what the profile decides: the analysis sizes (notebooks 03-05's: their caches are shared), and whether this
+# notebook trains runs of its own or only collects
+acfg = probing.analysis_config(profile)
+own_grid = DEMO_GRID if config.profile_record(profile).trains_demo_grid else []
+joint_dim, factored_dim = products.dimension_counts(products.process_of(ref.data).state_dims)
 t = ref.train
 print(f"budget: profile {profile}, {t.steps:,} steps x {t.batch_size} sequences of {ref.data.seq_len} tokens "
       f"= {t.steps * t.batch_size * ref.data.seq_len:,} training tokens (the paper: 10^11), "
@@ -65,18 +76,14 @@ print(f"budget: profile {profile}, {t.steps:,} steps x {t.batch_size} sequences 
 # ## At the smoke profile: a tiny grid of our own
 #
 # CI executes this notebook at the `smoke` profile, where no sweep has run. So that every step below has data
-# to show, the notebook then trains a tiny grid itself, straight through the library rather than through
-# papermill (seconds in all; a rerun loads the runs): the smoke transformer at eps 0 and 0.5 and a 2-layer LSTM
-# of width 32, each with seeds 0, 1, 2, and the transformer on N = 1, 2, 3 Mess3 factors (seed 0). At any other
-# profile it trains nothing and collects what is there.
+# to show, the notebook then trains a tiny grid itself (`DEMO_GRID`), straight through the library rather than
+# through papermill (seconds in all; a rerun loads the runs): the smoke transformer at eps 0 and 0.5 and a 2-layer
+# LSTM of width 32, each with seeds 0, 1, 2, and the transformer on N = 1, 2, 3 Mess3 factors (seed 0). At any
+# other profile `own_grid` is empty: the notebook trains nothing and collects what is there.
 
 # %%
-if profile == "smoke":
-    grid = [{"noise": 0.0}, {"noise": 0.5}, {"arch": "lstm", "d_model": 32, "n_layers": 2}]
-    grid = list(itertools.product(grid, range(3))) + [({"n_mess3": n}, 0) for n in (1, 2, 3)]
-    for overrides, seed in grid:
-        cfg = config.from_parameters(profile, steps=t.steps, seed=seed, **overrides)
-        runs.get_or_train(cfg, progress=False)
+for overrides, seed in own_grid:
+    train.get_or_train(config.from_parameters(profile, steps=t.steps, seed=seed, **overrides), progress=False)
 
 # %% [markdown]
 # ## What the sweeps left
@@ -86,15 +93,15 @@ if profile == "smoke":
 # budget (same steps, batch and optimiser; any seed, process or model).
 
 # %%
-folders = sweep.sweep_folders()
+folders = results.sweep_folders()
 print(folders.round(1).to_string(index=False) if len(folders) else "no sweep has been run here yet")
 if len(folders):
     minutes, cores = folders["point_minutes"].sum(), sweep.available_cores()
     print(f"in all: {minutes:.0f} minutes of points, i.e. about {minutes / cores:.0f} minutes of wall time with one "
           f"single-threaded point per core on this machine's {cores} cores")
-finished = sweep.finished_runs()
-selected = [r for r in finished if sweep.same_budget(r.config, ref)]
-per_step, per_run = sweep.collect(selected, ref, acfg)
+finished = results.finished_runs()
+selected = [r for r in finished if results.same_budget(r.config, ref)]
+per_step, per_run = results.collect(selected, ref, acfg)
 for frame in (per_step, per_run):
     frame["eps"] = frame["noise"].map("{:g}".format)
 print(f"{len(finished)} finished runs in {runs.relative(runs.outputs_dir() / 'runs')}, {len(selected)} at this "
@@ -110,7 +117,7 @@ print(f"{len(finished)} finished runs in {runs.relative(runs.outputs_dir() / 'ru
 # eps = 0.2 and 38 at 0.5, 11-13 for eps <= 0.1.
 
 # %%
-ref_model = sweep.model_label(ref, ref)
+ref_model = results.model_label(ref, ref)
 canonical = lambda frame: frame[(frame["model"] == ref_model) & (frame["structure"] == "independent")]
 noise_steps, noise_runs = canonical(per_step), canonical(per_run)
 eps_order = [f"{e:g}" for e in sorted(noise_runs["noise"].unique())]
@@ -126,12 +133,17 @@ plots.dims_over_training_by(noise_steps, "eps", factored_dim, f"dims@95 over tra
 # linear belief read-out, averaged over seeds.
 
 # %%
-noise_table = sweep.interval_table(noise_runs, "noise")
+noise_table = results.interval_table(noise_runs, "noise")
 noise_table["eps"] = noise_table["noise"].map("{:g}".format)
 plots.final_dims_by(noise_runs, noise_table, "eps", factored_dim, f"Final dims@95 against eps, {ref_model}", "eps");
 
 # %%
-noise_summary = sweep.condition_table(noise_runs, "eps")
+def welch(p: float) -> str:
+    """A p-value as printed: Welch's test needs 2 seeds a side and some spread."""
+    return "no test (1 seed, or no spread)" if math.isnan(p) else f"Welch p = {p:.2g}"
+
+
+noise_summary = results.condition_table(noise_runs, "eps")
 print(noise_summary.round(3).to_string() if len(noise_summary) else "no noise runs at this budget")
 
 
@@ -153,9 +165,9 @@ unfinished(noise_summary, "eps ")
 # %%
 for value, what in (("final_dims95", "final dims@95"), ("min_dims95", "smallest dims@95 (the collapse)"),
                     ("min_step", "step of the collapse")):
-    for row in sweep.difference_table(noise_runs, "eps", "0", value).itertuples():
+    for row in results.difference_table(noise_runs, "eps", "0", value).itertuples():
         print(f"{what}, eps {row.eps} vs 0: {row.mean:.1f} vs {row.reference_mean:.1f} "
-              f"({row.difference:+.1f}; {row.seeds} and {row.reference_seeds} seeds, Welch p = {row.p_welch:.2g})")
+              f"({row.difference:+.1f}; {row.seeds} and {row.reference_seeds} seeds, {welch(row.p_welch)})")
 
 # %% [markdown]
 # ## Architectures
@@ -174,16 +186,16 @@ models = sorted(arch_runs["model"].unique(), key=lambda m: (m != ref_model, m)) 
 plots.dims_over_training_by(arch_steps, "model", factored_dim, "dims@95 over training, by architecture", models);
 
 # %%
-arch_table = sweep.interval_table(arch_runs, "model").set_index("model").loc[models].reset_index()
+arch_table = results.interval_table(arch_runs, "model").set_index("model").loc[models].reset_index()
 plots.final_dims_by(arch_runs, arch_table, "model", factored_dim, "Final dims@95 by architecture", "");
 
 # %%
-arch_summary = sweep.condition_table(arch_runs, "model").loc[models]
+arch_summary = results.condition_table(arch_runs, "model").loc[models]
 print(arch_summary.round(3).to_string() if len(arch_summary) else "no noiseless runs at this budget")
 unfinished(arch_summary, "")
-for row in sweep.difference_table(arch_runs, "model", ref_model).itertuples():
+for row in results.difference_table(arch_runs, "model", ref_model).itertuples():
     print(f"final dims@95, {row.model} vs {ref_model}: {row.mean:.1f} vs {row.reference_mean:.1f} "
-          f"({row.difference:+.1f}; Welch p = {row.p_welch:.2g})")
+          f"({row.difference:+.1f}; {welch(row.p_welch)})")
 
 # %% [markdown]
 # ## Beyond the paper: dimension against the number of factors
@@ -206,8 +218,8 @@ for row in sweep.difference_table(arch_runs, "model", ref_model).itertuples():
 
 # %%
 scaling_runs = per_run[(per_run["n_mess3"] > 0) & (per_run["model"] == ref_model) & (per_run["noise"] == 0)]
-gains = sweep.joint_belief_gains([r for r in selected if r.dir.name in set(scaling_runs["run"])], acfg)
-scaling = sweep.factor_scaling(scaling_runs.merge(gains, on="run"), acfg, ref.data.seq_len)
+gains = results.joint_belief_gains([r for r in selected if r.dir.name in set(scaling_runs["run"])], acfg)
+scaling = results.factor_scaling(scaling_runs.merge(gains, on="run"), acfg, ref.data.seq_len)
 plots.dims_vs_factors(scaling, ref.model.d_model);
 
 # %%
@@ -238,5 +250,5 @@ if len(scaling):
 
 # %%
 per_run["condition"] = per_run["model"] + ", " + per_run["structure"] + ", eps " + per_run["eps"]
-everything = sweep.condition_table(per_run, "condition")
+everything = results.condition_table(per_run, "condition")
 print(everything.round(3).to_string() if len(everything) else "no runs at this budget")

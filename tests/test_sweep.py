@@ -1,9 +1,10 @@
 """Sweeps: grid validation, the local pool and Dask runners (outputs, skips on rerun, failures reported), the run lock
-(two requests for one run train it once), and the collection of results from run folders."""
+(two requests for one run train it once), and stopping (Ctrl-C, a killed runner, errors in one line)."""
 
+import contextlib
 import json
-import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,12 +12,11 @@ from pathlib import Path
 
 import nbformat
 import notebook_runs
-import numpy as np
 import pytest
 import yaml
 from filelock import FileLock
 
-from factored import config, runs, sweep
+from factored import config, results, runs, sweep, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,8 +127,8 @@ def test_split_cores_never_oversubscribes():
 
 def test_local_pool_runs_every_point_then_skips_them(notebook, outputs):
     s = make_sweep(notebook, {"x": [1.0, 2.0]}, {"seed": 7})
-    results = sweep.run(s, progress=False)
-    assert [(r.name, r.status) for r in results] == [("x=1.0", "done"), ("x=2.0", "done")]
+    ran = sweep.run(s, progress=False)
+    assert [(r.name, r.status) for r in ran] == [("x=1.0", "done"), ("x=2.0", "done")]
     folder = outputs / "sweeps" / "tiny"
     assert sorted(p.name for p in folder.glob("*.ipynb")) == ["x=1.0.ipynb", "x=2.0.ipynb"]  # no partial left
     _, threads = sweep.split_cores(2)
@@ -139,7 +139,7 @@ def test_local_pool_runs_every_point_then_skips_them(notebook, outputs):
     assert [r.status for r in again] == ["skipped", "skipped"] and time.perf_counter() - start < 10
     assert "2 points: 0 done, 2 skipped, 0 failed" in sweep.summary_table(again)
 
-    folders = sweep.sweep_folders(outputs)
+    folders = results.sweep_folders(outputs)
     assert folders[["sweep", "done", "failed"]].values.tolist() == [["tiny", 2, 0]]
     assert folders["point_minutes"][0] > 0 and folders["wall_minutes"][0] > 0
 
@@ -171,8 +171,8 @@ def test_dask_local_cluster_runs_the_same_sweep(notebook, outputs):
     distributed = pytest.importorskip("distributed")
     s = make_sweep(notebook, {"x": [1.0, 2.0]})
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        results = sweep.run(s, scheduler=cluster.scheduler_address, progress=False)
-        assert [r.status for r in results] == ["done", "done"]
+        ran = sweep.run(s, scheduler=cluster.scheduler_address, progress=False)
+        assert [r.status for r in ran] == ["done", "done"]
         # two single-slot workers on one machine: each point gets half its cores
         threads = max(1, sweep.available_cores() // 2)
         assert f"OMP_NUM_THREADS {threads} x 1.0" in printed(outputs / "sweeps" / "tiny" / "x=1.0.ipynb")
@@ -184,9 +184,9 @@ def test_a_real_notebook_at_smoke_trains_one_run_per_point(outputs):
     s = sweep.from_dict(
         {"notebook": "02_training", "grid": {"seed": [0, 1]}, "fixed": {"profile": "smoke"}}, "training_seeds"
     )
-    results = sweep.run(s, progress=False)
-    assert [r.status for r in results] == ["done", "done"], sweep.summary_table(results)
-    trained = sweep.finished_runs(outputs)
+    ran = sweep.run(s, progress=False)
+    assert [r.status for r in ran] == ["done", "done"], sweep.summary_table(ran)
+    trained = results.finished_runs(outputs)
     assert sorted(r.config.train.seed for r in trained) == [0, 1]
 
 
@@ -197,17 +197,6 @@ def test_the_committed_sweeps_match_their_notebooks():
         s = sweep.load(path)
         pts = sweep.validate(s)
         assert len(pts) >= 2, path.name
-
-
-def test_the_budget_comes_from_the_sweep_files_unless_given(tmp_path):
-    (tmp_path / "a.yaml").write_text("notebook: 04_noise\ngrid: {seed: [0]}\nfixed: {profile: laptop, steps: 1500}\n")
-    (tmp_path / "b.yaml").write_text("notebook: 05_architectures\ngrid: {seed: [0]}\nfixed: {profile: laptop}\n")
-    assert sweep.sweep_budget("laptop", sweeps_dir=tmp_path).train.steps == 1500
-    assert sweep.sweep_budget("laptop", 300, sweeps_dir=tmp_path).train.steps == 300
-    assert sweep.sweep_budget("smoke", sweeps_dir=tmp_path) == config.make_config("smoke")  # no sweep at smoke
-    (tmp_path / "c.yaml").write_text("notebook: 04_noise\ngrid: {seed: [0]}\nfixed: {profile: laptop, steps: 900}\n")
-    with pytest.raises(ValueError, match=r"train for \[900, 1500\] steps at profile laptop"):
-        sweep.sweep_budget("laptop", sweeps_dir=tmp_path)
 
 
 # --- the run lock -------------------------------------------------------------------------------------------------
@@ -221,11 +210,11 @@ def tiny_config(**overrides):
 REQUEST = """
 import json, sys, time
 from pathlib import Path
-from factored import runs
+from factored import train
 from factored.config import RunConfig
 
 cfg, root, log = RunConfig.from_dict(json.loads(sys.argv[1])), Path(sys.argv[2]), Path(sys.argv[3])
-real_train = runs.train
+real_train = train.train
 
 def counted_train(*args, **kwargs):
     with log.open("a") as f:
@@ -233,11 +222,11 @@ def counted_train(*args, **kwargs):
     time.sleep(1.0)  # hold the lock a while
     return real_train(*args, **kwargs)
 
-runs.train = counted_train
+train.train = counted_train
 (root / f"ready-{sys.argv[4]}").touch()
 while len(list(root.glob("ready-*"))) < 2:  # both processes ask at the same moment
     time.sleep(0.01)
-print(runs.get_or_train(cfg, root=root, progress=False).finished)
+print(train.get_or_train(cfg, root=root, progress=False).finished)
 """
 
 
@@ -269,111 +258,130 @@ def test_a_held_lock_times_out_with_a_clear_message_but_a_finished_run_loads_at_
     path.mkdir(parents=True)
     with FileLock(path / ".lock"):  # another process is training this run
         with pytest.raises(TimeoutError, match=r"is being trained by another process .*gave up after 0.2 s"):
-            runs.get_or_train(cfg, root=tmp_path, progress=False, timeout=0.2)
-    run = runs.get_or_train(cfg, root=tmp_path, progress=False)
+            train.get_or_train(cfg, root=tmp_path, progress=False, timeout=0.2)
+    run = train.get_or_train(cfg, root=tmp_path, progress=False)
     with FileLock(path / ".lock"):
         start = time.perf_counter()
-        assert runs.get_or_train(cfg, root=tmp_path, progress=False, timeout=0).finished
+        assert train.get_or_train(cfg, root=tmp_path, progress=False, timeout=0).finished
         assert time.perf_counter() - start < 1
     assert run.finished
 
 
-# --- collecting results ------------------------------------------------------------------------------------------
+# --- stopping: Ctrl-C, a killed runner, errors in one line -----------------------------------------------------
 
 
-def test_seed_interval_is_the_student_t_interval():
-    mean, low, high = sweep.seed_interval([10, 12, 14])
-    assert mean == 12 and math.isclose(high - mean, 4.302652729911275 * 2 / math.sqrt(3))
-    assert math.isclose(mean - low, high - mean)
-    mean, low, high = sweep.seed_interval([7])
-    assert mean == 7 and math.isnan(low) and math.isnan(high)
+def sleepy_notebook(path: Path) -> Path:
+    """A notebook that records its kernel's pid and papermill's (its parent) in <marks>/x=<x>.json, then sleeps x s."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell("x: float = 0.0\nmarks: str = ''")
+    params.metadata["tags"] = ["parameters"]
+    body = (
+        "import json, os, pathlib, time\n"
+        "pids = {'kernel': os.getpid(), 'papermill': os.getppid()}\n"
+        "pathlib.Path(marks, f'x={x}.json').write_text(json.dumps(pids))\n"
+        "time.sleep(x)"
+    )
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+    return path
 
 
-def test_collect_reads_finished_runs_of_one_budget(tmp_path):
-    ref = tiny_config()
-    for noise, seed in [(0.0, 0), (0.0, 1), (0.5, 0)]:
-        runs.get_or_train(tiny_config(noise=noise, seed=seed), root=tmp_path, progress=False)
-    other = runs.get_or_train(tiny_config(steps=6), root=tmp_path, progress=False)  # another budget
-    found = sweep.finished_runs(tmp_path)
-    assert len(found) == 4
-    selected = [r for r in found if sweep.same_budget(r.config, ref)]
-    assert other.dir not in [r.dir for r in selected] and len(selected) == 3
-    acfg = config_smoke_analysis()
-    per_step, per_run = sweep.collect(selected, ref, acfg)
-    assert len(per_run) == 3 and set(per_step["step"]) == set(range(6))
-    assert set(per_run["model"]) == {"transformer 8x1"}
-    table = sweep.interval_table(per_run, "noise")
-    assert list(table["noise"]) == [0.0, 0.5] and list(table["seeds"]) == [2, 1]
-    zero = per_run[per_run["noise"] == 0.0]["final_dims95"]
-    assert np.isclose(table["mean"][0], zero.mean())
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan's zombie may wait for a reaper that never comes)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
-def config_smoke_analysis():
-    from factored import probing
-
-    return probing.smoke_sized(probing.AnalysisConfig(), "smoke")
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
-def test_model_labels_name_what_differs_from_the_reference():
-    ref = config.make_config("laptop")
-    assert sweep.model_label(ref, ref) == "transformer 120x4"
-    lstm = config.from_parameters("laptop", arch="lstm", d_model=32, n_layers=2)
-    assert sweep.model_label(lstm, ref) == "LSTM 32x2"
-    wide = config.from_parameters("laptop", d_model=480, d_mlp=1920, n_ctx=33)
-    assert sweep.model_label(wide, ref) == "transformer 480x4, n_ctx 33"
-    assert sweep.model_label(config.make_config("laptop", init="gpt2"), ref) == "transformer 120x4, init gpt2"
+def wait_for(condition, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
 
 
-def test_factor_scaling_sets_measured_dims_beside_both_predictions():
-    import pandas as pd
-
-    finals = pd.DataFrame(
-        {"n_mess3": [0, 1, 2, 2], "init_dims95": [89, 8, 9, 9], "final_dims95": [18, 3, 5, 7],
-         "min_dims95": [9, 2, 4, 4], "gap": [0.1, 0.2, 0.3, 0.5], "r2": [0.9, 0.8, 0.7, 0.5]}
-    )  # fmt: skip
-    table = sweep.factor_scaling(finals, config_smoke_analysis(), seq_len=8)
-    assert list(table["N"]) == [1, 2] and list(table["seeds"]) == [1, 2]  # the paper's process (0) is not an N
-    assert list(table["factored"]) == [2, 4] and list(table["joint"]) == [2, 8]
-    assert table["final_dims95"][1] == 6 and np.isclose(table["gap"][1], 0.4)  # means over seeds
-    # the true beliefs of one factor: concatenation and outer product are the same vectors
-    assert table["beliefs_factored"][0] == table["beliefs_joint"][0] <= 2
-    assert 3 <= table["beliefs_factored"][1] <= 4 < table["beliefs_joint"][1] <= 8
-
-
-def test_difference_table_is_welchs_test_against_the_reference():
-    import pandas as pd
-    from scipy import stats
-
-    finals = pd.DataFrame({"eps": [0, 0, 0, 0.5, 0.5, 0.5, 0.2], "final_dims95": [10, 12, 14, 20, 22, 24, 11]})
-    table = sweep.difference_table(finals, "eps", 0).set_index("eps")
-    assert list(table.index) == [0.2, 0.5]
-    row = table.loc[0.5]
-    assert row["seeds"] == 3 and row["reference_mean"] == 12 and row["difference"] == 10
-    t = 10 / math.sqrt(4 / 3 + 4 / 3)  # equal variances 4 and 3 seeds each: Welch's df = 4
-    assert math.isclose(row["p_welch"], 2 * stats.t.sf(t, 4), rel_tol=1e-9)
-    assert math.isnan(table.loc[0.2, "p_welch"])  # one seed: no test
+@contextlib.contextmanager
+def sleepy_sweep(tmp_path):
+    """A sweep runner (`python -m factored.sweep`, one worker) busy with a 120 s point, a 1 s point queued behind
+    it; yields (runner, the busy point's pids: worker, papermill, kernel, its marks folder). Whatever of it is
+    still alive at the end is killed."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    spec = {"notebook": str(sleepy_notebook(tmp_path / "sleepy.ipynb")), "grid": {"x": [120.0, 1.0]}}
+    (tmp_path / "sleepy.yaml").write_text(yaml.safe_dump({**spec, "fixed": {"marks": str(marks)}}))
+    cmd = [sys.executable, "-m", "factored.sweep", str(tmp_path / "sleepy.yaml"), "--workers", "1"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}  # no progress bar on stderr
+    runner = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    pids = {}
+    try:
+        busy = marks / "x=120.0.json"
+        assert wait_for(busy.exists, 240), "the first point's kernel never started"
+        time.sleep(0.2)  # the file is written in one call; let it land
+        pids = json.loads(busy.read_text())
+        pids["worker"] = parent_of(pids["papermill"])
+        yield runner, pids, marks
+    finally:
+        for pid in [runner.pid, *pids.values()]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        runner.communicate()
 
 
-def test_condition_table_counts_the_seeds_still_falling_at_the_end():
-    import pandas as pd
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_ctrl_c_stops_the_sweep_leaves_the_partial_notebook_and_exits_130(tmp_path, outputs):
+    with sleepy_sweep(tmp_path) as (runner, pids, marks):
+        os.kill(runner.pid, signal.SIGINT)
+        _, err = runner.communicate(timeout=30)
+        assert runner.returncode == 130
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and "interrupted" in lines[0] and "1 stopped" in lines[0], err
+        assert wait_for(lambda: not any(alive(p) for p in pids.values()), 10), pids  # worker, papermill, kernel
+        time.sleep(2)
+        assert not (marks / "x=1.0.json").exists()  # the queued point never started
+    folder = outputs / "sweeps" / "sleepy"
+    assert sorted(p.name for p in folder.glob("x=*")) == ["x=120.0.lock", "x=120.0.partial.ipynb"]
 
-    finals = pd.DataFrame(
-        {"eps": [0, 0, 0.5, 0.5], "init_dims95": [89, 87, 89, 89], "final_dims95": [9, 10, 80, 84],
-         "min_dims95": [8, 10, 80, 84], "min_step": [600, 1000, 1000, 1000], "final_step": [1000] * 4,
-         "gap": [0.1, 0.1, 0.03, 0.05], "r2": [0.3, 0.4, 0.2, 0.2]}
-    )  # fmt: skip
-    table = sweep.condition_table(finals, "eps")
-    assert list(table["still_falling"]) == [1, 2] and list(table["init"]) == [88, 89]
-    assert list(table["collapse"]) == [9, 82] and table.loc[0.5, "seeds' range"] == "80-84"
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_the_pool_dies_with_a_killed_runner(tmp_path, outputs):
+    with sleepy_sweep(tmp_path) as (runner, pids, marks):
+        os.kill(runner.pid, signal.SIGKILL)
+        assert wait_for(lambda: not any(alive(p) for p in pids.values()), 10), pids  # worker, papermill, kernel
+        time.sleep(2)
+        assert not (marks / "x=1.0.json").exists()  # the queued point never started
 
 
-def test_difference_table_tests_against_a_reference_without_spread_quietly():
-    import warnings
+def test_a_malformed_sweep_file_is_one_line_naming_it(tmp_path, capsys):
+    path = tmp_path / "broken.yaml"
+    path.write_text("notebook: 04_noise\ngrid:\n  seed: [0, 1\nfixed: {profile: laptop}\n")
+    assert sweep.main([str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and "not valid YAML" in err and "line 4" in err, err
 
-    import pandas as pd
 
-    finals = pd.DataFrame({"eps": [0, 0, 0, 0.2, 0.2, 0.2], "final_dims95": [9, 9, 9, 8, 12, 13]})
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # every seed of the reference at 9: a valid Welch test, and no warning
-        row = sweep.difference_table(finals, "eps", 0).iloc[0]
-    assert row["difference"] == 2 and 0 < row["p_welch"] < 1
+@pytest.mark.parametrize("blocked", ["read-only folder", "file in the way"])
+def test_an_unwritable_outputs_folder_is_one_line_naming_it(notebook, outputs, tmp_path, capsys, blocked):
+    if blocked == "read-only folder":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        outputs.mkdir()
+        outputs.chmod(0o555)
+    else:
+        outputs.write_text("not a folder")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({"notebook": str(notebook), "grid": {"x": [1.0]}}))
+    try:
+        assert sweep.main([str(path)]) == 2
+    finally:
+        if outputs.is_dir():
+            outputs.chmod(0o755)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(outputs) in err, err

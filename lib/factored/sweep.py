@@ -1,4 +1,4 @@
-"""Sweeps: one notebook executed with papermill at every point of a parameter grid, and their results collected.
+"""Sweeps: one notebook executed with papermill at every point of a parameter grid (spec, runner, CLI).
 
 A sweep is a YAML file (params/sweeps/<name>.yaml):
 
@@ -25,52 +25,56 @@ OMP_NUM_THREADS set so that points running at once x torch threads each never ex
 (oversubscribed torch threads run 10-50x slower, README "Benchmarks").
 
 Points meet in the run store: two points, or a point and a notebook run by hand, that need the same run train it
-once, since `runs.get_or_train` holds a lock on the run folder while it trains.
+once, since `train.get_or_train` holds a lock on the run folder while it trains.
 
-The second half of this module collects results from the run folders (outputs/runs/*/config.json and the
-cached analyses), not from executed notebooks, so runs made by hand count as much as those of a sweep.
+Stopping: Ctrl-C stops the pool (the running points' papermill processes and kernels with it), cancels the
+points not yet started, leaves each stopped point's notebook as `<point>.partial.ipynb` and exits with 130; a
+runner killed outright takes its pool workers and their papermill processes down with it (Linux: a parent-death
+signal; elsewhere the workers watch their parent). On a Dask cluster, points already running run on.
+
+`factored.results` collects what the runs hold, for notebook 07.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
-import warnings
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, fields
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, fields
 from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from filelock import FileLock
 from tqdm.auto import tqdm
 
 from . import config
-from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .config import DataConfig, ModelConfig, TrainConfig
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from . import probing, runs
-
-# torch (through runs and probing), pandas, scipy and papermill are imported inside the functions that use them:
-# pool workers, which only launch papermill processes, then start in a fraction of a second, not several.
+# Pool workers import this module only to launch papermill, so they start in a fraction of a second: what would
+# slow that is imported in the functions that use it (factored.runs, which imports torch; papermill; nbformat;
+# distributed, an optional dependency).
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = ROOT / "notebooks"
 SWEEPS_DIR = ROOT / "params" / "sweeps"
 SWEEP_KEYS = ("notebook", "grid", "fixed")
 STATUSES = ("done", "skipped", "failed")
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 KERNEL_START_TIMEOUT = 300  # seconds; papermill's default 60 is too short for kernels starting at once on few cores
 # run-config fields a notebook parameter may set (through config.from_parameters, which also knows n_ctx)
 CONFIG_PARAMETERS = frozenset(
@@ -105,6 +109,11 @@ class PointResult:
     status: str  # done | skipped (its output was already there) | failed
     seconds: float = 0.0
     error: str = ""  # one line; the full error is in <point>.failed.txt
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `run` (its pool already stopped); the message says in one line what was done and what is
+    left."""
 
 
 def notebook_path(ref: str) -> Path:
@@ -164,7 +173,19 @@ def load(path: str | Path) -> Sweep:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no sweep file {path}")
-    return from_dict(yaml.safe_load(path.read_text()), path.stem)
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
+    return from_dict(spec, path.stem)
+
+
+def _yaml_problem(e: Exception) -> str:
+    """What is wrong and where, in one line (PyYAML's own message takes several)."""
+    problem, mark = getattr(e, "problem", None), getattr(e, "problem_mark", None)
+    if problem and mark:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(e).split())
 
 
 def _format(value: Any) -> str:
@@ -304,6 +325,66 @@ def _error_of(partial: Path, stderr: str) -> tuple[str, str]:
     return (lines[-1] if lines else "papermill exited with no message"), stderr
 
 
+# --- Pool workers die with their runner -----------------------------------------------------------------------
+
+_papermill: subprocess.Popen | None = None  # the papermill process of the point this pool worker runs, if any
+_linked = False  # this is a local pool worker with a parent-death signal: its papermill processes get one too
+
+
+def _die_with_parent(sig: int) -> bool:
+    """Have Linux send `sig` to this process when its parent ends (prctl PR_SET_PDEATHSIG); False elsewhere."""
+    return sys.platform == "linux" and ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig)) == 0
+
+
+def _end_worker(*_) -> None:
+    """End this pool worker and its point's papermill process; the kernel follows (ipykernel exits when its
+    parent does), and the point's notebook stays `<point>.partial.ipynb`."""
+    if _papermill is not None and _papermill.poll() is None:
+        _papermill.kill()
+    os._exit(1)
+
+
+def _watch_parent(runner: int) -> None:
+    """Where there is no parent-death signal: end the worker once the runner is gone (it is then adopted)."""
+    while os.getppid() == runner:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _start_worker(runner: int) -> None:
+    """Initializer of a local pool worker. Ctrl-C is the runner's to handle (it stops the pool, so a point never
+    mistakes it for a failure); the runner's stop (SIGTERM) or its death ends the worker and its papermill."""
+    global _linked
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _end_worker)
+    _linked = _die_with_parent(signal.SIGTERM)
+    if not _linked:
+        threading.Thread(target=_watch_parent, args=(runner,), daemon=True).start()
+    if os.getppid() != runner:  # the runner died before the signal was asked for
+        _end_worker()
+
+
+def _papermill_dies_with_worker() -> None:
+    """Run in the papermill process before it starts (only from a single-threaded pool worker: forked children
+    of threaded processes may deadlock here): a worker killed outright (SIGKILL) takes it along."""
+    _die_with_parent(signal.SIGKILL)
+
+
+def _papermill_run(cmd: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """(exit status, stderr) of papermill, run where `_end_worker` can find it. A session of its own keeps the
+    terminal's Ctrl-C from it: the runner decides what Ctrl-C stops."""
+    global _papermill
+    _papermill = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=_papermill_dies_with_worker if _linked else None,
+    )  # fmt: skip
+    try:
+        _, stderr = _papermill.communicate()
+        return _papermill.returncode, stderr
+    finally:
+        _papermill = None
+
+
 def run_point(notebook: str, out_dir: str, point: Point, threads: int | dict[str, int]) -> PointResult:
     """Execute one point in a papermill process of its own (so a kernel of its own), its kernel's torch limited
     to `threads` threads; never raises for a failing notebook (the result says failed, with the error).
@@ -320,14 +401,14 @@ def run_point(notebook: str, out_dir: str, point: Point, threads: int | dict[str
         cmd = [sys.executable, "-m", "papermill", notebook, str(files["partial"]), "--no-progress-bar"]
         cmd += ["--start-timeout", str(KERNEL_START_TIMEOUT)]  # several kernels starting at once start slowly
         cmd += ["--cwd", str(Path(notebook).parent), "-y", yaml.safe_dump(point.parameters)]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        returncode, stderr = _papermill_run(cmd, env)
         seconds = time.perf_counter() - start
-        if proc.returncode == 0:
+        if returncode == 0:
             os.replace(files["partial"], files["done"])
             files["failed"].unlink(missing_ok=True)
             files["error"].unlink(missing_ok=True)
             return PointResult(point.name, "done", seconds)
-        line, detail = _error_of(files["partial"], proc.stderr)
+        line, detail = _error_of(files["partial"], stderr)
         if files["partial"].exists():
             os.replace(files["partial"], files["failed"])
         header = f"{point.name} failed after {seconds:.1f} s: {line}\nparameters: {json.dumps(point.parameters)}"
@@ -379,11 +460,34 @@ def _executor(
 
         with Client(scheduler) as client:
             per_point = threads or _dask_threads(client)
-            yield client.get_executor(pure=False), per_point, {"scheduler": scheduler, "threads": per_point}
+            executor = client.get_executor(pure=False)
+            try:
+                yield executor, per_point, {"scheduler": scheduler, "threads": per_point}
+            except BaseException:  # Ctrl-C: cancel the points not started (running ones run on: Dask cannot stop them)
+                executor.shutdown(wait=False)
+                raise
     else:
         workers, threads = split_cores(n_points, workers, threads)
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(
+            workers, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(os.getpid(),)
+        )
+        try:
             yield pool, threads, {"workers": workers, "threads": threads, "cores": available_cores()}
+        except BaseException:  # Ctrl-C, or an error here: stop the running points rather than wait for them
+            _stop(pool)
+            raise
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """End every worker of the pool (each takes its papermill process along); its points not started are then
+    cancelled by the broken pool."""
+    workers = list((pool._processes or {}).values())  # ProcessPoolExecutor.terminate_workers from Python 3.14
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.join()
 
 
 def run(
@@ -406,27 +510,52 @@ def run(
     started, chosen = time.time(), {}
     quiet = {} if progress else {"disable": True}  # else tqdm's default, which TQDM_DISABLE=1 turns off
     bar = tqdm(total=len(pts), initial=len(pts) - len(todo), desc=f"sweep {sweep.name}", unit="point", **quiet)
-    if todo:
-        with _executor(len(todo), workers, threads, scheduler) as (executor, per_point, chosen):
-            futures = {executor.submit(run_point, str(sweep.notebook), str(out_dir), p, per_point): p for p in todo}
-            for future in as_completed(futures):
-                point = futures[future]
-                try:
-                    result = future.result()
-                except Exception as e:  # the worker itself died (killed, out of memory, lost machine)
-                    result = PointResult(point.name, "failed", 0.0, f"{type(e).__name__}: {e}")
-                results[point.name] = result
-                if result.status == "failed":
-                    bar.write(f"{point.name} failed: {result.error}")
-                bar.update()
-                counts = Counter(r.status for r in results.values())
-                bar.set_postfix(done=counts["done"], failed=counts["failed"])
-    bar.close()
-    counts = Counter(r.status for r in results.values())
+    finished: dict[str, PointResult] = {}
+    try:
+        if todo:
+            with _executor(len(todo), workers, threads, scheduler) as (executor, per_point, chosen):
+                futures = {executor.submit(run_point, str(sweep.notebook), str(out_dir), p, per_point): p for p in todo}
+                for future in as_completed(futures):
+                    result = _result_of(future, futures[future])
+                    finished[result.name] = results[result.name] = result
+                    if result.status == "failed":
+                        bar.write(f"{result.name} failed: {result.error}")
+                    bar.update()
+                    counts = Counter(r.status for r in results.values())
+                    bar.set_postfix(done=counts["done"], failed=counts["failed"])
+    except KeyboardInterrupt:
+        left = [p.name for p in todo if p.name not in finished]
+        stopped = [n for n in left if _touched_since(point_files(out_dir, n)["partial"], started)]
+        _log(out_dir, started, chosen, finished.values(), interrupted=True)
+        counts = Counter(r.status for r in finished.values())
+        raise Interrupted(
+            f"sweep {sweep.name} interrupted after {time.time() - started:.0f} s: {counts['done']} done, "
+            f"{counts['failed']} failed, {len(stopped)} stopped (left as <point>.partial.ipynb), "
+            f"{len(left) - len(stopped)} not started; run it again to do what is left"
+        ) from None
+    finally:
+        bar.close()
+    _log(out_dir, started, chosen, results.values())
+    return [results[p.name] for p in pts]
+
+
+def _result_of(future: Future, point: Point) -> PointResult:
+    try:
+        return future.result()
+    except Exception as e:  # the worker itself died (killed, out of memory, lost machine)
+        return PointResult(point.name, "failed", 0.0, f"{type(e).__name__}: {e}")
+
+
+def _touched_since(path: Path, since: float) -> bool:
+    return path.exists() and path.stat().st_mtime >= since
+
+
+def _log(out_dir: Path, started: float, chosen: dict, results, interrupted: bool = False) -> None:
+    """Append this invocation to <sweep folder>/log.jsonl."""
+    counts = Counter(r.status for r in results)
     entry = {"started": started, "seconds": time.time() - started, **chosen, **{k: counts[k] for k in STATUSES}}
     with open(out_dir / "log.jsonl", "a") as f:
-        f.write(json.dumps(entry) + "\n")
-    return [results[p.name] for p in pts]
+        f.write(json.dumps(entry | ({"interrupted": True} if interrupted else {})) + "\n")
 
 
 def summary_table(results: list[PointResult]) -> str:
@@ -467,6 +596,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an outputs folder that cannot be written, a sweep file that cannot be read
+        print(f"error: {f'{e.filename}: {e.strerror}' if e.filename else e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(str(e) if isinstance(e, Interrupted) else "interrupted", file=sys.stderr)
+        return INTERRUPTED
     print(summary_table(results))
     out = runs.relative(sweep_dir(sweep))
     print(
@@ -474,288 +609,6 @@ def main(argv: list[str] | None = None) -> int:
         + (f"; errors in {out}/<point>.failed.txt" if any(r.status == "failed" for r in results) else "")
     )
     return 1 if any(r.status == "failed" for r in results) else 0
-
-
-# --- Collecting results ----------------------------------------------------------------------------------------
-
-
-def sweep_budget(profile: str = "", steps: int = 0, sweeps_dir: Path = SWEEPS_DIR) -> RunConfig:
-    """The reference config results are compared at: the profile's canonical run with `steps` training steps;
-    steps 0 means the `steps` that the sweep files in `sweeps_dir` fix for this profile (else the profile's)."""
-    from . import runs
-
-    profile = config.resolve_profile(profile)
-    if not steps:
-        found = set()
-        for path in sorted(Path(sweeps_dir).glob("*.yaml")):
-            fixed = load(path).fixed
-            if fixed.get("profile") == profile and fixed.get("steps"):
-                found.add(fixed["steps"])
-        if len(found) > 1:
-            raise ValueError(
-                f"the sweeps in {runs.relative(sweeps_dir)} train for {sorted(found)} steps at "
-                f"profile {profile}; choose one with the parameter `steps`"
-            )
-        steps = found.pop() if found else 0
-    return config.from_parameters(profile, steps=steps)
-
-
-def same_budget(cfg: RunConfig, ref: RunConfig) -> bool:
-    """Trained like `ref`: every training field equal except the seed (and those that change speed only)."""
-    skip = {"seed", *config.NOT_HASHED}
-    a, b = asdict(cfg.train), asdict(ref.train)
-    return all(a[k] == b[k] for k in a if k not in skip)
-
-
-def finished_runs(root: Path | None = None) -> list[runs.Run]:
-    """Every finished run in outputs/runs/ (under `root`), whoever made it; of runs with the same config under two
-    names (notebooks name runs differently) only the first, so no run counts twice as two seeds."""
-    from . import runs
-
-    out, seen = [], set()
-    for path in sorted((root or runs.outputs_dir()).glob("runs/*/config.json")):
-        try:
-            cfg = RunConfig.from_dict(json.loads(path.read_text()))
-        except (ValueError, TypeError, KeyError) as e:  # written by an incompatible version of the config
-            warnings.warn(f"skipping {runs.relative(path.parent)}: unreadable config ({e})", stacklevel=2)
-            continue
-        run = runs.Run(path.parent, cfg)
-        if run.finished and cfg.hash() not in seen:
-            seen.add(cfg.hash())
-            out.append(run)
-    return out
-
-
-def model_label(cfg: RunConfig, ref: RunConfig) -> str:
-    """A short name for a run's model, in notebook 05's words: `LSTM 32x2`, `transformer 120x4, n_ctx 33`; other
-    model fields that differ from `ref` are appended."""
-    m, r = cfg.model, ref.model
-    label = f"{'transformer' if m.arch == 'transformer' else m.arch.upper()} {m.d_model}x{m.n_layers}"
-    if cfg.data.seq_len != ref.data.seq_len:
-        label += f", n_ctx {cfg.data.seq_len + 1}"
-    shown = {"arch", "d_model", "n_layers"}
-    if m.arch != "transformer":
-        shown |= {"n_heads", "d_mlp", "act", "init"}  # unused by recurrent nets
-    elif m.d_model != r.d_model:
-        shown |= {"d_mlp"}  # follows the width (4 x d_model) in notebook 05
-    extra = [
-        f"{f.name} {getattr(m, f.name)}"
-        for f in fields(m)
-        if f.name not in shown and getattr(m, f.name) != getattr(r, f.name)
-    ]
-    return ", ".join([label, *extra])
-
-
-FINAL_COLUMNS = ["init_dims95", "final_dims95", "min_dims95", "min_step", "final_step", "gap", "r2"]
-
-
-def collect(
-    run_list: list[runs.Run], ref: RunConfig, acfg: probing.AnalysisConfig
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """dims@95 at every checkpoint (one row per run and step) and each run's final numbers (one row per run).
-
-    The analyses come from `probing.analyze_run` with `acfg`, cached in each run folder (so shared with the
-    notebooks that made the runs when they used the same settings). Columns: run, model, arch, noise,
-    structure, n_mess3 (0: the paper's five factors), seed, plus step, dims95 (first frame) or init_dims95,
-    final_dims95, min_dims95, min_step, final_step, gap, r2 (second)."""
-    import pandas as pd
-
-    from . import probing
-
-    per_step, per_run = [], []
-    for run in run_list:
-        c = run.config
-        trajectory = probing.analyze_run(run, acfg, progress=False)
-        st = probing.stages(trajectory)
-        base = {
-            "run": run.dir.name,
-            "model": model_label(c, ref),
-            "arch": c.model.arch,
-            "noise": float(c.data.noise),
-            "structure": c.data.structure if not c.data.n_mess3 else f"{c.data.n_mess3} x Mess3",
-            "n_mess3": c.data.n_mess3,
-            "seed": c.train.seed,
-        }
-        per_step += [{**base, "step": s, "dims95": r["dims"]["0.95"]} for s, r in sorted(trajectory.items())]
-        final = trajectory[st["final"]]
-        per_run.append(
-            {
-                **base,
-                "init_dims95": trajectory[st["init"]]["dims"]["0.95"],
-                "final_dims95": final["dims"]["0.95"],
-                "min_dims95": trajectory[st["early"]]["dims"]["0.95"],
-                "min_step": st["early"],
-                "final_step": st["final"],
-                "gap": run.metrics()[-1]["gap"],
-                "r2": final["r2_overall"],
-            }
-        )
-    columns = ["run", "model", "arch", "noise", "structure", "n_mess3", "seed"]
-    return (
-        pd.DataFrame(per_step, columns=[*columns, "step", "dims95"]),
-        pd.DataFrame(per_run, columns=[*columns, *FINAL_COLUMNS]),
-    )
-
-
-def seed_interval(values, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): the mean over seeds and its Student-t confidence interval; NaN bounds for one seed."""
-    import numpy as np
-    from scipy import stats
-
-    x = np.asarray(values, dtype=float)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return mean, float(mean - half), float(mean + half)
-
-
-def interval_table(finals: pd.DataFrame, by: str, value: str = "final_dims95", level: float = 0.95) -> pd.DataFrame:
-    """One row per value of `by`: seeds, mean of `value` with its t-interval (low, high), and the seeds' range."""
-    import pandas as pd
-
-    rows = []
-    for key, group in finals.groupby(by, sort=True):
-        mean, low, high = seed_interval(group[value], level)
-        rows.append(
-            {
-                by: key,
-                "seeds": len(group),
-                "mean": mean,
-                "low": low,
-                "high": high,
-                "min": group[value].min(),
-                "max": group[value].max(),
-            }
-        )
-    return pd.DataFrame(rows, columns=[by, "seeds", "mean", "low", "high", "min", "max"])
-
-
-def difference_table(finals: pd.DataFrame, by: str, reference, value: str = "final_dims95") -> pd.DataFrame:
-    """Each condition against a reference condition: one row per value of `by` other than `reference`, with the
-    seeds on each side, the two means of `value`, their difference, and the two-sided p-value of Welch's t-test
-    (NaN with fewer than 2 seeds on a side, or no spread at all). Seeds are independent runs, so the test is
-    the unpaired one."""
-    import pandas as pd
-    from scipy import stats
-
-    base = finals.loc[finals[by] == reference, value].to_numpy(float)
-    rows = []
-    for key, group in finals[finals[by] != reference].groupby(by, sort=True):
-        x = group[value].to_numpy(float)
-        testable = len(x) > 1 and len(base) > 1 and (x.std() > 0 or base.std() > 0)
-        with warnings.catch_warnings():  # one side without spread (all seeds equal) is fine for Welch's test,
-            warnings.simplefilter("ignore", RuntimeWarning)  # but scipy warns of "catastrophic cancellation"
-            p = float(stats.ttest_ind(x, base, equal_var=False).pvalue) if testable else float("nan")
-        mean = float(x.mean())
-        ref_mean = float(base.mean()) if len(base) else float("nan")
-        rows.append({by: key, "seeds": len(x), "mean": mean, "reference_seeds": len(base),
-                     "reference_mean": ref_mean, "difference": mean - ref_mean, "p_welch": p})  # fmt: skip
-    columns = [by, "seeds", "mean", "reference_seeds", "reference_mean", "difference", "p_welch"]
-    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
-
-
-def condition_table(finals: pd.DataFrame, by: str, level: float = 0.95) -> pd.DataFrame:
-    """One row per value of `by`: seeds, final dims@95 as "mean (low to high)" with its t-interval, the seeds'
-    range, and averaged over seeds dims@95 at init, the collapse (smallest dims@95 after step 0), the step of the
-    collapse (median), how many seeds are still falling (their smallest dims@95 is at the last checkpoint, so the
-    final value is a point on the way down, not a settled dimension), the held-out gap to the optimal loss and
-    the R² of the belief read-out. `finals`: `collect`'s second frame."""
-    dims = interval_table(finals, by, level=level).set_index(by)
-    others = finals.assign(falling=finals["min_step"] == finals["final_step"]).groupby(by).agg(
-        init=("init_dims95", "mean"), collapse=("min_dims95", "mean"), at_step=("min_step", "median"),
-        still_falling=("falling", "sum"), gap=("gap", "mean"), r2=("r2", "mean"),
-    )  # fmt: skip
-    table = dims.join(others)
-    table[f"final dims@95 ({level:.0%} interval)"] = [
-        f"{m:.1f} ({lo:.1f} to {hi:.1f})" for m, lo, hi in zip(table["mean"], table["low"], table["high"], strict=True)
-    ]
-    table["seeds' range"] = [f"{lo:g}-{hi:g}" for lo, hi in zip(table["min"], table["max"], strict=True)]
-    shown = ["seeds", f"final dims@95 ({level:.0%} interval)", "seeds' range", "init", "collapse", "at_step"]
-    return table[[*shown, "still_falling", "gap", "r2"]]
-
-
-def factor_scaling(finals: pd.DataFrame, acfg: probing.AnalysisConfig, seq_len: int) -> pd.DataFrame:
-    """Dimension against the number of factors: one row per N among the runs on N independent Mess3 factors.
-
-    finals: `collect`'s second frame (rows with n_mess3 = 0 are ignored). Columns: N, seeds, the measured
-    dims@95 at init, at the end and at its smallest (means over seeds), the dimension counts of a factored (2N)
-    and a joint (3^N - 1) representation, the dims@95 of the true beliefs on the probe data, concatenated
-    (beliefs_factored) and as their outer product (beliefs_joint), the mean gap and R², and where `finals` has them
-    (merged from `joint_belief_gains`) the mean beliefs_r2 and joint_gain, else NaN."""
-    import pandas as pd
-
-    from . import probing, products
-
-    rows = []
-    for n, group in finals[finals["n_mess3"] > 0].groupby("n_mess3", sort=True):
-        process = products.mess3_factors(int(n))
-        joint, factored_dims = products.dimension_counts(process.state_dims)
-        refs = probing.reference_curves(process, acfg, seq_len)
-        rows.append(
-            {
-                "N": int(n),
-                "seeds": len(group),
-                "init_dims95": group["init_dims95"].mean(),
-                "final_dims95": group["final_dims95"].mean(),
-                "min_dims95": group["min_dims95"].mean(),
-                "factored": factored_dims,
-                "joint": joint,
-                "beliefs_factored": refs["factored_dims95"],
-                "beliefs_joint": refs["joint_dims95"],
-                "gap": group["gap"].mean(),
-                "r2": group["r2"].mean(),
-                **{k: group[k].mean() if k in group else float("nan") for k in JOINT_GAIN_COLUMNS},
-            }
-        )
-    columns = ["N", "seeds", "init_dims95", "final_dims95", "min_dims95", "factored", "joint"]
-    columns += ["beliefs_factored", "beliefs_joint"]
-    return pd.DataFrame(rows, columns=[*columns, "gap", "r2", *JOINT_GAIN_COLUMNS])
-
-
-JOINT_GAIN_COLUMNS = ("beliefs_r2", "joint_gain")
-
-
-def joint_belief_gains(run_list: list[runs.Run], acfg: probing.AnalysisConfig) -> pd.DataFrame:
-    """`probing.joint_belief_gain` of each run at its final checkpoint: columns run (its folder name), beliefs_r2,
-    before_joint_r2, joint_gain; merge it into `collect`'s second frame on `run` before `factor_scaling`."""
-    import pandas as pd
-
-    from . import probing
-
-    rows = [{"run": r.dir.name, **probing.joint_belief_gain(r, acfg)} for r in run_list]
-    return pd.DataFrame(rows, columns=["run", "beliefs_r2", "before_joint_r2", "joint_gain"])
-
-
-def sweep_folders(root: Path | None = None) -> pd.DataFrame:
-    """Every sweep folder under outputs/sweeps/: its notebook, points done and failed, the minutes the done
-    points' notebooks ran (papermill's record, summed) and the wall-clock minutes of all invocations (log.jsonl)."""
-    import pandas as pd
-
-    from . import runs
-
-    rows = []
-    for folder in sorted((root or runs.outputs_dir()).glob("sweeps/*/")):
-        spec = json.loads((folder / "sweep.json").read_text()) if (folder / "sweep.json").exists() else {}
-        done = [p for p in folder.glob("*.ipynb") if not p.name.endswith((".partial.ipynb", ".failed.ipynb"))]
-        durations = [json.loads(p.read_text())["metadata"].get("papermill", {}).get("duration") or 0 for p in done]
-        log = folder / "log.jsonl"
-        invocations = (
-            [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
-        )
-        rows.append(
-            {
-                "sweep": folder.name,
-                "notebook": spec.get("notebook", "?"),
-                "done": len(done),
-                "failed": len(list(folder.glob("*.failed.txt"))),
-                "point_minutes": sum(durations) / 60,
-                "wall_minutes": sum(i["seconds"] for i in invocations) / 60,
-                "folder": runs.relative(folder),
-            }
-        )
-    columns = ["sweep", "notebook", "done", "failed", "point_minutes", "wall_minutes", "folder"]
-    return pd.DataFrame(rows, columns=columns)
 
 
 if __name__ == "__main__":  # through the module object, so pool workers unpickle the same classes

@@ -1,0 +1,271 @@
+"""Results over finished runs: what notebook 07 reads, whoever made the runs (a sweep, a notebook run by hand).
+
+Everything here reads the run folders (outputs/runs/*/config.json, metrics and the cached analyses), not the
+notebooks a sweep executed, so a run counts the same however it was made: which runs share the sweep budget,
+their dims@95 over training and at the end, intervals over seeds, each condition against a reference (Welch's
+test), dimension against the number of factors, and what the sweep folders hold. `factored.sweep` runs sweeps.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import config, probing, products, runs, sweep
+from .config import RunConfig
+
+
+def sweep_budget(profile: str = "", steps: int = 0, sweeps_dir: Path = sweep.SWEEPS_DIR) -> RunConfig:
+    """The reference config results are compared at: the profile's canonical run with `steps` training steps;
+    steps 0 means the `steps` that the sweep files in `sweeps_dir` fix for this profile (else the profile's)."""
+    profile = config.resolve_profile(profile)
+    if not steps:
+        found = set()
+        for path in sorted(Path(sweeps_dir).glob("*.yaml")):
+            fixed = sweep.load(path).fixed
+            if fixed.get("profile") == profile and fixed.get("steps"):
+                found.add(fixed["steps"])
+        if len(found) > 1:
+            raise ValueError(
+                f"the sweeps in {runs.relative(sweeps_dir)} train for {sorted(found)} steps at "
+                f"profile {profile}; choose one with the parameter `steps`"
+            )
+        steps = found.pop() if found else 0
+    return config.from_parameters(profile, steps=steps)
+
+
+def same_budget(cfg: RunConfig, ref: RunConfig) -> bool:
+    """Trained like `ref`: every training field equal except the seed (and those that change speed only)."""
+    skip = {"seed", *config.NOT_HASHED}
+    a, b = asdict(cfg.train), asdict(ref.train)
+    return all(a[k] == b[k] for k in a if k not in skip)
+
+
+def finished_runs(root: Path | None = None) -> list[runs.Run]:
+    """Every finished run in outputs/runs/ (under `root`), whoever made it; of runs with the same config under two
+    names (notebooks name runs differently) only the first, so no run counts twice as two seeds."""
+    out, seen = [], set()
+    for path in sorted((root or runs.outputs_dir()).glob("runs/*/config.json")):
+        try:
+            cfg = RunConfig.from_dict(json.loads(path.read_text()))
+        except (ValueError, TypeError, KeyError) as e:  # written by an incompatible version of the config
+            warnings.warn(f"skipping {runs.relative(path.parent)}: unreadable config ({e})", stacklevel=2)
+            continue
+        run = runs.Run(path.parent, cfg)
+        if run.finished and cfg.hash() not in seen:
+            seen.add(cfg.hash())
+            out.append(run)
+    return out
+
+
+def model_label(cfg: RunConfig, ref: RunConfig) -> str:
+    """A short name for a run's model, in notebook 05's words: `LSTM 32x2`, `transformer 120x4, n_ctx 33`; other
+    model fields that differ from `ref` are appended."""
+    m, r = cfg.model, ref.model
+    label = f"{'transformer' if m.arch == 'transformer' else m.arch.upper()} {m.d_model}x{m.n_layers}"
+    if cfg.data.seq_len != ref.data.seq_len:
+        label += f", n_ctx {cfg.data.seq_len + 1}"
+    shown = {"arch", "d_model", "n_layers"}
+    if m.arch != "transformer":
+        shown |= {"n_heads", "d_mlp", "act", "init"}  # unused by recurrent nets
+    elif m.d_model != r.d_model:
+        shown |= {"d_mlp"}  # follows the width (4 x d_model) in notebook 05
+    extra = [
+        f"{f.name} {getattr(m, f.name)}"
+        for f in fields(m)
+        if f.name not in shown and getattr(m, f.name) != getattr(r, f.name)
+    ]
+    return ", ".join([label, *extra])
+
+
+FINAL_COLUMNS = ["init_dims95", "final_dims95", "min_dims95", "min_step", "final_step", "gap", "r2"]
+JOINT_GAIN_COLUMNS = ("beliefs_r2", "joint_gain")
+
+
+def collect(
+    run_list: list[runs.Run], ref: RunConfig, acfg: probing.AnalysisConfig
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """dims@95 at every checkpoint (one row per run and step) and each run's final numbers (one row per run).
+
+    The analyses come from `probing.analyze_run` with `acfg`, cached in each run folder (so shared with the
+    notebooks that made the runs when they used the same settings). Columns: run, model, arch, noise,
+    structure, n_mess3 (0: the paper's five factors), seed, plus step, dims95 (first frame) or init_dims95,
+    final_dims95, min_dims95, min_step, final_step, gap, r2 (second)."""
+    per_step, per_run = [], []
+    for run in run_list:
+        c = run.config
+        trajectory = probing.analyze_run(run, acfg, progress=False)
+        st = probing.stages(trajectory)
+        base = {
+            "run": run.dir.name,
+            "model": model_label(c, ref),
+            "arch": c.model.arch,
+            "noise": float(c.data.noise),
+            "structure": c.data.structure if not c.data.n_mess3 else f"{c.data.n_mess3} x Mess3",
+            "n_mess3": c.data.n_mess3,
+            "seed": c.train.seed,
+        }
+        per_step += [{**base, "step": s, "dims95": r["dims"]["0.95"]} for s, r in sorted(trajectory.items())]
+        final = trajectory[st["final"]]
+        per_run.append(
+            {
+                **base,
+                "init_dims95": trajectory[st["init"]]["dims"]["0.95"],
+                "final_dims95": final["dims"]["0.95"],
+                "min_dims95": trajectory[st["early"]]["dims"]["0.95"],
+                "min_step": st["early"],
+                "final_step": st["final"],
+                "gap": run.metrics()[-1]["gap"],
+                "r2": final["r2_overall"],
+            }
+        )
+    columns = ["run", "model", "arch", "noise", "structure", "n_mess3", "seed"]
+    return (
+        pd.DataFrame(per_step, columns=[*columns, "step", "dims95"]),
+        pd.DataFrame(per_run, columns=[*columns, *FINAL_COLUMNS]),
+    )
+
+
+def seed_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean over seeds and its Student-t confidence interval; NaN bounds for one seed."""
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return mean, float(mean - half), float(mean + half)
+
+
+def interval_table(finals: pd.DataFrame, by: str, value: str = "final_dims95", level: float = 0.95) -> pd.DataFrame:
+    """One row per value of `by`: seeds, mean of `value` with its t-interval (low, high), and the seeds' range."""
+    rows = []
+    for key, group in finals.groupby(by, sort=True):
+        mean, low, high = seed_interval(group[value], level)
+        rows.append(
+            {
+                by: key,
+                "seeds": len(group),
+                "mean": mean,
+                "low": low,
+                "high": high,
+                "min": group[value].min(),
+                "max": group[value].max(),
+            }
+        )
+    return pd.DataFrame(rows, columns=[by, "seeds", "mean", "low", "high", "min", "max"])
+
+
+def difference_table(finals: pd.DataFrame, by: str, reference, value: str = "final_dims95") -> pd.DataFrame:
+    """Each condition against a reference condition: one row per value of `by` other than `reference`, with the
+    seeds on each side, the two means of `value`, their difference, and the two-sided p-value of Welch's t-test
+    (NaN with fewer than 2 seeds on a side, or no spread at all). Seeds are independent runs, so the test is
+    the unpaired one."""
+    base = finals.loc[finals[by] == reference, value].to_numpy(float)
+    rows = []
+    for key, group in finals[finals[by] != reference].groupby(by, sort=True):
+        x = group[value].to_numpy(float)
+        testable = len(x) > 1 and len(base) > 1 and (x.std() > 0 or base.std() > 0)
+        with warnings.catch_warnings():  # one side without spread (all seeds equal) is fine for Welch's test,
+            warnings.simplefilter("ignore", RuntimeWarning)  # but scipy warns of "catastrophic cancellation"
+            p = float(stats.ttest_ind(x, base, equal_var=False).pvalue) if testable else float("nan")
+        mean = float(x.mean())
+        ref_mean = float(base.mean()) if len(base) else float("nan")
+        rows.append({by: key, "seeds": len(x), "mean": mean, "reference_seeds": len(base),
+                     "reference_mean": ref_mean, "difference": mean - ref_mean, "p_welch": p})  # fmt: skip
+    columns = [by, "seeds", "mean", "reference_seeds", "reference_mean", "difference", "p_welch"]
+    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+
+
+def condition_table(finals: pd.DataFrame, by: str, level: float = 0.95) -> pd.DataFrame:
+    """One row per value of `by`: seeds, final dims@95 as "mean (low to high)" with its t-interval ("mean (n/a,
+    1 seed)" for a single seed), the seeds' range, and averaged over seeds dims@95 at init, the collapse (smallest
+    dims@95 after step 0), the step of the collapse (median), how many seeds are still falling (their smallest
+    dims@95 is at the last checkpoint, so the final value is a point on the way down, not a settled dimension), the
+    held-out gap to the optimal loss and the R² of the belief read-out. `finals`: `collect`'s second frame."""
+    dims = interval_table(finals, by, level=level).set_index(by)
+    others = finals.assign(falling=finals["min_step"] == finals["final_step"]).groupby(by).agg(
+        init=("init_dims95", "mean"), collapse=("min_dims95", "mean"), at_step=("min_step", "median"),
+        still_falling=("falling", "sum"), gap=("gap", "mean"), r2=("r2", "mean"),
+    )  # fmt: skip
+    table = dims.join(others)
+    table[f"final dims@95 ({level:.0%} interval)"] = [
+        f"{m:.1f} ({lo:.1f} to {hi:.1f})" if n > 1 else f"{m:.1f} (n/a, 1 seed)"
+        for n, m, lo, hi in zip(table["seeds"], table["mean"], table["low"], table["high"], strict=True)
+    ]
+    table["seeds' range"] = [f"{lo:g}-{hi:g}" for lo, hi in zip(table["min"], table["max"], strict=True)]
+    shown = ["seeds", f"final dims@95 ({level:.0%} interval)", "seeds' range", "init", "collapse", "at_step"]
+    return table[[*shown, "still_falling", "gap", "r2"]]
+
+
+def factor_scaling(finals: pd.DataFrame, acfg: probing.AnalysisConfig, seq_len: int) -> pd.DataFrame:
+    """Dimension against the number of factors: one row per N among the runs on N independent Mess3 factors.
+
+    finals: `collect`'s second frame (rows with n_mess3 = 0 are ignored). Columns: N, seeds, the measured
+    dims@95 at init, at the end and at its smallest (means over seeds), the dimension counts of a factored (2N)
+    and a joint (3^N - 1) representation, the dims@95 of the true beliefs on the probe data, concatenated
+    (beliefs_factored) and as their outer product (beliefs_joint), the mean gap and R², and where `finals` has them
+    (merged from `joint_belief_gains`) the mean beliefs_r2 and joint_gain, else NaN."""
+    rows = []
+    for n, group in finals[finals["n_mess3"] > 0].groupby("n_mess3", sort=True):
+        process = products.mess3_factors(int(n))
+        joint, factored_dims = products.dimension_counts(process.state_dims)
+        refs = probing.reference_curves(process, acfg, seq_len)
+        rows.append(
+            {
+                "N": int(n),
+                "seeds": len(group),
+                "init_dims95": group["init_dims95"].mean(),
+                "final_dims95": group["final_dims95"].mean(),
+                "min_dims95": group["min_dims95"].mean(),
+                "factored": factored_dims,
+                "joint": joint,
+                "beliefs_factored": refs["factored_dims95"],
+                "beliefs_joint": refs["joint_dims95"],
+                "gap": group["gap"].mean(),
+                "r2": group["r2"].mean(),
+                **{k: group[k].mean() if k in group else float("nan") for k in JOINT_GAIN_COLUMNS},
+            }
+        )
+    columns = ["N", "seeds", "init_dims95", "final_dims95", "min_dims95", "factored", "joint"]
+    columns += ["beliefs_factored", "beliefs_joint"]
+    return pd.DataFrame(rows, columns=[*columns, "gap", "r2", *JOINT_GAIN_COLUMNS])
+
+
+def joint_belief_gains(run_list: list[runs.Run], acfg: probing.AnalysisConfig) -> pd.DataFrame:
+    """`probing.joint_belief_gain` of each run at its final checkpoint: columns run (its folder name), beliefs_r2,
+    before_joint_r2, joint_gain; merge it into `collect`'s second frame on `run` before `factor_scaling`."""
+    rows = [{"run": r.dir.name, **probing.joint_belief_gain(r, acfg)} for r in run_list]
+    return pd.DataFrame(rows, columns=["run", "beliefs_r2", "before_joint_r2", "joint_gain"])
+
+
+def sweep_folders(root: Path | None = None) -> pd.DataFrame:
+    """Every sweep folder under outputs/sweeps/: its notebook, points done and failed, the minutes the done
+    points' notebooks ran (papermill's record, summed) and the wall-clock minutes of all invocations (log.jsonl)."""
+    rows = []
+    for folder in sorted((root or runs.outputs_dir()).glob("sweeps/*/")):
+        spec = json.loads((folder / "sweep.json").read_text()) if (folder / "sweep.json").exists() else {}
+        done = [p for p in folder.glob("*.ipynb") if not p.name.endswith((".partial.ipynb", ".failed.ipynb"))]
+        durations = [json.loads(p.read_text())["metadata"].get("papermill", {}).get("duration") or 0 for p in done]
+        log = folder / "log.jsonl"
+        invocations = (
+            [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+        )
+        rows.append(
+            {
+                "sweep": folder.name,
+                "notebook": spec.get("notebook", "?"),
+                "done": len(done),
+                "failed": len(list(folder.glob("*.failed.txt"))),
+                "point_minutes": sum(durations) / 60,
+                "wall_minutes": sum(i["seconds"] for i in invocations) / 60,
+                "folder": runs.relative(folder),
+            }
+        )
+    columns = ["sweep", "notebook", "done", "failed", "point_minutes", "wall_minutes", "folder"]
+    return pd.DataFrame(rows, columns=columns)

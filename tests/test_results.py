@@ -1,0 +1,118 @@
+"""Results over finished runs: the sweep budget, which runs share it, what `collect` reads from them, intervals over
+seeds, Welch's test against a reference, the tables notebook 07 prints, and the model labels of notebook 05."""
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from factored import config, probing, results, train
+
+
+def tiny_config(**overrides):
+    base = dict(d_model=8, n_layers=1, n_heads=1, d_mlp=16, steps=5, batch_size=16, eval_batch_size=32)
+    return config.make_config("smoke", plateau_window=5, device="cpu", **{**base, **overrides})
+
+
+def test_the_budget_comes_from_the_sweep_files_unless_given(tmp_path):
+    (tmp_path / "a.yaml").write_text("notebook: 04_noise\ngrid: {seed: [0]}\nfixed: {profile: laptop, steps: 1500}\n")
+    (tmp_path / "b.yaml").write_text("notebook: 05_architectures\ngrid: {seed: [0]}\nfixed: {profile: laptop}\n")
+    assert results.sweep_budget("laptop", sweeps_dir=tmp_path).train.steps == 1500
+    assert results.sweep_budget("laptop", 300, sweeps_dir=tmp_path).train.steps == 300
+    assert results.sweep_budget("smoke", sweeps_dir=tmp_path) == config.make_config("smoke")  # no sweep at smoke
+    (tmp_path / "c.yaml").write_text("notebook: 04_noise\ngrid: {seed: [0]}\nfixed: {profile: laptop, steps: 900}\n")
+    with pytest.raises(ValueError, match=r"train for \[900, 1500\] steps at profile laptop"):
+        results.sweep_budget("laptop", sweeps_dir=tmp_path)
+
+
+def test_seed_interval_is_the_student_t_interval():
+    mean, low, high = results.seed_interval([10, 12, 14])
+    assert mean == 12 and math.isclose(high - mean, 4.302652729911275 * 2 / math.sqrt(3))
+    assert math.isclose(mean - low, high - mean)
+    mean, low, high = results.seed_interval([7])
+    assert mean == 7 and math.isnan(low) and math.isnan(high)
+
+
+def test_collect_reads_finished_runs_of_one_budget(tmp_path):
+    ref = tiny_config()
+    for noise, seed in [(0.0, 0), (0.0, 1), (0.5, 0)]:
+        train.get_or_train(tiny_config(noise=noise, seed=seed), root=tmp_path, progress=False)
+    other = train.get_or_train(tiny_config(steps=6), root=tmp_path, progress=False)  # another budget
+    found = results.finished_runs(tmp_path)
+    assert len(found) == 4
+    selected = [r for r in found if results.same_budget(r.config, ref)]
+    assert other.dir not in [r.dir for r in selected] and len(selected) == 3
+    acfg = probing.analysis_config("smoke")
+    per_step, per_run = results.collect(selected, ref, acfg)
+    assert len(per_run) == 3 and set(per_step["step"]) == set(range(6))
+    assert set(per_run["model"]) == {"transformer 8x1"}
+    table = results.interval_table(per_run, "noise")
+    assert list(table["noise"]) == [0.0, 0.5] and list(table["seeds"]) == [2, 1]
+    zero = per_run[per_run["noise"] == 0.0]["final_dims95"]
+    assert np.isclose(table["mean"][0], zero.mean())
+
+
+def test_model_labels_name_what_differs_from_the_reference():
+    ref = config.make_config("laptop")
+    assert results.model_label(ref, ref) == "transformer 120x4"
+    lstm = config.from_parameters("laptop", arch="lstm", d_model=32, n_layers=2)
+    assert results.model_label(lstm, ref) == "LSTM 32x2"
+    wide = config.from_parameters("laptop", d_model=480, d_mlp=1920, n_ctx=33)
+    assert results.model_label(wide, ref) == "transformer 480x4, n_ctx 33"
+    assert results.model_label(config.make_config("laptop", init="gpt2"), ref) == "transformer 120x4, init gpt2"
+
+
+def test_factor_scaling_sets_measured_dims_beside_both_predictions():
+    finals = pd.DataFrame(
+        {"n_mess3": [0, 1, 2, 2], "init_dims95": [89, 8, 9, 9], "final_dims95": [18, 3, 5, 7],
+         "min_dims95": [9, 2, 4, 4], "gap": [0.1, 0.2, 0.3, 0.5], "r2": [0.9, 0.8, 0.7, 0.5]}
+    )  # fmt: skip
+    table = results.factor_scaling(finals, probing.analysis_config("smoke"), seq_len=8)
+    assert list(table["N"]) == [1, 2] and list(table["seeds"]) == [1, 2]  # the paper's process (0) is not an N
+    assert list(table["factored"]) == [2, 4] and list(table["joint"]) == [2, 8]
+    assert table["final_dims95"][1] == 6 and np.isclose(table["gap"][1], 0.4)  # means over seeds
+    # the true beliefs of one factor: concatenation and outer product are the same vectors
+    assert table["beliefs_factored"][0] == table["beliefs_joint"][0] <= 2
+    assert 3 <= table["beliefs_factored"][1] <= 4 < table["beliefs_joint"][1] <= 8
+
+
+def test_difference_table_is_welchs_test_against_the_reference():
+    finals = pd.DataFrame({"eps": [0, 0, 0, 0.5, 0.5, 0.5, 0.2], "final_dims95": [10, 12, 14, 20, 22, 24, 11]})
+    table = results.difference_table(finals, "eps", 0).set_index("eps")
+    assert list(table.index) == [0.2, 0.5]
+    row = table.loc[0.5]
+    assert row["seeds"] == 3 and row["reference_mean"] == 12 and row["difference"] == 10
+    t = 10 / math.sqrt(4 / 3 + 4 / 3)  # equal variances 4 and 3 seeds each: Welch's df = 4
+    assert math.isclose(row["p_welch"], 2 * stats.t.sf(t, 4), rel_tol=1e-9)
+    assert math.isnan(table.loc[0.2, "p_welch"])  # one seed: no test
+
+
+def test_condition_table_counts_the_seeds_still_falling_at_the_end():
+    finals = pd.DataFrame(
+        {"eps": [0, 0, 0.5, 0.5], "init_dims95": [89, 87, 89, 89], "final_dims95": [9, 10, 80, 84],
+         "min_dims95": [8, 10, 80, 84], "min_step": [600, 1000, 1000, 1000], "final_step": [1000] * 4,
+         "gap": [0.1, 0.1, 0.03, 0.05], "r2": [0.3, 0.4, 0.2, 0.2]}
+    )  # fmt: skip
+    table = results.condition_table(finals, "eps")
+    assert list(table["still_falling"]) == [1, 2] and list(table["init"]) == [88, 89]
+    assert list(table["collapse"]) == [9, 82] and table.loc[0.5, "seeds' range"] == "80-84"
+
+
+def test_difference_table_tests_against_a_reference_without_spread_quietly():
+    finals = pd.DataFrame({"eps": [0, 0, 0, 0.2, 0.2, 0.2], "final_dims95": [9, 9, 9, 8, 12, 13]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every seed of the reference at 9: a valid Welch test, and no warning
+        row = results.difference_table(finals, "eps", 0).iloc[0]
+    assert row["difference"] == 2 and 0 < row["p_welch"] < 1
+
+
+def test_a_single_seed_has_no_interval_and_says_so():
+    finals = pd.DataFrame(
+        {"eps": [0, 0, 0.5], "init_dims95": [89, 87, 89], "final_dims95": [9, 11, 80], "min_dims95": [8, 10, 80],
+         "min_step": [600, 1000, 1000], "final_step": [1000] * 3, "gap": [0.1, 0.1, 0.03], "r2": [0.3, 0.4, 0.2]}
+    )  # fmt: skip
+    shown = results.condition_table(finals, "eps")["final dims@95 (95% interval)"]
+    assert shown[0.5] == "80.0 (n/a, 1 seed)" and "nan" not in shown[0.0] and shown[0.0].startswith("10.0 (")
