@@ -42,8 +42,14 @@ from sklearn.metrics import silhouette_score
 
 from . import analysis
 
-MIN_CONTRAST = 2.0  # the weakest link inside a factor: at least twice the strongest link between factors
+MIN_CONTRAST = 2.0  # the weakest link inside a factor: at least twice the strongest link out of it
 MAX_COMPONENTS = 24  # at most this many principal components are separated (FastICA's cost grows as k^2)
+# A direction counts as varying when its standard deviation exceeds the largest one's times d * eps(float32): the
+# round-off of a float32 dot product over d terms (models compute in float32; a float64 copy keeps that error).
+_RANK_EPS = float(np.finfo(np.float32).eps)
+# Two subspaces are the same factor when more than half of one's top-2 energy lies in the other (a majority; two
+# random planes in d dims share 2/d).
+SAME_FACTOR = 0.5
 _ICA_ROWS = 16_384  # rows FastICA is fitted on (then applied to all): plenty for k <= MAX_COMPONENTS
 
 
@@ -75,6 +81,34 @@ def n_components_at(acts: np.ndarray, threshold: float = 0.95, cap: int = MAX_CO
     return min(analysis.dims_at(cev, threshold), cap)
 
 
+def spectrum(acts: np.ndarray) -> np.ndarray:
+    """Variances of the principal components of the position-centred acts [B, P, d]: [d], decreasing."""
+    centred = centre_positions(acts)
+    flat = centred.reshape(-1, centred.shape[-1])
+    return np.clip(np.linalg.eigvalsh(flat.T @ flat / len(flat))[::-1], 0.0, None)
+
+
+def _rank_of(var: np.ndarray) -> int:
+    """How many variances [d] (decreasing) belong to directions that vary (`_RANK_EPS`)."""
+    return int((var > var[0] * (len(var) * _RANK_EPS) ** 2).sum()) if var[0] > 0 else 0
+
+
+def numerical_rank(acts: np.ndarray) -> int:
+    """In how many directions the position-centred acts [B, P, d] vary beyond float32 round-off."""
+    return _rank_of(spectrum(acts))
+
+
+def n_signal(acts: np.ndarray) -> int:
+    """How many principal components of acts [B, P, d] stand above the noise floor, however little variance
+    they carry: variances above the Marchenko-Pastur edge sigma^2 (1 + sqrt(d / B))^2 of isotropic noise, with
+    sigma^2 the median variance (most directions of a wide layer are noise) and B the number of sequences (the
+    positions of one sequence are not independent samples, so B, not B P, sets the edge: the wider one)."""
+    acts = _as_3d(acts)
+    var = spectrum(acts)
+    edge = np.median(var) * (1 + np.sqrt(var.size / acts.shape[0])) ** 2
+    return min(int((var > edge).sum()), _rank_of(var))
+
+
 # ----------------------------------------------------------------------------------------------- separation
 @dataclass(frozen=True)
 class Components:
@@ -102,7 +136,7 @@ def independent_components(acts: np.ndarray, n_components: int, seed: int = 0) -
         raise ValueError(f"n_components must be in 1..{min(d, len(flat) - 1)}, got {n_components}")
     var, vecs = np.linalg.eigh(flat.T @ flat / len(flat))
     var, basis = var[::-1][:n_components], vecs[:, ::-1][:, :n_components].T  # [k], [k, d]
-    if var[-1] <= 1e-12 * var[0]:
+    if var[-1] <= var[0] * (d * _RANK_EPS) ** 2:  # `numerical_rank`: whitening would blow up round-off
         raise ValueError(f"acts vary in fewer than n_components={n_components} directions")
     white = flat @ basis.T / np.sqrt(var)  # [n, k], identity covariance
     rows = np.random.default_rng(seed).permutation(len(white))[:_ICA_ROWS]
@@ -210,20 +244,38 @@ def group_components(
 ) -> tuple[list[np.ndarray], float]:
     """Factors among components: dependence [k, k] -> (groups of >= 2 component indices, their contrast).
 
-    Each cut of `merge_tree` after m of its merges above `threshold` is a candidate; its contrast is the height of
-    its last (weakest) merge over the height of the next one (the strongest dependence left between clusters),
-    or over the threshold when no merge above it is left: how much more the weakest link inside a group holds
-    than the strongest link between groups. The candidate of largest contrast wins if that is >= min_contrast;
-    otherwise no factors (no clear boundary anywhere)."""
+    Every cluster of `merge_tree` whose merge lies above `threshold` is a candidate. Its contrast is its own
+    height (the weakest link kept inside it, average linkage never rising) over the height at which it is merged
+    into something larger (the strongest link out of it), or over the threshold when that is higher: how much
+    more it holds together than to anything else. Each cluster is judged against its own surroundings, not
+    against one cut for the whole tree, because geometries differ in how dependent their coordinates are (a
+    Bloch disk ~0.7, a Mess3 triangle ~0.2): a single cut can split the strong kinds off the weak ones.
+    The answer is the set of disjoint candidates of contrast >= min_contrast that holds the most groups (ties: the
+    largest smallest contrast); its contrast is that smallest one. No candidate qualifies: no factors, and the
+    contrast returned is the best rejected one."""
     merges, heights = merge_tree(dependence)
-    levels = np.append(heights[heights > threshold], threshold)  # the significant merges, then the noise level
-    if len(levels) < 2:
-        return [], 0.0
-    contrasts = levels[:-1] / levels[1:]
-    m = int(np.argmax(contrasts)) + 1
-    if contrasts[m - 1] < min_contrast:
-        return [], float(contrasts[m - 1])
-    return [g for g in clusters_after(merges, len(dependence), m) if len(g) >= 2], float(contrasts[m - 1])
+    k = len(dependence)
+    outer = np.full(k + len(merges), float(threshold))  # each node's parent's height, floored at the threshold
+    for n, (a, b) in enumerate(merges):
+        outer[[a, b]] = max(heights[n], threshold)
+    members: dict[int, list[int]] = {i: [i] for i in range(k)}
+    best: dict[int, tuple[int, float, list[int]]] = {i: (0, np.inf, []) for i in range(k)}  # (count, contrast, nodes)
+    rejected = 0.0
+    for n, (a, b) in enumerate(merges):  # children come before parents: best over each subtree, bottom up
+        node = k + n
+        members[node] = members[a] + members[b]
+        below = (best[a][0] + best[b][0], min(best[a][1], best[b][1]), best[a][2] + best[b][2])
+        contrast = heights[n] / outer[node] if heights[n] > threshold else 0.0
+        if contrast >= min_contrast and (1, contrast) > below[:2]:
+            best[node] = (1, contrast, [node])
+        else:
+            best[node] = below
+            rejected = max(rejected, contrast)
+    count, contrast, nodes = best[k + len(merges) - 1] if len(merges) else (0, 0.0, [])
+    if count == 0:
+        return [], float(rejected)
+    groups = [np.sort(np.array(members[x])) for x in nodes]
+    return sorted(groups, key=lambda g: (-len(g), int(g[0]))), float(contrast)
 
 
 def group_subspace(patterns: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -319,23 +371,52 @@ def stable_count(counts: dict[int, int]) -> int:
     return max(pairs, default=0)
 
 
-def choose_components(scan: dict[int, Discovery]) -> int:
-    """The k whose discovery is reported: among the k that find `stable_count` factors next to a k that finds at
-    least as many, the one of largest contrast; the largest k when no factors are stable."""
-    counts = {k: d.n_factors for k, d in scan.items()}
-    n = stable_count(counts)
-    if n == 0:
-        return max(scan)
-    ok = [k for k in scan if counts[k] == n and max(counts.get(k - 1, -1), counts.get(k + 1, -1)) >= n]
-    return max(ok, key=lambda k: (scan[k].contrast, -k))
+def refound(
+    scan: dict[int, Discovery], extra: dict[int, Discovery] | None = None, same: float = SAME_FACTOR
+) -> dict[int, int]:
+    """How many of the factors found at each k of a scan are found again at k - 1 or k + 1: {k: count}.
+    extra: more neighbours by k (`scan_and_choose` puts a second FastICA start at the rank there: no k + 1 exists).
+
+    Found again: a factor there whose subspace overlaps this one's by more than `same` at rank 2. The rationale
+    of `stable_count`, per factor: a real factor stays found when one more or one fewer component is kept. Per
+    factor, because the two neighbours fail differently: at k - 1 a factor may lack a dimension, at k + 1 the
+    extra component may be a nonlinear image of several factors (a saturating network's harmonics) that blurs
+    another; a count that must repeat at one neighbour is lost when each neighbour loses a different factor."""
+    every = {**scan, **(extra or {})}
+    out = {}
+    for k, found in scan.items():
+        near = [s for kk in (k - 1, k + 1) if kk in every for s in every[kk].subspaces]
+        out[k] = sum(
+            any(analysis.subspace_overlap(f, g, min(2, len(f), len(g))) > same for g in near) for f in found.subspaces
+        )
+    return out
+
+
+def choose_components(scan: dict[int, Discovery], extra: dict[int, Discovery] | None = None) -> int:
+    """The k whose discovery is reported: the most factors found again next door (`refound`); ties: the fewest
+    factors that are not, then the largest contrast, then the smallest k. The largest k that finds nothing when
+    no factor is found again (else the largest k)."""
+    again = refound(scan, extra)
+    if max(again.values()) == 0:
+        return max((k for k, d in scan.items() if d.n_factors == 0), default=max(scan))
+    return max(scan, key=lambda k: (again[k], again[k] - scan[k].n_factors, scan[k].contrast, -k))
 
 
 def scan_and_choose(acts: np.ndarray, variance: float = 0.95, **kwargs) -> tuple[int, dict[int, Discovery]]:
-    """The whole method: `scan_components` over k = 2 .. n_components_at(acts, variance) + 2 (two more, so that
-    the last k has neighbours; at most MAX_COMPONENTS), then `choose_components`. Returns (the chosen k, the
-    scan); the answer is scan[k]."""
-    top = min(n_components_at(acts, variance) + 2, MAX_COMPONENTS, np.shape(acts)[-1])
-    return choose_components(scan := scan_components(acts, range(2, max(2, top) + 1), **kwargs)), scan
+    """The whole method: `scan_components` over k = 2 .. two more than the components worth separating (so that
+    the last has neighbours), then `choose_components`. Returns (the chosen k, the scan); the answer is scan[k].
+
+    Worth separating: the components above the noise floor (`n_signal`: a weak factor carries little variance
+    but stands clear of the noise), and at least those holding `variance` of the variance (the scan of earlier
+    versions); never more than the directions in which acts vary (`numerical_rank`) nor MAX_COMPONENTS. When the
+    rank ends the scan, a second FastICA start at the rank is its last k's neighbour (`refound`'s extra)."""
+    rank = numerical_rank(acts)
+    top = max(2, min(max(n_signal(acts), n_components_at(acts, variance)) + 2, rank, MAX_COMPONENTS))
+    scan = scan_components(acts, range(2, top + 1), **kwargs)
+    extra = {}
+    if top == rank:  # every direction is in: no k + 1, so a second FastICA start at the rank stands in for it
+        extra[top + 1] = discover_factors(acts, top, **{**kwargs, "seed": kwargs.get("seed", 0) + 1})
+    return choose_components(scan, extra), scan
 
 
 # ------------------------------------------------------------------------------- checks with ground truth
