@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from factored import analysis, config, probing, runs
-from factored.train import model_of
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_training import cpu_name, report  # noqa: E402
@@ -29,9 +28,10 @@ def main() -> None:
     parser.add_argument("--run-all", action="store_true", help="time the trajectory analysis of the laptop run")
     args = parser.parse_args()
     cfg = config.make_config("laptop")
-    process = runs.Run(Path("."), cfg).process
+    blank = runs.Run(Path("."), cfg)
+    process = blank.process
     torch.manual_seed(0)
-    model = model_of(cfg, process).eval()
+    model = blank.new_model().eval()
     acfg = probing.AnalysisConfig(n_sequences=100_000 // (cfg.data.seq_len - 1) + 1)
     site = model.default_site
 

@@ -73,7 +73,7 @@ def matmul_params(model: torch.nn.Module) -> int:
 def training_step_rate(device, batch: int, dtype_ctx, compile_: bool, with_data: bool, repeats: int, sync):
     process = products.paper_process()
     torch.manual_seed(0)
-    model = build_model("transformer").to(device)
+    model = build_model().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.0)
     fwd = torch.compile(model) if compile_ else model
     gen = torch.Generator(device=device).manual_seed(0)

@@ -32,7 +32,7 @@ import torch
 from bench_training import cpu_name, training_step_rate
 from filelock import FileLock
 
-from factored import config, probing, runs
+from factored import config, probing, runs, train
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "recipe.json"
@@ -216,15 +216,15 @@ def main() -> None:
         results["throughput"] = measure_throughput()
     elif args.what == "screen":
         for name in args.names or list(CANDIDATES):
-            run = runs.get_or_train(candidate_config(name, SCREEN_SEQUENCES))
+            run = train.get_or_train(candidate_config(name, SCREEN_SEQUENCES))
             results = record(name, score(run), results["machine"])
     elif args.what == "combine":
         for name in args.names or list(COMBINATIONS):
-            run = runs.get_or_train(candidate_config(name, STUDY_SEQUENCES))
+            run = train.get_or_train(candidate_config(name, STUDY_SEQUENCES))
             results = record(name, score(run), results["machine"])
     elif args.what == "seeds":
         for seed in [int(n) for n in args.names] or [0, 1, 2]:
-            run = runs.get_or_train(config.make_config("laptop", seed=seed))
+            run = train.get_or_train(config.make_config("laptop", seed=seed))
             results = record(f"laptop_seed{seed}", score(run), results["machine"])
     save(results)
     (HERE / "recipe.md").write_text(report(results))

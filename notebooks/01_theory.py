@@ -43,7 +43,7 @@ import pandas as pd
 from factored import config, ghmm, plots, processes, products, sampling, theory
 
 profile = config.resolve_profile(profile)  # one clear error for a bad profile, before any work
-n_mc = {"smoke": 4_000, "laptop": 100_000, "paper": 400_000}[profile]
+n_mc = config.profile_record(profile).mc_samples_curves  # Monte-Carlo contexts per point of the eps curves
 np.set_printoptions(precision=5, suppress=True)
 
 # %% [markdown]

@@ -66,7 +66,7 @@ from factored import plots, runs, train
 # ## Train (or load)
 
 # %%
-run = runs.get_or_train(cfg)
+run = train.get_or_train(cfg)
 metrics = run.metrics()
 print(f"run folder: {runs.relative(run.dir)}\ncheckpoints: {len(run.steps)} (steps {run.steps[0]}..{run.steps[-1]})")
 

@@ -57,9 +57,9 @@ import json
 
 import pandas as pd
 
-from factored import analysis, plots, probing, products, runs, train
+from factored import analysis, experiments, plots, probing, products, runs, train
 
-acfg = probing.smoke_sized(probing.AnalysisConfig(site=site or None, n_random_models=n_random_models), profile)
+acfg = probing.analysis_config(profile, site=site or None, n_random_models=n_random_models)
 print(acfg)
 
 # %% [markdown]
@@ -69,7 +69,7 @@ print(acfg)
 # each checkpoint) is cached in the run folder, so re-running this notebook is quick.
 
 # %%
-run = runs.get_or_train(cfg)
+run = train.get_or_train(cfg)
 process = run.process
 kinds = plots.factor_kinds(process)
 names = plots.factor_names(kinds)
@@ -105,7 +105,7 @@ print(f"dims@95: init {dims[st['init']]}, minimum {dims[st['early']]} at step {s
 # sum to 1, Bloch beliefs have first coordinate 1/3).
 
 # %%
-plots.rmse_over_training(trajectory, names);
+plots.rmse_over_training(trajectory, names, kinds);
 
 # %% [markdown]
 # ## Vary-one subspaces at three stages
@@ -128,7 +128,7 @@ plots.vary_one_dims({stage: vary[step] for stage, step in st.items()}, names);
 # %%
 data = probing.probe_data(process, min(acfg.n_sequences, 2000), cfg.data.seq_len, acfg.seed)
 model = run.load_model(st["final"])
-acts = probing.collect(model, process, data.tokens, acfg.site or model.default_site)
+acts = probing.collect(model, process, data.tokens, acfg.site_for(model))
 flat = acts.reshape(-1, acts.shape[-1])
 beliefs = [b.reshape(-1, b.shape[-1]) for b in probing.paired_beliefs(data.beliefs, cfg.data.seq_len)]
 projections = [analysis.project(flat, V, k=2) for V in vary[st["final"]]["directions"]]
@@ -145,7 +145,7 @@ plots.projection_grid(beliefs, projections, kinds, names);
 # belief, and all cross-factor products (the joint belief, 243 coordinates).
 
 # %%
-decomposition = probing.variance_decomposition(model, process, data, acfg.site or model.default_site, acfg.seed)
+decomposition = probing.variance_decomposition(model, process, data, acfg.site_for(model), acfg.seed)
 final_dims = trajectory[st["final"]]["dims"]["0.95"]
 plots.variance_decomposition(decomposition, final_dims, factored_dim);
 
@@ -173,14 +173,15 @@ plots.overlap_vs_k({stage: vary[step]["mean_overlap"] for stage, step in st.item
 # %% [markdown]
 # ## Results
 #
-# Also saved as `summary.json` in the run folder. Paper (one seed, their GPU budget): final dims@95 10-11 after
-# a collapse to about 3 near step 200-300; RMSE about 0.06 (Mess3) and 0.075 (Bloch); overlap about 1e-3 at
-# k = 1, 2 against 0.3-0.5 at random init; union dims@95 about 12.
+# Also saved in the run folder as `summaries/03_factored_geometry-<settings>.json`, with the site and analysis
+# settings. Paper (one seed, their GPU budget): final dims@95 10-11 after a collapse to about 3 near step
+# 200-300; RMSE about 0.06 (Mess3) and 0.075 (Bloch); overlap about 1e-3 at k = 1, 2 against 0.3-0.5 at random
+# init; union dims@95 about 12.
 
 # %%
 gap = run.metrics()[-1]["gap"]  # held-out loss minus the optimal predictor's on the same sequences
 result = probing.summary(trajectory, vary, random_overlaps, gap, names)
-train.atomic_write_text(run.dir / "summary.json", json.dumps(result, indent=2) + "\n")
+runs.save_summary(run, "03_factored_geometry", result, settings=dataclasses.asdict(acfg))
 table = pd.DataFrame(
     {
         "held-out RMSE": result["rmse"],
@@ -204,10 +205,7 @@ for other_seed in sorted({0, 1, 2} - {seed}):
     other = runs.finished_run(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=other_seed)))
     if other is not None:
         summaries[other_seed] = probing.analyze_all(other, acfg, names, progress=False)["summary"]
-seeds_table = pd.DataFrame({f"seed {s}": probing.flatten_summary(r) for s, r in sorted(summaries.items())})
-numbers = seeds_table.astype(float)
-seeds_table["mean"], seeds_table["sd"] = numbers.mean(axis=1), numbers.std(axis=1)
-seeds_table["min"], seeds_table["max"] = numbers.min(axis=1), numbers.max(axis=1)
+seeds_table = experiments.seeds_table(summaries)
 print(f"{len(summaries)} seed(s) with a finished run: {sorted(summaries)}")
 print(seeds_table.to_string(float_format=lambda v: f"{v:.4g}"))
 
@@ -218,8 +216,8 @@ print(seeds_table.to_string(float_format=lambda v: f"{v:.4g}"))
 # above on this run's budget (see the profile table in the README).
 
 # %%
-mess3 = [v for k, v in result["rmse"].items() if "Mess3" in k]
-bloch = [v for k, v in result["rmse"].items() if "Bloch" in k]
+mess3 = [v for v, kind in zip(result["rmse"].values(), kinds, strict=True) if kind == "simplex"]
+bloch = [v for v, kind in zip(result["rmse"].values(), kinds, strict=True) if kind == "bloch"]
 comparison = pd.DataFrame(
     [
         ("final dims@95", result["final_dims95"], "10-11"),

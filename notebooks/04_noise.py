@@ -51,19 +51,18 @@ profile = config.resolve_profile(profile)
 print(cfg)
 
 # %%
-import json
+import dataclasses
 
-import numpy as np
 import pandas as pd
 
-from factored import analysis, plots, probing, products, runs, theory, train
+from factored import analysis, experiments, plots, probing, products, runs, theory, train
 
-acfg = probing.smoke_sized(probing.AnalysisConfig(), profile)
-n_mc = {"smoke": 2_000, "laptop": 50_000, "paper": 200_000}[profile]  # Monte-Carlo contexts for the theory
+acfg = probing.analysis_config(profile)
+n_mc = config.profile_record(profile).mc_samples  # Monte-Carlo contexts for the theory
 seq_len = cfg.data.seq_len
-process = train.process_of(cfg)
+process = products.process_of(cfg.data)
 joint_dim, factored_dim = products.dimension_counts(process.state_dims)
-TOL = 2  # "near the factored value": dims@95 within 2 of it
+TOL = experiments.FACTORED_TOL  # "near the factored value": dims@95 within 2 of it
 label = f"eps = {noise:g}"
 
 
@@ -123,8 +122,8 @@ print(f"reference dims@95 at {label}: factored beliefs {refs['factored_dims95']}
 # folder (the config hash names it), so runs at different eps never share files.
 
 # %%
-run = runs.get_or_train(cfg)
-base = runs.get_or_train(base_cfg)
+run = train.get_or_train(cfg)
+base = train.get_or_train(base_cfg)
 for name, r in ((label, run), ("eps = 0", base))[: 2 if noise else 1]:
     print(f"{name}: {runs.relative(r.dir)}, {len(r.steps)} checkpoints (steps {r.steps[0]}..{r.steps[-1]})")
 
@@ -157,16 +156,15 @@ if noise and cost > 0:
 # %%
 kinds = plots.factor_kinds(process)
 names = plots.factor_names(kinds)
-trajectory = probing.analyze_run(run, acfg)
-base_trajectory = probing.analyze_run(base, acfg)
-compare = {label: trajectory, "eps = 0": base_trajectory} if noise else {label: trajectory}
+conditions = {label: run, "eps = 0": base} if noise else {label: run}  # at eps = 0 the two runs are one
+results = {name: experiments.final_results(r, acfg, names, factored_dim) for name, r in conditions.items()}
+trajectory = results[label]["trajectory"]
+compare = {name: r["trajectory"] for name, r in results.items()}
 plots.dims_compare(compare, factored_dim, joint_dim);
 
 # %%
-phases = probing.dimension_phases(trajectory, factored_dim, TOL)
-base_phases = probing.dimension_phases(base_trajectory, factored_dim, TOL)
-for name, p in ((label, phases), ("eps = 0", base_phases))[: 2 if noise else 1]:
-    print(f"{name}: {probing.describe_phases(p, factored_dim, TOL)}")
+phases, base_phases = results[label]["phases"], results[list(results)[-1]]["phases"]  # the same run at eps = 0
+print(experiments.phases_table({name: r["phases"] for name, r in results.items()}, factored_dim).to_string())
 
 # %% [markdown]
 # ## Is each factor's belief still linearly decodable?
@@ -175,7 +173,7 @@ for name, p in ((label, phases), ("eps = 0", base_phases))[: 2 if noise else 1]:
 # noisy process are the authors': each factor updated with its clean matrices on the observed sub-token).
 
 # %%
-plots.per_factor_compare(compare, names, key="r2");
+plots.per_factor_compare(compare, names, key="r2", kinds=kinds);
 
 # %% [markdown]
 # ## The shape of the spectrum
@@ -193,63 +191,38 @@ plots.cev_over_training(trajectory, refs["factored_cev"], refs["joint_cev"]);
 # randomly initialised networks.
 
 # %%
-final, vary, random_overlaps = probing.final_vary_one(run, acfg)
-base_final, base_vary, base_random_overlaps = probing.final_vary_one(base, acfg)
-curves = {f"{label}, step {final}": vary[final]["mean_overlap"]}
-if noise:
-    curves[f"eps = 0, step {base_final}"] = base_vary[base_final]["mean_overlap"]
-plots.overlap_vs_k(curves, analysis.baseline_band(random_overlaps), cfg.model.d_model);
+curves = {f"{name}, step {r['final']}": r["vary"][r["final"]]["mean_overlap"] for name, r in results.items()}
+plots.overlap_vs_k(curves, analysis.baseline_band(results[label]["random_overlaps"]), cfg.model.d_model);
 
 # %% [markdown]
 # ## Results
 #
 # Measured on this run and the eps = 0 run; the paper's values are read off its figures (one seed, 500k steps
-# x 25,000 sequences). Also saved as `summary-04_noise.json` in the run folder.
+# x 25,000 sequences). Also saved in the run folder as `summaries/04_noise-<settings>.json`.
 
 # %%
 PAPER_FINAL_DIMS = {0.0: "10-11", 0.001: "11-13", 0.01: "11-13", 0.05: "11-13", 0.1: "11-13", 0.2: "about 19",
                     0.3: "about 24", 0.5: "about 38"}
-result = probing.summary(trajectory, vary, random_overlaps, gap, names)
-base_result = probing.summary(base_trajectory, base_vary, base_random_overlaps, base_gap, names)
-
-
-def phase_text(p):
-    return f"steps {p['phase_steps'][0]}-{p['phase_steps'][-1]}" if p["phase_steps"] else "none"
-
-
-def mean_r2(r, kind):
-    return np.mean([v for k, v in r["r2"].items() if kind in k])
-
-
-table = pd.DataFrame(
-    [
-        ("fidelity cost of factoring (nats/token)", pm(cost, cost_err, ".3g"), "0 (exact)", "-"),
-        ("optimal loss (nats/token)", pm(optimal, optimal_err, ".5f"), f"{clean:.5f} (exact)", "-"),
-        ("gap to the optimal predictor (nats)", f"{gap:+.4f}", f"{base_gap:+.4f}", "-"),
-        ("dims@95 at init", phases["init_dims95"], base_phases["init_dims95"], "about 60"),
-        ("min dims@95 (step)", f"{phases['min_dims95']} ({phases['min_step']})",
-         f"{base_phases['min_dims95']} ({base_phases['min_step']})", "3-5"),
-        (f"factored phase (dims@95 within {TOL} of {factored_dim})", phase_text(phases), phase_text(base_phases),
-         "10-11, up to about 1e4 steps"),
-        ("final dims@95 (step)", f"{phases['final_dims95']} ({phases['final_step']})",
-         f"{base_phases['final_dims95']} ({base_phases['final_step']})",
-         PAPER_FINAL_DIMS.get(noise, "not in the paper's sweep") + " (500k steps)"),
-        ("mean held-out R², Mess3 factors", f"{mean_r2(result, 'Mess3'):.3f}", f"{mean_r2(base_result, 'Mess3'):.3f}",
-         "-"),
-        ("mean held-out R², Bloch factors", f"{mean_r2(result, 'Bloch'):.3f}", f"{mean_r2(base_result, 'Bloch'):.3f}",
-         "-"),
-        ("mean overlap k = 1, 2 (final)", f"{result['overlap_k1']:.2g}, {result['overlap_k2']:.2g}",
-         f"{base_result['overlap_k1']:.2g}, {base_result['overlap_k2']:.2g}", "about 1e-3 at eps = 0"),
-        ("random-init overlap k = 1, 2", f"{result['random_init_overlap_k1']:.2f}, "
-         f"{result['random_init_overlap_k2']:.2f}", f"{base_result['random_init_overlap_k1']:.2f}, "
-         f"{base_result['random_init_overlap_k2']:.2f}", "0.3-0.5"),
-    ],
-    columns=["quantity", label, "eps = 0", f"paper ({label})"],
-)
-print((table if noise else table.iloc[:, [0, 1, 3]]).to_string(index=False))  # at eps = 0 the two runs are one
+result = results[label]["summary"]
+theory_rows = {
+    label: {"fidelity cost of factoring (nats/token)": pm(cost, cost_err, ".3g"),
+            "optimal loss (nats/token)": pm(optimal, optimal_err, ".5f")},
+    "eps = 0": {"fidelity cost of factoring (nats/token)": "0 (exact)",
+                "optimal loss (nats/token)": f"{clean:.5f} (exact)"},
+}
+table = pd.concat([pd.DataFrame({k: theory_rows[k] for k in results}),
+                   experiments.comparison_table(results, kinds, factored_dim)])
+table[f"paper ({label})"] = table.index.map({
+    "dims@95 at init": "about 60", "min dims@95 (step)": "3-5",
+    f"factored phase (dims@95 within {TOL} of {factored_dim})": "10-11, up to about 1e4 steps",
+    "final dims@95 (step)": PAPER_FINAL_DIMS.get(noise, "not in the paper's sweep") + " (500k steps)",
+    "mean overlap k = 1, 2 (final)": "about 1e-3 at eps = 0", "random-init overlap k = 1, 2": "0.3-0.5",
+}).fillna("-")
+table.index.name = "quantity"
+print(table.to_string())
 saved = {"noise": noise, "fidelity_cost": cost, "fidelity_cost_stderr": cost_err, "optimal_loss": optimal,
          "optimal_loss_stderr": optimal_err, "phases": phases, **result}
-train.atomic_write_text(run.dir / "summary-04_noise.json", json.dumps(saved, indent=2) + "\n")
+runs.save_summary(run, "04_noise", saved, settings=dataclasses.asdict(acfg))
 
 # %% [markdown]
 # ## What this budget shows

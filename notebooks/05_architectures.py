@@ -52,13 +52,7 @@ steps: int = 0  # 0: the profile's training budget
 from factored import config
 
 config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
-RECURRENT_DEFAULTS = {"d_model": 32, "n_layers": 2}  # the authors' recurrent nets
-recurrent = arch in config.ARCHS and arch != "transformer"
-sizes = {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads, "d_mlp": d_mlp}
-if recurrent:
-    sizes.update({k: sizes[k] or v for k, v in RECURRENT_DEFAULTS.items()})
-elif d_model and not d_mlp:
-    sizes["d_mlp"] = 4 * d_model
+sizes = config.architecture_sizes(arch, d_model, n_layers, n_heads, d_mlp)  # recurrent defaults, d_mlp = 4 d_model
 cfg = config.from_parameters(profile, arch=arch, seed=seed, steps=steps, n_ctx=n_ctx, **sizes)
 canonical_cfg = config.from_parameters(profile, seed=seed, steps=steps)  # notebooks 02 and 03's run (same budget)
 # the canonical transformer itself shares its run folder with notebooks 02 and 03; any other model gets its own
@@ -67,7 +61,7 @@ profile = config.resolve_profile(profile)
 print(f"this run:  {cfg}\ncanonical: {canonical_cfg}")
 
 # %%
-import json
+import dataclasses
 import math
 
 import pandas as pd
@@ -78,7 +72,7 @@ from factored.results import model_label  # notebook 07's names for the same mod
 label = model_label(cfg, canonical_cfg) + (" (canonical)" if cfg is canonical_cfg else "")
 canonical_label = model_label(canonical_cfg, canonical_cfg) + " (canonical)"
 configs = {label: cfg, canonical_label: canonical_cfg}  # one entry when this run is the canonical one
-acfg = probing.smoke_sized(probing.AnalysisConfig(), profile)  # notebook 03's settings: its caches are shared
+acfg = probing.analysis_config(profile)  # notebook 03's settings: its caches are shared
 print(acfg)
 
 # %% [markdown]
@@ -89,7 +83,7 @@ print(acfg)
 # parameter `steps` changes this run's budget only).
 
 # %%
-all_runs = {lab: runs.get_or_train(c) for lab, c in configs.items()}
+all_runs = {lab: train.get_or_train(c) for lab, c in configs.items()}
 for lab, run in all_runs.items():
     model = run.load_model()
     print(
@@ -161,7 +155,7 @@ for lab, r in results.items():
 # Held-out R² of the regression per factor, over training, one panel per run.
 
 # %%
-plots.per_factor_compare({lab: r["trajectory"] for lab, r in results.items()}, names, key="r2");
+plots.per_factor_compare({lab: r["trajectory"] for lab, r in results.items()}, names, key="r2", kinds=kinds);
 
 # %% [markdown]
 # ## Projections redraw each factor's geometry
@@ -173,7 +167,7 @@ plots.per_factor_compare({lab: r["trajectory"] for lab, r in results.items()}, n
 final = results[label]["stages"]["final"]
 data = probing.probe_data(process, min(acfg.n_sequences, 2000), cfg.data.seq_len, acfg.seed)
 model = all_runs[label].load_model(final)
-site = acfg.site or model.default_site
+site = acfg.site_for(model)
 acts = probing.collect(model, process, data.tokens, site)
 flat = acts.reshape(-1, acts.shape[-1])
 beliefs = [b.reshape(-1, b.shape[-1]) for b in probing.paired_beliefs(data.beliefs, cfg.data.seq_len)]
@@ -199,7 +193,7 @@ plots.overlap_compare(
 # Paper (one seed, the authors' budget of 500k steps x 25,000 sequences), final dims@95: canonical
 # transformer 10-11, transformer d_model 480 and n_ctx 101 about 10-12, LSTM-32 about 14-17, RNN-256 still
 # about 35 at 30k steps; the other variants are not reported in the text, and the GRU is not in the paper.
-# This run's summary is also saved as `summary.json` in its run folder.
+# This run's summary is also saved in its run folder (`summaries/05_architectures-<settings>.json`).
 
 # %%
 PAPER_FINAL_DIMS95 = {  # (arch, d_model, n_layers, n_ctx) -> final dims@95 read off the paper's figures
@@ -231,10 +225,10 @@ def column(lab: str) -> dict[str, object]:
 comparison = pd.DataFrame({lab: column(lab) for lab in results})
 comparison.index.name = f"quantity (factored {factored_dim}, joint {joint_dim})"
 print(comparison.to_string())
-if label != canonical_label:  # the canonical run's summary.json is notebook 03's
+if label != canonical_label:  # the canonical run's summary is notebook 03's
     summary = {"label": label, "site": site, **results[label]["summary"]}
-    train.atomic_write_text(all_runs[label].dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    print(f"saved {runs.relative(all_runs[label].dir / 'summary.json')}")
+    saved = runs.save_summary(all_runs[label], "05_architectures", summary, settings=dataclasses.asdict(acfg))
+    print(f"saved {runs.relative(saved)}")
 
 # %%
 s, c = results[label]["summary"], results[canonical_label]["summary"]

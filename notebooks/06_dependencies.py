@@ -45,19 +45,19 @@ profile = config.resolve_profile(profile)
 print(cfg)
 
 # %%
-import json
+import dataclasses
 
 import numpy as np
 import pandas as pd
 
-from factored import analysis, plots, probing, products, runs, theory, train
+from factored import analysis, experiments, plots, probing, products, runs, theory, train
 
-acfg = probing.smoke_sized(probing.AnalysisConfig(), profile)
-n_mc = {"smoke": 2_000, "laptop": 50_000, "paper": 200_000}[profile]  # Monte-Carlo contexts for the theory
+acfg = probing.analysis_config(profile)
+n_mc = config.profile_record(profile).mc_samples  # Monte-Carlo contexts for the theory
 seq_len = cfg.data.seq_len
-process, independent = train.process_of(cfg), train.process_of(base_cfg)
+process, independent = products.process_of(cfg.data), products.process_of(base_cfg.data)
 joint_dim, factored_dim = products.dimension_counts(process.state_dims)
-TOL = 2  # "near the factored value": dims@95 within 2 of it
+TOL = experiments.FACTORED_TOL  # "near the factored value": dims@95 within 2 of it
 
 # %% [markdown]
 # ## Theory: the beliefs still factor, the next-token law does not
@@ -108,8 +108,8 @@ plots.cev_references({"Factored, chain": refs["factored_cev"], "Joint, chain": r
 # ## Train the chain, and the independent run beside it
 
 # %%
-run = runs.get_or_train(cfg)
-base = runs.get_or_train(base_cfg)
+run = train.get_or_train(cfg)
+base = train.get_or_train(base_cfg)
 for name, r in (("chain", run), ("independent", base)):
     print(f"{name}: {runs.relative(r.dir)}, {len(r.steps)} checkpoints (steps {r.steps[0]}..{r.steps[-1]})")
 
@@ -138,15 +138,15 @@ print(f"a product-of-factors prediction could not get below a gap of {cost:.4f};
 # %%
 kinds = plots.factor_kinds(process)
 names = plots.factor_names(kinds)
-trajectory = probing.analyze_run(run, acfg)
-base_trajectory = probing.analyze_run(base, acfg)
-compare = {"chain": trajectory, "independent": base_trajectory}
+results = {name: experiments.final_results(r, acfg, names, factored_dim) for name, r in (("chain", run),
+                                                                                           ("independent", base))}
+trajectory = results["chain"]["trajectory"]
+compare = {name: r["trajectory"] for name, r in results.items()}
 plots.dims_compare(compare, factored_dim, joint_dim);
 
 # %%
-phases = {name: probing.dimension_phases(t, factored_dim, TOL) for name, t in compare.items()}
-for name, p in phases.items():
-    print(f"{name}: {probing.describe_phases(p, factored_dim, TOL)}")
+phases = {name: r["phases"] for name, r in results.items()}
+print(experiments.phases_table(phases, factored_dim).to_string())
 
 # %% [markdown]
 # ## Each factor's belief, decoded linearly
@@ -155,7 +155,7 @@ for name, p in phases.items():
 # beliefs filtered with the variants the observed parent tokens picked).
 
 # %%
-plots.per_factor_compare(compare, names, key="r2");
+plots.per_factor_compare(compare, names, key="r2", kinds=kinds);
 
 # %%
 plots.cev_over_training(trajectory, refs["factored_cev"], refs["joint_cev"]);
@@ -168,11 +168,8 @@ plots.cev_over_training(trajectory, refs["factored_cev"], refs["joint_cev"]);
 # but they are probed partly off the training distribution.
 
 # %%
-final, vary, random_overlaps = probing.final_vary_one(run, acfg)
-base_final, base_vary, base_random_overlaps = probing.final_vary_one(base, acfg)
-curves = {f"chain, step {final}": vary[final]["mean_overlap"],
-          f"independent, step {base_final}": base_vary[base_final]["mean_overlap"]}
-plots.overlap_vs_k(curves, analysis.baseline_band(random_overlaps), cfg.model.d_model);
+curves = {f"{name}, step {r['final']}": r["vary"][r["final"]]["mean_overlap"] for name, r in results.items()}
+plots.overlap_vs_k(curves, analysis.baseline_band(results["chain"]["random_overlaps"]), cfg.model.d_model);
 
 # %% [markdown]
 # ## Does the network's own prediction factor?
@@ -194,51 +191,35 @@ print(f"total correlation of the predicted law (nats/token): chain model {tc['ch
 # ## Results
 #
 # The paper's chain values are read off its figures (one seed, its GPU budget). Also saved as
-# `summary-06_dependencies.json` in the chain run's folder.
+# `summaries/06_dependencies-<settings>.json` in the chain run's folder.
 
 # %%
-result = probing.summary(trajectory, vary, random_overlaps, gap, names)
-base_result = probing.summary(base_trajectory, base_vary, base_random_overlaps, base_gap, names)
-
-
-def phase_text(p):
-    return f"steps {p['phase_steps'][0]}-{p['phase_steps'][-1]}" if p["phase_steps"] else "none"
-
-
-def spread(values, fmt=".3f"):
-    return f"{min(values):{fmt}}-{max(values):{fmt}}"
-
-
+result, base_result = results["chain"]["summary"], results["independent"]["summary"]
 pc, pind = phases["chain"], phases["independent"]
-table = pd.DataFrame(
-    [
-        ("fidelity cost of factoring (nats/token)", f"{cost:.4f} ± {cost_err:.4f}", "0 (exact)", "-"),
-        ("optimal loss (nats/token)", f"{optimal:.5f} ± {optimal_err:.5f}", f"{indep_optimal:.5f} (exact)", "-"),
-        ("final held-out loss", f"{metrics[-1]['eval_loss']:.4f}", f"{base_metrics[-1]['eval_loss']:.4f}",
-         "about 5.95"),
-        ("gap to its own optimal predictor (nats)", f"{gap:+.4f}", f"{base_gap:+.4f}", "-"),
-        ("total correlation of the prediction", f"{tc['chain']:.4f} ± {tc_err['chain']:.4f}",
-         f"{tc['independent']:.4f} ± {tc_err['independent']:.4f}", "-"),
-        ("min dims@95 (step)", f"{pc['min_dims95']} ({pc['min_step']})",
-         f"{pind['min_dims95']} ({pind['min_step']})", "-"),
-        (f"dims@95 within {TOL} of {factored_dim}", phase_text(pc), phase_text(pind), "-"),
-        ("final dims@95 (step)", f"{pc['final_dims95']} ({pc['final_step']})",
-         f"{pind['final_dims95']} ({pind['final_step']})", "about 10-11"),
-        ("held-out RMSE per factor", spread(result["rmse"].values()), spread(base_result["rmse"].values()),
-         "about 0.035-0.04"),
-        ("held-out R² per factor", spread(result["r2"].values()), spread(base_result["r2"].values()), "-"),
-        ("mean overlap k = 1, 2 (final)", f"{result['overlap_k1']:.2g}, {result['overlap_k2']:.2g}",
-         f"{base_result['overlap_k1']:.2g}, {base_result['overlap_k2']:.2g}", "-"),
-        ("random-init overlap k = 1, 2", f"{result['random_init_overlap_k1']:.2f}, "
-         f"{result['random_init_overlap_k2']:.2f}", f"{base_result['random_init_overlap_k1']:.2f}, "
-         f"{base_result['random_init_overlap_k2']:.2f}", "-"),
-    ],
-    columns=["quantity", "chain", "independent", "paper (chain)"],
+specific = pd.DataFrame(
+    {
+        "chain": {
+            "fidelity cost of factoring (nats/token)": f"{cost:.4f} ± {cost_err:.4f}",
+            "optimal loss (nats/token)": f"{optimal:.5f} ± {optimal_err:.5f}",
+            "final held-out loss": f"{metrics[-1]['eval_loss']:.4f}",
+            "total correlation of the prediction": f"{tc['chain']:.4f} ± {tc_err['chain']:.4f}",
+        },
+        "independent": {
+            "fidelity cost of factoring (nats/token)": "0 (exact)",
+            "optimal loss (nats/token)": f"{indep_optimal:.5f} (exact)",
+            "final held-out loss": f"{base_metrics[-1]['eval_loss']:.4f}",
+            "total correlation of the prediction": f"{tc['independent']:.4f} ± {tc_err['independent']:.4f}",
+        },
+    }
 )
-print(table.to_string(index=False))
+table = pd.concat([specific, experiments.comparison_table(results, kinds, factored_dim)])
+table["paper (chain)"] = table.index.map({"final held-out loss": "about 5.95", "held-out RMSE per factor":
+                                          "about 0.035-0.04", "final dims@95 (step)": "about 10-11"}).fillna("-")
+table.index.name = "quantity"
+print(table.to_string())
 saved = {"fidelity_cost": cost, "fidelity_cost_stderr": cost_err, "optimal_loss": optimal,
          "optimal_loss_stderr": optimal_err, "prediction_total_correlation": tc["chain"], "phases": pc, **result}
-train.atomic_write_text(run.dir / "summary-06_dependencies.json", json.dumps(saved, indent=2) + "\n")
+runs.save_summary(run, "06_dependencies", saved, settings=dataclasses.asdict(acfg))
 
 # %% [markdown]
 # ## What this budget shows

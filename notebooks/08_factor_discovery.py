@@ -62,7 +62,7 @@ from factored import analysis, discovery, plots, probing, products, runs, sampli
 
 profile = config.resolve_profile(profile)
 cfg = config.make_config(profile, seed=seed)
-acfg = probing.smoke_sized(probing.AnalysisConfig(site=site or None), profile)
+acfg = probing.analysis_config(profile, site=site or None)
 process = products.paper_process()
 kinds = plots.factor_kinds(process)
 names = plots.factor_names(kinds)
@@ -123,9 +123,9 @@ plots.dependence_structure(found_chain.dependence, found_chain.groups, found_cha
 # of components kept, and the contrast of its best partition (orange: the k reported).
 
 # %%
-run = runs.get_or_train(cfg)
+run = train.get_or_train(cfg)
 model = run.load_model()
-site_name = acfg.site or model.default_site
+site_name = acfg.site_for(model)
 data = probing.probe_data(process, acfg.n_sequences, seq_len, acfg.seed)
 acts = probing.collect(model, process, data.tokens, site_name)  # [B, L-1, d]
 k, scan = discovery.scan_and_choose(acts, seed=seed)
@@ -204,7 +204,7 @@ else:
 
 # %%
 torch.manual_seed(1000 + seed)
-random_model = train.model_of(cfg, process).eval()
+random_model = run.new_model().eval()
 random_acts = probing.collect(random_model, process, data.tokens, site_name)
 k_random, scan_random = discovery.scan_and_choose(random_acts, seed=seed)
 random_counts = {kk: d.n_factors for kk, d in scan_random.items()}

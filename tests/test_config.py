@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from factored import config
 from factored.config import RunConfig, check_parameters, from_parameters, make_config
 
 
@@ -50,7 +51,7 @@ def test_hash_is_stable_and_ignores_speed_only_fields():
         ("seq_len", 0, r"seq_len must be an integer in \[1, 512\]"),
         ("init", "xavier", r"init must be one of \('tl', 'gpt2', 'torch'\)"),
         ("embed_std", 0.0, r"embed_std must be None or a number in \(0, 100\]"),
-        ("schedule", "linear", r"schedule must be one of \('plateau', 'cosine'\)"),
+        ("schedule", "linear", r"schedule must be one of \('plateau', 'cosine', 'constant'\)"),
         ("warmup_steps", 31, r"warmup_steps must be an integer in \[0, steps=30\]"),
         ("checkpoint_every", -1, r"checkpoint_every must be an integer >= 0"),
     ],
@@ -143,3 +144,25 @@ def test_hash_ignores_fields_at_their_default():
     del d["data"]["noise"], d["model"]["embed_std"]  # as if these fields did not exist yet
     assert RunConfig.from_dict(d).hash() == a.hash()
     assert make_config("laptop", noise=0.0).hash() == a.hash() != make_config("laptop", noise=0.01).hash()
+
+
+def test_a_recurrent_net_refuses_transformer_sizes_and_hashes_without_them():
+    lstm = config.from_parameters("laptop", arch="lstm", **config.architecture_sizes("lstm"))
+    assert (lstm.model.d_model, lstm.model.n_layers) == (32, 2)  # the authors' recurrent nets
+    assert (lstm.model.n_heads, lstm.model.d_mlp, lstm.model.init) == (3, 480, "tl")  # the profile's reset
+    with pytest.raises(ValueError, match=r"n_heads must be left unset for arch='lstm' \(transformer only\), got 7"):
+        config.from_parameters("laptop", arch="lstm", **config.architecture_sizes("lstm", n_heads=7))
+    smoke = config.from_parameters("smoke", arch="gru", **config.architecture_sizes("gru"))  # smoke sets heads, mlp
+    plain = config.RunConfig(smoke.name, smoke.data, config.ModelConfig("gru", 32, 2), smoke.train)
+    assert smoke.hash() == plain.hash()  # unused transformer fields never enter the hash
+    assert config.architecture_sizes("transformer", d_model=64) == {"d_model": 64, "n_layers": 0, "n_heads": 0,
+                                                                     "d_mlp": 256}  # fmt: skip
+
+
+def test_profiles_are_records_of_run_analysis_and_monte_carlo_sizes():
+    smoke, laptop = config.profile_record("smoke"), config.profile_record("laptop")
+    assert smoke.trains_demo_grid and not laptop.trains_demo_grid
+    assert smoke.mc_samples < laptop.mc_samples <= config.profile_record("paper").mc_samples
+    assert config.make_config("smoke").model.d_model == smoke.run["model"]["d_model"]
+    with pytest.raises(ValueError, match="profile must be one of"):
+        config.profile_record("huge")

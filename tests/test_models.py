@@ -34,7 +34,7 @@ def tokens(b: int = B, t: int = T, seed: int = 0) -> torch.Tensor:
 
 
 def test_paper_transformer_parameter_count():
-    model = build_model("transformer", 433, 9, 120, 4, 3, 480, "relu")
+    model = build_model(ModelConfig("transformer", 120, 4, 3, 480, "relu"), 433, 9)
     # per block: qkv 120*360+360, out 120*120+120, mlp 120*480+480 + 480*120+120, two LNs 4*120
     block = 120 * 360 + 360 + 120 * 120 + 120 + 120 * 480 + 480 + 480 * 120 + 120 + 4 * 120
     embed = 433 * 120 + 9 * 120 + 2 * 120 + 120 * 433 + 433  # tok, pos, ln_final, unembed
@@ -124,7 +124,7 @@ def test_recurrent_init(arch):
 
 @pytest.mark.parametrize(("init", "std"), [("tl", 0.8 / math.sqrt(120)), ("gpt2", 0.02)])
 def test_transformer_normal_inits(init, std):
-    model = build_model("transformer", 433, 9, 120, 4, 3, 480, "relu", init)
+    model = build_model(ModelConfig("transformer", 120, 4, 3, 480, "relu", init), 433, 9)
     for name, p in model.named_parameters():
         if name.endswith("bias") or "ln" in name:
             continue
@@ -134,7 +134,7 @@ def test_transformer_normal_inits(init, std):
 
 
 def test_transformer_torch_init_keeps_pytorch_defaults():
-    model = build_model("transformer", 433, 9, 120, 4, 3, 480, "relu", "torch")
+    model = build_model(ModelConfig("transformer", 120, 4, 3, 480, "relu", "torch"), 433, 9)
     for emb in (model.embed, model.pos_embed):
         assert abs(emb.weight.std().item() - 1.0) < 0.1  # nn.Embedding: N(0, 1)
     for name, module in model.named_modules():
@@ -149,7 +149,7 @@ def test_transformer_torch_init_keeps_pytorch_defaults():
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_embed_std_sets_the_embeddings_only(arch):
-    model = build_model(arch, 433, 9, 120, 2, 3, 480, "relu", "gpt2", embed_std=0.5)
+    model = build_model(ModelConfig(arch, 120, 2, 3, 480, "relu", "gpt2", 0.5), 433, 9)
     embeddings = [model.embed] + ([model.pos_embed] if arch == "transformer" else [])
     for emb in embeddings:
         assert abs(emb.weight.std().item() - 0.5) < 0.05

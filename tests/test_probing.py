@@ -9,7 +9,7 @@ import torch
 from factored import probing, products, sampling
 from factored.config import make_config
 from factored.models import build_model
-from factored.runs import get_or_train
+from factored.train import get_or_train
 
 PROCESS = products.paper_process()
 
@@ -26,7 +26,7 @@ def test_vary_one_freezes_every_other_factor_within_a_setting():
 
 def test_collect_drops_bos_and_pairs_with_beliefs_after_the_same_tokens():
     torch.manual_seed(0)
-    model = build_model("transformer", d_model=16, n_layers=2, n_heads=2, d_mlp=32).eval()
+    model = build_model(arch="transformer", d_model=16, n_layers=2, n_heads=2, d_mlp=32).eval()
     tokens, beliefs = sampling.sample(PROCESS, 10, 8, seed=1)
     acts = probing.collect(model, PROCESS, tokens, "blocks.1.hook_resid_post", batch_size=3)
     assert acts.shape == (10, 7, 16)  # BOS dropped; positions after x1..x7
@@ -38,14 +38,14 @@ def test_collect_drops_bos_and_pairs_with_beliefs_after_the_same_tokens():
     assert [b.shape for b in paired] == [(10, 7, 3)] * 5
     np.testing.assert_allclose(paired[0][:, 0], beliefs[0][:, 1].double().numpy())  # after exactly x1
 
-    rnn = build_model("lstm", d_model=8, n_layers=1, n_ctx=9)
+    rnn = build_model(arch="lstm", d_model=8, n_layers=1, n_ctx=9)
     assert probing.collect(rnn, PROCESS, tokens, "rnn.0.hidden").shape == (10, 7, 8)  # inputs x1..x7, no BOS
 
 
 def test_run_analysis_is_cached_and_only_missing_steps_are_computed(tmp_path, monkeypatch):
     cfg = make_config("smoke", steps=3, d_model=8, n_heads=1, d_mlp=8, batch_size=16, eval_batch_size=32)
     run = get_or_train(cfg, root=tmp_path, progress=False)
-    acfg = probing.smoke_sized(probing.AnalysisConfig(), "smoke")
+    acfg = probing.analysis_config("smoke")
     first = probing.analyze_run(run, acfg, steps=[0, 3], progress=False)
     assert set(first) == {0, 3} and first[3]["dims"]["0.95"] >= 1 and len(first[3]["rmse"]) == 5
 
@@ -89,7 +89,7 @@ def test_token_features_mark_the_newest_and_previous_sub_tokens():
 
 def test_variance_decomposition_runs_on_a_model():
     torch.manual_seed(0)
-    model = build_model("transformer", d_model=16, n_layers=1, n_heads=2, d_mlp=32).eval()
+    model = build_model(arch="transformer", d_model=16, n_layers=1, n_heads=2, d_mlp=32).eval()
     data = probing.probe_data(PROCESS, 1000, 8, seed=3)
     rows = probing.variance_decomposition(model, PROCESS, data, model.default_site)
     assert [r["features"] for r in rows][0] == "beliefs (linear)" and len(rows) == 7

@@ -392,16 +392,16 @@ def test_mess3_factors_rejects_a_bad_count():
 
 def test_run_config_selects_the_process():
     from factored.config import make_config
-    from factored.train import process_of
+    from factored.products import process_of
 
     def same(a, b):
         return (a.structure, a.noise, a.state_dims) == (b.structure, b.noise, b.state_dims) and all(
             np.array_equal(g.T, h.T) for g, h in zip(a.factors, b.factors, strict=True)
         )
 
-    assert same(process_of(make_config("smoke")), paper_process())
-    assert same(process_of(make_config("smoke", structure="chain")), paper_process("chain"))
-    noisy = process_of(make_config("smoke", n_mess3=4, noise=0.05))
+    assert same(process_of(make_config("smoke").data), paper_process())
+    assert same(process_of(make_config("smoke", structure="chain").data), paper_process("chain"))
+    noisy = process_of(make_config("smoke", n_mess3=4, noise=0.05).data)
     assert same(noisy, products.mess3_factors(4, noise=0.05)) and noisy.vocab_size == 81
 
 
@@ -409,12 +409,12 @@ def test_single_factor_run_goes_through_every_analysis(tmp_path):
     """N = 1: one factor, so no pair for the overlap (NaN), but every other analysis is defined."""
     from factored import probing
     from factored.config import make_config
-    from factored.runs import get_or_train
+    from factored.train import get_or_train
 
     cfg = make_config("smoke", n_mess3=1, steps=3, d_model=8, n_heads=1, d_mlp=8, batch_size=16, eval_batch_size=32)
     run = get_or_train(cfg, root=tmp_path, progress=False)
     assert run.process.n_factors == 1 and run.load_model().vocab_size == 4
-    acfg = probing.smoke_sized(probing.AnalysisConfig(n_random_models=2), "smoke")
+    acfg = probing.analysis_config("smoke", n_random_models=2)
     refs = probing.reference_curves(run.process, acfg, cfg.data.seq_len)
     assert refs["factored_dims95"] <= 2 and refs["joint_dims95"] <= 2  # one factor: joint = factored
     out = probing.analyze_all(run, acfg, ["Mess3 F0"], progress=False)

@@ -6,10 +6,11 @@ import math
 import pytest
 import torch
 
+from factored import runs
 from factored import train as train_mod
 from factored.config import make_config
-from factored.runs import get_or_train, open_run
-from factored.train import checkpoint_steps, saved_steps
+from factored.runs import open_run, saved_steps
+from factored.train import checkpoint_steps, get_or_train
 
 
 def test_checkpoint_schedule_is_the_authors_log_spacing():
@@ -64,7 +65,7 @@ def test_tiny_end_to_end_run_learns_and_records_everything(tmp_path):
     assert all(m["eval_optimum"] == last["eval_optimum"] for m in metrics)  # one fixed held-out batch
     assert len(metrics[-1]["eval_loss_per_position"]) == 8
     assert json.loads((run.dir / "config.json").read_text()) == cfg.to_dict()
-    state = torch.load(train_mod.checkpoint_path(run.dir, 300), weights_only=True)
+    state = torch.load(runs.checkpoint_path(run.dir, 300), weights_only=True)
     assert set(state) >= {"model", "optimizer", "scheduler", "rng", "step", "config", "loss_window"}
     assert state["config"] == cfg.to_dict()
     # a second call finds the finished run and trains nothing
@@ -78,7 +79,7 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path, monkeypatch):
     whole = get_or_train(cfg, root=tmp_path / "whole", progress=False)
 
     calls = {"n": 0}
-    real_save = train_mod.atomic_save
+    real_save = runs.atomic_save
 
     def save_then_die(obj, path):  # kill training right after the step-20 checkpoint is written
         real_save(obj, path)
@@ -86,10 +87,10 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path, monkeypatch):
         if obj["step"] == 20:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_mod, "atomic_save", save_then_die)
+    monkeypatch.setattr(runs, "atomic_save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         get_or_train(cfg, root=tmp_path / "cut", progress=False)
-    monkeypatch.setattr(train_mod, "atomic_save", real_save)
+    monkeypatch.setattr(runs, "atomic_save", real_save)
     cut_dir = open_run(cfg, root=tmp_path / "cut").dir
     assert saved_steps(cut_dir)[-1] == 20
     resumed = get_or_train(cfg, root=tmp_path / "cut", progress=False)
@@ -135,7 +136,7 @@ def test_cosine_run_ends_at_zero_lr_and_resumes_exactly(tmp_path):
     # kill after step 10 (drop later checkpoints) and resume: the same final loss, bit for bit
     for step in run.steps:
         if step > 10:
-            train_mod.checkpoint_path(run.dir, step).unlink()
+            runs.checkpoint_path(run.dir, step).unlink()
     final = run.metrics()[-1]["eval_loss"]
     get_or_train(cfg, root=tmp_path, progress=False)
     assert run.metrics()[-1]["eval_loss"] == final
@@ -143,3 +144,75 @@ def test_cosine_run_ends_at_zero_lr_and_resumes_exactly(tmp_path):
 
 def test_checkpoint_every_adds_checkpoints():
     assert set(checkpoint_steps(3000, every=250)) >= set(range(0, 3001, 250)) | set(checkpoint_steps(3000))
+
+
+def test_constant_schedule_warms_up_then_holds_and_beta2_reaches_adam(tmp_path):
+    cfg = tiny(schedule="constant", warmup_steps=10, adam_beta2=0.95, steps=25)
+    run = get_or_train(cfg, root=tmp_path, progress=False)
+    lrs = {m["step"]: m["lr"] for m in run.metrics()}
+    assert lrs[5] == pytest.approx(cfg.train.lr * 6 / 10) and lrs[25] == pytest.approx(cfg.train.lr)
+    state = runs.load_checkpoint(run.dir, 25)
+    assert state["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.95)
+    assert tiny().hash() == tiny(adam_beta2=0.999).hash()  # the default keeps every existing run's folder
+
+
+def truncate(path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_a_truncated_checkpoint_is_set_aside_and_training_resumes_from_the_last_good_one(tmp_path):
+    cfg = tiny(steps=25)
+    whole = get_or_train(cfg, root=tmp_path / "whole", progress=False)
+    run = get_or_train(cfg, root=tmp_path / "cut", progress=False)
+    for step in run.steps:
+        if step > 20:
+            runs.checkpoint_path(run.dir, step).unlink()
+    truncate(runs.checkpoint_path(run.dir, 20))  # the newest checkpoint of an interrupted run is torn
+    with pytest.warns(UserWarning, match=r"step_0000020.pt is damaged: moved aside"):
+        resumed = get_or_train(cfg, root=tmp_path / "cut", progress=False)
+    assert (run.dir / "checkpoints" / "step_0000020.pt.damaged").exists()
+    assert resumed.finished and resumed.metrics()[-1]["eval_loss"] == whole.metrics()[-1]["eval_loss"]
+
+
+def test_a_finished_run_with_a_damaged_final_checkpoint_retrains_its_last_segment(tmp_path):
+    cfg = tiny(steps=25)
+    run = get_or_train(cfg, root=tmp_path, progress=False)
+    final_loss = run.metrics()[-1]["eval_loss"]
+    truncate(runs.checkpoint_path(run.dir, 25), keep=0.1)
+    with pytest.raises(runs.DamagedCheckpoint, match=r"step_0000025.pt is damaged"):
+        run.load_model(25)  # the analysis says which file is damaged
+    with pytest.warns(UserWarning, match="damaged: moved aside"):
+        again = get_or_train(cfg, root=tmp_path, progress=False)
+    assert again.finished and again.load_model(25) is not None
+    assert again.metrics()[-1]["eval_loss"] == final_loss
+
+
+def test_a_torn_last_metrics_line_is_dropped_with_a_warning_and_resume_proceeds(tmp_path):
+    cfg = tiny(steps=25)
+    run = get_or_train(cfg, root=tmp_path, progress=False)
+    for step in run.steps:
+        if step > 20:
+            runs.checkpoint_path(run.dir, step).unlink()
+    with open(runs.metrics_path(run.dir), "a") as f:
+        f.write('{"step": 26, "train_lo')  # a power cut in the middle of a line
+    with pytest.warns(UserWarning, match=r"metrics.jsonl: dropped a torn last line"):
+        resumed = get_or_train(cfg, root=tmp_path, progress=False)
+    steps = [m["step"] for m in resumed.metrics()]
+    assert steps == sorted(set(steps)) and steps[-1] == 25
+    (runs.metrics_path(run.dir)).write_text('{"step": 0}\nnot json\n{"step": 1}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl line 2 is not JSON"):
+        resumed.metrics()
+
+
+def test_leftover_lock_and_temp_files_are_cleaned_on_the_next_run(tmp_path):
+    cfg = tiny(steps=25)
+    run = get_or_train(cfg, root=tmp_path, progress=False)
+    (run.dir / ".lock").touch()  # filelock leaves its file behind after a release
+    get_or_train(cfg, root=tmp_path, progress=False)  # finished: loads, and drops the stale lock file
+    assert not (run.dir / ".lock").exists()
+    runs.checkpoint_path(run.dir, 25).unlink()
+    tmp = run.dir / "checkpoints" / ".step_0000025.pt.999.1.tmp"  # a kill during a save
+    tmp.write_bytes(b"partial")
+    get_or_train(cfg, root=tmp_path, progress=False)
+    assert not tmp.exists() and run.finished

@@ -23,6 +23,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("tl", "gpt2", "torch")
 SCHEDULES = ("plateau", "cosine", "constant")
 NOT_HASHED = ("device", "compile", "checkpoint_every")  # TrainConfig fields that change speed, not results
+TRANSFORMER_ONLY = ("n_heads", "d_mlp", "act", "init")  # ModelConfig fields a recurrent net does not use
+RECURRENT_DEFAULTS = {"d_model": 32, "n_layers": 2}  # the authors' recurrent nets
 
 
 @dataclass(frozen=True)
@@ -120,24 +122,61 @@ class RunConfig:
         return f"{self.name}-{self.hash()}"
 
 
-_PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
+@dataclass(frozen=True)
+class Profile:
+    """A named scale for everything a notebook does: what a run trains, how large its analyses are, how many
+    Monte-Carlo contexts the theory averages.
+
+    run: field overrides of the run config by part ({"model": {...}, "train": {...}}); analysis: field
+    overrides of `probing.AnalysisConfig`; mc_samples: contexts for one process's optimal loss and fidelity cost
+    (notebooks 04, 06); mc_samples_curves: contexts per point of the theory curves over eps (notebook 01);
+    trains_demo_grid: notebook 07 trains a tiny grid of its own (the smoke profile, where no sweep has run).
+    """
+
+    name: str
+    run: dict[str, dict[str, Any]]
+    analysis: dict[str, Any] = field(default_factory=dict)
+    mc_samples: int = 50_000
+    mc_samples_curves: int = 100_000
+    trains_demo_grid: bool = False
+
+
+PROFILE_RECORDS: dict[str, Profile] = {
     # seconds on a CPU: a tiny model and a few steps; exercises the whole pipeline in CI
-    "smoke": {
-        "model": dict(d_model=24, n_layers=1, n_heads=2, d_mlp=48, init="torch"),
-        "train": dict(steps=30, batch_size=64, eval_batch_size=256, plateau_window=10, lr=3e-3),
-    },
-    # the canonical model on a 2-core CPU in about 20 minutes (see README "Profiles" for how it was chosen)
-    # chosen by the time-to-result study in benchmarks/recipe.md: PyTorch's default init (its N(0, 1) embedding
-    # is what lets the Mess3 factors be learned at this budget), lr 1e-3 on a plateau schedule, batch 512
-    "laptop": {
-        "model": dict(init="torch"),
-        "train": dict(steps=5000, batch_size=512, lr=1e-3, eval_batch_size=4096, checkpoint_every=250),
-    },
+    "smoke": Profile(
+        "smoke",
+        run={
+            "model": dict(d_model=24, n_layers=1, n_heads=2, d_mlp=48, init="torch"),
+            "train": dict(steps=30, batch_size=64, eval_batch_size=256, plateau_window=10, lr=3e-3),
+        },
+        analysis=dict(n_sequences=300, vary_settings=3, vary_sequences=40, k_max=5, n_random_models=2),
+        mc_samples=2_000,
+        mc_samples_curves=4_000,
+        trains_demo_grid=True,
+    ),
+    # the canonical model on a 2-core CPU; chosen by the time-to-result study (benchmarks/recipe.md): PyTorch's
+    # default init (its N(0, 1) embedding is what lets the Mess3 factors be learned at this budget), lr 1e-3 on a
+    # plateau schedule, batch 512
+    "laptop": Profile(
+        "laptop",
+        run={
+            "model": dict(init="torch"),
+            "train": dict(steps=5000, batch_size=512, lr=1e-3, eval_batch_size=4096, checkpoint_every=250),
+        },
+    ),
     # the authors' budget: a GPU job
-    "paper": {
-        "train": dict(steps=500_000, batch_size=25_000, lr=5e-4, eval_batch_size=25_000, compile=True),
-    },
+    "paper": Profile(
+        "paper",
+        run={"train": dict(steps=500_000, batch_size=25_000, lr=5e-4, eval_batch_size=25_000, compile=True)},
+        mc_samples=200_000,
+        mc_samples_curves=400_000,
+    ),
 }
+
+
+def profile_record(profile: str | None = None) -> Profile:
+    """The `Profile` named `profile` (None or "": the default one, see `resolve_profile`)."""
+    return PROFILE_RECORDS[resolve_profile(profile)]
 
 
 def default_profile() -> str:
@@ -160,7 +199,7 @@ def make_config(profile: str | None = None, name: str = "canonical", **overrides
     """
     profile = resolve_profile(profile)
     parts = {"data": DataConfig(), "model": ModelConfig(), "train": TrainConfig()}
-    for part, values in _PROFILE_OVERRIDES[profile].items():
+    for part, values in PROFILE_RECORDS[profile].run.items():
         parts[part] = replace(parts[part], **values)
     owners = _field_owners()
     unknown = sorted(set(overrides) - set(owners))
@@ -168,7 +207,28 @@ def make_config(profile: str | None = None, name: str = "canonical", **overrides
         raise ValueError(f"unknown config field {unknown[0]!r}; valid fields: {sorted(owners)}")
     for part in parts:
         parts[part] = replace(parts[part], **{k: v for k, v in overrides.items() if owners[k] == part})
+    if parts["model"].arch != "transformer":
+        # A recurrent net ignores the transformer's fields: asking for one is a mistake, and the profile's values
+        # are reset to the defaults, so that they never enter the run hash (one LSTM, one run folder).
+        given = sorted(set(overrides) & set(TRANSFORMER_ONLY))
+        _check(not given, given[0] if given else "", f"left unset for arch={parts['model'].arch!r} (transformer "
+               "only)", overrides.get(given[0]) if given else None)  # fmt: skip
+        parts["model"] = replace(parts["model"], **{k: getattr(ModelConfig(), k) for k in TRANSFORMER_ONLY})
     return validate(RunConfig(name=name, **parts))
+
+
+def architecture_sizes(arch: str, d_model: int = 0, n_layers: int = 0, n_heads: int = 0, d_mlp: int = 0) -> dict:
+    """A notebook's size parameters (0: unset) for `from_parameters`, with the rules of the architecture study:
+    a recurrent net's unset width and depth are the authors' (RECURRENT_DEFAULTS) and it takes no transformer-only
+    sizes; a transformer whose width is set but not its MLP gets d_mlp = 4 d_model (the GPT-2 ratio)."""
+    sizes = {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads, "d_mlp": d_mlp}
+    if arch in ARCHS and arch != "transformer":
+        return {k: sizes[k] or v for k, v in RECURRENT_DEFAULTS.items()} | {
+            k: v for k, v in sizes.items() if k in TRANSFORMER_ONLY and v
+        }
+    if d_model and not d_mlp:
+        sizes["d_mlp"] = 4 * d_model
+    return sizes
 
 
 def from_parameters(profile: str = "", name: str = "canonical", **parameters: Any) -> RunConfig:

@@ -2,7 +2,7 @@
 
 One interface for every architecture (nanoGPT shape, TransformerLens names):
 
-    model = build_model("transformer", vocab_size=433, n_ctx=9, d_model=120, n_layers=4, n_heads=3, d_mlp=480)
+    model = build_model(ModelConfig(arch="transformer", d_model=120, n_layers=4), vocab_size=433, n_ctx=9)
     logits, acts = model(tokens, capture=["blocks.3.hook_resid_post"])   # tokens [B, T] -> logits [B, T, V]
 
 `acts` maps each requested site to its activations [B, T, d]. Sites are identity `HookPoint` modules named by
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from dataclasses import fields as dataclass_fields
 
 import torch
 import torch.nn.functional as F
@@ -259,28 +260,21 @@ class RecurrentNet(SiteModel):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def build_model(
-    arch: str = "transformer",
-    vocab_size: int = 433,
-    n_ctx: int = 9,
-    d_model: int = 120,
-    n_layers: int = 4,
-    n_heads: int = 3,
-    d_mlp: int = 480,
-    act: str = "relu",
-    init: str = "tl",
-    embed_std: float | None = None,
-) -> SiteModel:
-    """Build a model (defaults: the paper's transformer and init); `build_model(**model_config(model))` rebuilds it.
-
-    The architecture fields are those of `config.ModelConfig` (which documents them); `vocab_size` and `n_ctx`
-    come from the data. Raises ValueError naming the offending parameter.
+def build_model(config: ModelConfig | None = None, vocab_size: int = 433, n_ctx: int = 9, **fields) -> SiteModel:
+    """Build the model a `config.ModelConfig` describes (default: the paper's transformer and init), with any of
+    its fields overridden by name (`build_model(arch="lstm", d_model=32)`); `vocab_size` and `n_ctx` come from
+    the data. `build_model(**model_config(model))` rebuilds a model. Raises ValueError naming the bad parameter.
     """
     for name, value in (("vocab_size", vocab_size), ("n_ctx", n_ctx)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int (>= 1), got {value!r}")
-    config = validate_model(ModelConfig(arch, d_model, n_layers, n_heads, d_mlp, act, init, embed_std))
-    return (Transformer if arch == "transformer" else RecurrentNet)(config, vocab_size, n_ctx)
+    unknown = sorted(set(fields) - {f.name for f in dataclass_fields(ModelConfig)})
+    if unknown:
+        raise ValueError(
+            f"unknown model field {unknown[0]!r}; valid: {[f.name for f in dataclass_fields(ModelConfig)]}"
+        )
+    config = validate_model(replace(config or ModelConfig(), **fields))
+    return (Transformer if config.arch == "transformer" else RecurrentNet)(config, vocab_size, n_ctx)
 
 
 def model_config(model: SiteModel) -> dict:

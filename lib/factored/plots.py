@@ -14,9 +14,8 @@ sns.set_theme(context="notebook", style="whitegrid")
 
 
 def factor_kinds(process) -> list[str]:
-    """How to draw each factor's beliefs: "simplex" for a 3-state, 3-token HMM (Mess3), else "bloch" (the disk)."""
-    pairs = zip(process.state_dims, process.factor_vocab_sizes, strict=True)
-    return ["simplex" if d == 3 and v == 3 else "bloch" for d, v in pairs]
+    """How to draw each factor's beliefs (`FactoredProcess.kinds`): "simplex" (Mess3) or "bloch" (the disk)."""
+    return list(process.kinds)
 
 
 def factor_names(kinds: Sequence[str]) -> list[str]:
@@ -147,13 +146,18 @@ def dims_over_training(trajectory: dict[int, dict], factored_dims: int, joint_di
     return dims_compare({"activations": trajectory}, factored_dims, joint_dims, threshold)
 
 
-def rmse_over_training(trajectory: dict[int, dict], names: Sequence[str]):
-    """Held-out belief-regression RMSE per factor vs step."""
+def _line_style(kinds: Sequence[str] | None, n: int) -> str:
+    """Solid for Mess3 ("simplex") factors, dashed for Bloch walks; solid for all when kinds is None."""
+    return "--" if kinds is not None and kinds[n] == "bloch" else "-"
+
+
+def rmse_over_training(trajectory: dict[int, dict], names: Sequence[str], kinds: Sequence[str] | None = None):
+    """Held-out belief-regression RMSE per factor vs step (kinds: `FactoredProcess.kinds`, for line styles)."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     steps = np.array(sorted(trajectory))
     rmse = np.array([trajectory[s]["rmse"] for s in steps])
     for n, name in enumerate(names):
-        ax.plot(np.maximum(steps, 1), rmse[:, n], lw=1.5, ls="-" if "Mess3" in name else "--", label=name)
+        ax.plot(np.maximum(steps, 1), rmse[:, n], lw=1.5, ls=_line_style(kinds, n), label=name)
     ax.set(
         xscale="log",
         xlabel="training step (step 0 drawn at 1)",
@@ -287,14 +291,16 @@ def dims_compare(
     return fig
 
 
-def per_factor_compare(trajectories: dict[str, dict[int, dict]], names: Sequence[str], key: str = "r2"):
+def per_factor_compare(
+    trajectories: dict[str, dict[int, dict]], names: Sequence[str], key: str = "r2", kinds: Sequence[str] | None = None
+):
     """One panel per run: a per-factor regression score (`r2` or `rmse`) vs step, panels sharing the y axis."""
     fig, axes = plt.subplots(1, len(trajectories), figsize=(5 * len(trajectories), 3.8), sharey=True, squeeze=False)
     for ax, (label, trajectory) in zip(axes[0], trajectories.items(), strict=True):
         steps = np.array(sorted(trajectory))
         values = np.array([trajectory[s][key] for s in steps])
         for n, name in enumerate(names):
-            ax.plot(np.maximum(steps, 1), values[:, n], lw=1.5, ls="-" if "Mess3" in name else "--", label=name)
+            ax.plot(np.maximum(steps, 1), values[:, n], lw=1.5, ls=_line_style(kinds, n), label=name)
         ax.set(xscale="log", xlabel="training step (step 0 drawn at 1)", title=label)
     axes[0, 0].set_ylabel({"r2": "held-out R²", "rmse": "held-out RMSE"}.get(key, key))
     axes[0, -1].legend(fontsize=8)

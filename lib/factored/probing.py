@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import analysis, products, sampling, theory
-from .runs import Run
-from .train import atomic_write_text, inputs_and_targets, model_of
+from . import analysis, config, products, sampling, theory
+from .runs import Run, atomic_write_text
+from .train import inputs_and_targets
 
 CACHE_VERSION = 1  # bump when the content of the cached analysis files changes
 
@@ -35,6 +35,10 @@ class AnalysisConfig:
     n_random_models: int = 5  # randomly initialised models for the overlap baseline band
     batch_size: int = 4_096
     seed: int = 12_345  # analysis data seed, distinct from training seeds
+
+    def site_for(self, model) -> str:
+        """The site analysed in `model`: this config's, or the model's default."""
+        return self.site or model.default_site
 
     def hash(self) -> str:
         """Names the cache files; CACHE_VERSION changes it when what is cached changes."""
@@ -168,7 +172,7 @@ def joint_belief_gain(run: Run, cfg: AnalysisConfig, n_sequences: int = 2_000) -
     the joint belief: without them, an untrained network's token embedding would count as "joint".)"""
     data = probe_data(run.process, min(cfg.n_sequences, n_sequences), run.config.data.seq_len, cfg.seed)
     model = run.load_model(run.steps[-1])
-    rows = variance_decomposition(model, run.process, data, cfg.site or model.default_site, cfg.seed)
+    rows = variance_decomposition(model, run.process, data, cfg.site_for(model), cfg.seed)
     r2 = [r["r2"] for r in rows]
     return {"beliefs_r2": r2[0], "before_joint_r2": r2[-2], "joint_gain": r2[-1] - r2[-2]}
 
@@ -197,7 +201,7 @@ def analyze_run(
         if data is None:
             data = probe_data(run.process, cfg.n_sequences, run.config.data.seq_len, cfg.seed)
         model = run.load_model(step)
-        return trajectory_point(model, run.process, data, cfg.site or model.default_site, cfg.seed)
+        return trajectory_point(model, run.process, data, cfg.site_for(model), cfg.seed)
 
     path = run.dir / "analysis" / f"trajectory-{cfg.hash()}.json"
     return _cached_steps(path, run.steps if steps is None else steps, compute, progress, "analysing checkpoints")
@@ -215,7 +219,7 @@ def vary_one_at(run: Run, steps: list[int], cfg: AnalysisConfig = AnalysisConfig
 
     def compute(step: int) -> dict:
         model = run.load_model(step)
-        site = cfg.site or model.default_site
+        site = cfg.site_for(model)
         return _to_jsonable(vary_one(model, run.process, cfg, run.config.data.seq_len, site))
 
     cached = _cached_steps(run.dir / "analysis" / f"vary_one-{cfg.hash()}.json", steps, compute)
@@ -231,8 +235,8 @@ def random_init_overlaps(run: Run, cfg: AnalysisConfig = AnalysisConfig()) -> np
     rows = []
     for i in range(cfg.n_random_models):
         torch.manual_seed(1000 + i)
-        model = model_of(run.config, run.process).eval()
-        site = cfg.site or model.default_site
+        model = run.new_model().eval()
+        site = cfg.site_for(model)
         rows.append(vary_one(model, run.process, cfg, run.config.data.seq_len, site)["mean_overlap"])
     path.parent.mkdir(exist_ok=True)
     atomic_write_text(path, json.dumps(np.asarray(rows).tolist()))
@@ -259,11 +263,10 @@ def reference_curves(process, cfg: AnalysisConfig, seq_len: int) -> dict:
     }
 
 
-def smoke_sized(cfg: AnalysisConfig, profile: str) -> AnalysisConfig:
-    """The analysis config shrunk for the smoke profile (CI runs it in seconds); other profiles unchanged."""
-    if profile != "smoke":
-        return cfg
-    return replace(cfg, n_sequences=300, vary_settings=3, vary_sequences=40, k_max=5, n_random_models=2)
+def analysis_config(profile: str | None = None, **overrides) -> AnalysisConfig:
+    """The analysis settings of a profile (`config.Profile.analysis`: the smoke profile's are small enough for
+    CI), with single fields overridden by name (`site=...`, `n_random_models=...`)."""
+    return replace(AnalysisConfig(**config.profile_record(profile).analysis), **overrides)
 
 
 def stages(trajectory: dict[int, dict]) -> dict[str, int]:
@@ -281,7 +284,8 @@ def summary(
     gap: float,
     names: list[str],
 ) -> dict:
-    """The results table of notebook 03 (plain floats), from the cached analyses."""
+    """One run's results as plain floats, from the cached analyses: final and minimum dims@95, per-factor
+    RMSE and R^2, vary-one dims, the mean overlaps at k = 1, 2 against the random-init median, the gap."""
     st = stages(trajectory)
     final, early = trajectory[st["final"]], trajectory[st["early"]]
     random_median = np.median(random_overlaps, axis=0)
@@ -369,20 +373,6 @@ def dimension_phases(trajectory: dict[int, dict], factored_dims: int, tol: int =
         "peak_dims95_after_min": max(dims[steps.index(low) :]),
         "expanded": dims[-1] > factored_dims + tol,
     }
-
-
-def describe_phases(phases: dict, factored_dims: int, tol: int) -> str:
-    """One line of prose for `dimension_phases`' result: init, collapse, the factored phase (or its absence), final."""
-    steps = phases["phase_steps"]
-    phase = (
-        f"within {tol} of {factored_dims} at {len(steps)} consecutive checkpoints, steps {steps[0]}-{steps[-1]}"
-        if steps
-        else f"never within {tol} of {factored_dims} after the collapse"
-    )
-    return (
-        f"dims@95 {phases['init_dims95']} at init, minimum {phases['min_dims95']} at step {phases['min_step']}, "
-        f"{phase}; final {phases['final_dims95']} at step {phases['final_step']}"
-    )
 
 
 @torch.no_grad()

@@ -20,12 +20,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import reduce
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from factored.ghmm import GHMM, kron
 from factored.processes import bloch_walk, mess3
+
+if TYPE_CHECKING:
+    from factored.config import DataConfig
 
 STRUCTURES = ("independent", "chain")
 
@@ -101,6 +105,13 @@ class FactoredProcess:
         return self.vocab_size + 1
 
     @property
+    def kinds(self) -> tuple[str, ...]:
+        """What each factor's belief looks like: "simplex" for a 3-state, 3-token HMM (Mess3: a triangle), else
+        "bloch" (the Bloch walk: a disk). Plots draw and tables group the factors by it."""
+        pairs = zip(self.state_dims, self.factor_vocab_sizes, strict=True)
+        return tuple("simplex" if d == 3 and v == 3 else "bloch" for d, v in pairs)
+
+    @property
     def radix(self) -> tuple[int, ...]:
         """Place value of each factor's sub-token in the joint token: (144, 48, 16, 4, 1) for the paper."""
         sizes = self.factor_vocab_sizes
@@ -140,6 +151,14 @@ def paper_process(structure: str = "independent", noise: float = 0.0) -> Factore
             noise=noise,
         )
     raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}")
+
+
+def process_of(data: DataConfig) -> FactoredProcess:
+    """The process a run trains on (`config.DataConfig`): the paper's five factors, or n_mess3 independent Mess3
+    factors if > 0; with its structure and noise."""
+    if data.n_mess3:
+        return mess3_factors(data.n_mess3, noise=data.noise)
+    return paper_process(structure=data.structure, noise=data.noise)
 
 
 def mess3_factors(n: int, noise: float = 0.0) -> FactoredProcess:

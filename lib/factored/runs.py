@@ -1,16 +1,22 @@
-"""The run store: one folder per config under outputs/runs/<name>-<hash>/, and `get_or_train` on top of it.
+"""The run store: one folder per config under outputs/runs/<name>-<hash>/, and everything read from or written to it.
+
+A run folder holds `config.json`, `metrics.jsonl` (one JSON line per logged step), `checkpoints/step_XXXXXXX.pt`
+and the analyses made of it (`analysis-*.json` caches, `summaries/<name>-<settings hash>.json`). This module owns
+its paths, its atomic writes and its lock; training (`train`) and analysis (`probing`) sit on top of it.
 
 A folder is never overwritten by a different config: its name carries the config hash, and config.json is
-checked against the requested config before anything is trained there. Only one process trains in a folder at a
-time: `get_or_train` holds a lock on <run>/.lock while it checks and trains, so a second process asking for the
-same run (another sweep point, a notebook) waits and then loads what the first trained.
+checked against the requested config before anything is written there. Only one process trains in a folder at
+a time: `run_lock` holds <run>/.lock, an OS file lock released when its holder exits, even by a crash.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
+import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,31 +27,131 @@ import torch
 from filelock import FileLock, Timeout
 
 from .config import RunConfig
-from .train import (
-    atomic_write_text,
-    checkpoint_path,
-    model_of,
-    pick_device,
-    process_of,
-    read_metrics,
-    saved_steps,
-    train,
-)
+from .models import build_model
+from .products import FactoredProcess, process_of
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def outputs_dir() -> Path:
     """FACTORED_OUTPUTS if set, else outputs/ at the root of this checkout."""
     env = os.environ.get("FACTORED_OUTPUTS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "outputs"
+    return Path(env) if env else ROOT / "outputs"
 
 
 def relative(path: Path) -> str:
     """`path` relative to the project root when it lies inside it (what notebooks print), else as it is."""
-    root = Path(__file__).resolve().parents[2]
     path = Path(path).resolve()
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+# ----------------------------------------------------------------------------------------------- atomic writes
+def _temp_path(path: Path) -> Path:
+    """A temp file beside `path`, private to this process and thread, so concurrent writers of one file (two
+    notebooks analysing the same run) never rename each other's half-written temp file."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    """torch.save to a temp file, then rename: a reader sees the old file or the whole new one, never a part."""
+    tmp = _temp_path(path)
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = _temp_path(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: object) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+# ------------------------------------------------------------------------------------ checkpoints and metrics
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step_{step:07d}.pt"
+
+
+def saved_steps(run_dir: Path) -> list[int]:
+    return sorted(int(p.stem.split("_")[1]) for p in (Path(run_dir) / "checkpoints").glob("step_*.pt"))
+
+
+class DamagedCheckpoint(RuntimeError):
+    """A checkpoint file that cannot be read (truncated by a full disk or a kill outside `atomic_save`)."""
+
+
+def load_checkpoint(run_dir: Path, step: int, device: str | torch.device = "cpu") -> dict:
+    """The state saved at `step` (model, optimizer, scheduler, rng, loss_window, step, config); a file that
+    cannot be read raises DamagedCheckpoint naming it."""
+    path = checkpoint_path(run_dir, step)
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise DamagedCheckpoint(f"checkpoint {relative(path)} is damaged and cannot be read ({e})") from None
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged file to <name>.damaged (kept for inspection, no longer seen as a checkpoint)."""
+    aside = path.with_name(path.name + ".damaged")
+    os.replace(path, aside)
+    warnings.warn(f"{relative(path)} is damaged: moved aside to {aside.name}", stacklevel=2)
+    return aside
+
+
+def last_good_checkpoint(run_dir: Path, device: str | torch.device = "cpu") -> tuple[int, dict] | None:
+    """(step, state) of the latest readable checkpoint, setting aside every damaged one after it; None if none."""
+    for step in reversed(saved_steps(run_dir)):
+        try:
+            return step, load_checkpoint(run_dir, step, device)
+        except DamagedCheckpoint:
+            set_aside(checkpoint_path(run_dir, step))
+    return None
+
+
+def remove_leftovers(run_dir: Path) -> list[Path]:
+    """Delete the temp files a process killed while writing left in a run folder (call under the run lock:
+    no other process writes checkpoints or metrics then). Returns what was removed."""
+    run_dir = Path(run_dir)
+    left = [*run_dir.glob("checkpoints/.*.tmp"), *run_dir.glob(".metrics.jsonl.*.tmp")]
+    for path in left:
+        path.unlink(missing_ok=True)
+    return left
+
+
+def metrics_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "metrics.jsonl"
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The logged rows, in order. A torn last line (a full disk, a power cut while appending) is dropped with a
+    warning naming the file; a bad line before the last is an error naming the file and line."""
+    path = metrics_path(run_dir)
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise ValueError(f"{relative(path)} line {i + 1} is not JSON; the file is damaged") from None
+            warnings.warn(f"{relative(path)}: dropped a torn last line (an interrupted write)", stacklevel=2)
+    return rows
+
+
+def append_metrics(run_dir: Path, row: dict) -> None:
+    with open(metrics_path(run_dir), "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def write_metrics(run_dir: Path, rows: list[dict]) -> None:
+    atomic_write_text(metrics_path(run_dir), "".join(json.dumps(m) + "\n" for m in rows))
+
+
+# ------------------------------------------------------------------------------------------------------ runs
 @dataclass(frozen=True)
 class Run:
     """A trained (or training) run: its folder, its config and lazy access to metrics and checkpoints."""
@@ -63,23 +169,40 @@ class Run:
         steps = self.steps
         return bool(steps) and steps[-1] == self.config.train.steps
 
+    def verified(self) -> bool:
+        """Finished, and its final checkpoint readable: a damaged final checkpoint is set aside (so that training
+        resumes from the last good one) and the run counts as unfinished."""
+        if not self.finished:
+            return False
+        try:
+            load_checkpoint(self.dir, self.steps[-1])
+        except DamagedCheckpoint:
+            set_aside(checkpoint_path(self.dir, self.steps[-1]))
+            return False
+        return True
+
     def metrics(self) -> list[dict]:
         return read_metrics(self.dir)
 
     @cached_property
-    def process(self):
-        return process_of(self.config)
+    def process(self) -> FactoredProcess:
+        return process_of(self.config.data)
+
+    def new_model(self) -> torch.nn.Module:
+        """A freshly initialised model of this run's architecture (the init of the current torch seed)."""
+        return build_model(self.config.model, self.process.model_vocab_size, self.config.data.seq_len + 1)
 
     def load_model(self, step: int | None = None, device: str | torch.device = "auto") -> torch.nn.Module:
         """The model at checkpoint `step` (default: the last), in eval mode, on `device`."""
+        from .train import pick_device  # the device rule belongs to training; a run only applies it
+
         steps = self.steps
         step = steps[-1] if step is None else step
         if step not in steps:
             raise ValueError(f"step must be one of the checkpointed steps {steps[0]}..{steps[-1]}, got {step}")
         dev = pick_device(device) if isinstance(device, str) else device
-        model = model_of(self.config, self.process).to(dev)
-        state = torch.load(checkpoint_path(self.dir, step), map_location=dev, weights_only=True)
-        model.load_state_dict(state["model"])
+        model = self.new_model().to(dev)
+        model.load_state_dict(load_checkpoint(self.dir, step, dev)["model"])
         return model.eval()
 
 
@@ -97,15 +220,21 @@ def open_run(cfg: RunConfig, root: Path | None = None) -> Run:
             raise ValueError(f"{path} holds a different config; refusing to overwrite it")
     else:
         path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(config_file, json.dumps(cfg.to_dict(), indent=2) + "\n")
+        write_json(config_file, cfg.to_dict())
     return Run(path, cfg)
+
+
+def finished_run(cfg: RunConfig, root: Path | None = None) -> Run | None:
+    """The finished run of cfg if one is stored, else None; creates and trains nothing."""
+    run = Run(run_dir_for(cfg, root), cfg)
+    return run if (run.dir / "config.json").exists() and run.finished else None
 
 
 @contextmanager
 def run_lock(run_dir: Path, timeout: float | None = None) -> Iterator[None]:
     """Hold <run_dir>/.lock: at once if free, else after waiting up to `timeout` seconds (None: as long as it
     takes) for the process that holds it. An OS file lock, released when its holder exits, even by a crash."""
-    lock = FileLock(run_dir / ".lock")
+    lock = FileLock(Path(run_dir) / ".lock")
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -123,26 +252,32 @@ def run_lock(run_dir: Path, timeout: float | None = None) -> Iterator[None]:
         lock.release()
 
 
-def get_or_train(cfg: RunConfig, root: Path | None = None, progress: bool = True, timeout: float | None = None) -> Run:
-    """A finished run for cfg: loaded if done, resumed if interrupted, trained from scratch if new.
-
-    A finished run loads at once. Otherwise the run folder's lock is held while checking and training, so two
-    processes asking for one run train it once: the second waits (up to `timeout` seconds, None: no limit;
-    TimeoutError after that), then loads it."""
-    path = run_dir_for(cfg, root)
-    if (path / "config.json").exists():
-        run = open_run(cfg, root)
-        if run.finished:
-            return run
-    path.mkdir(parents=True, exist_ok=True)
-    with run_lock(path, timeout):
-        run = open_run(cfg, root)  # under the lock: config.json is written by one process only
-        if not run.finished:  # another process may have finished it while this one waited
-            train(cfg, run.dir, progress=progress)
-    return run
+def remove_lock_file(run_dir: Path) -> None:
+    """Delete a finished run's leftover .lock file. Safe: nobody trains a finished run, so a process that still
+    waits on the old file finds the run finished once it gets the lock, and trains nothing."""
+    (Path(run_dir) / ".lock").unlink(missing_ok=True)
 
 
-def finished_run(cfg: RunConfig, root: Path | None = None) -> Run | None:
-    """The finished run of cfg if one is stored, else None; creates and trains nothing."""
-    run = Run(run_dir_for(cfg, root), cfg)
-    return run if (run.dir / "config.json").exists() and run.finished else None
+# ------------------------------------------------------------------------------------------------- summaries
+def settings_hash(settings: dict) -> str:
+    """8 hex digits naming a set of analysis settings (site, sizes, seeds)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def summary_path(run: Run, name: str, settings: dict) -> Path:
+    return run.dir / "summaries" / f"{name}-{settings_hash(settings)}.json"
+
+
+def save_summary(run: Run, name: str, data: dict, settings: dict) -> Path:
+    """Save a notebook's results for this run as summaries/<name>-<settings hash>.json, recording the settings
+    (site, analysis sizes) they were computed with: results at other settings never overwrite each other."""
+    path = summary_path(run, name, settings)
+    path.parent.mkdir(exist_ok=True)
+    write_json(path, {"name": name, "settings": settings, "results": data})
+    return path
+
+
+def load_summary(run: Run, name: str, settings: dict) -> dict | None:
+    """The results `save_summary` saved under this name and these settings, or None."""
+    path = summary_path(run, name, settings)
+    return json.loads(path.read_text())["results"] if path.exists() else None

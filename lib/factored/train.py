@@ -1,21 +1,17 @@
-"""The training loop: fresh batches every step, AdamW + reduce-on-plateau, log-spaced checkpoints, exact resume.
+"""Training: fresh batches every step, AdamW + an lr schedule, log-spaced checkpoints, exact resume, and
+`get_or_train`, the one call notebooks make for a run.
 
-A run folder holds everything: `config.json`, `metrics.jsonl` (one JSON line per logged step) and
-`checkpoints/step_XXXXXXX.pt`. Each checkpoint carries model, optimizer, scheduler, RNG states and the loss
-window, so training killed at any moment continues from the last checkpoint and (on a CPU, same seed) ends with
-exactly the loss an uninterrupted run reaches.
+Runs are stored by `runs` (the run folder: config, metrics, checkpoints, lock). Each checkpoint carries model,
+optimizer, scheduler, RNG states and the loss window, so training killed at any moment continues from the last
+checkpoint and (on a CPU, same seed) ends with exactly the loss an uninterrupted run reaches.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import products, sampling, theory
+from . import products, runs, sampling, theory
 from .config import RunConfig
-from .models import build_model
+from .runs import Run
 
 CHECKPOINT_SCHEDULE = ((10, 1), (500, 10), (1000, 100), (5000, 1000))  # (up to step, every); then every 5000
 LATE_EVERY = 5000
@@ -55,17 +51,6 @@ def pick_device(requested: str = "auto") -> torch.device:
     if not available.get(requested, False):
         raise ValueError(f"device {requested!r} is not available here; choose 'auto' or 'cpu'")
     return torch.device(requested)
-
-
-def process_of(cfg: RunConfig) -> products.FactoredProcess:
-    """The process a run trains on: the paper's five factors, or n_mess3 independent Mess3 factors if > 0."""
-    if cfg.data.n_mess3:
-        return products.mess3_factors(cfg.data.n_mess3, noise=cfg.data.noise)
-    return products.paper_process(structure=cfg.data.structure, noise=cfg.data.noise)
-
-
-def model_of(cfg: RunConfig, process: products.FactoredProcess) -> torch.nn.Module:
-    return build_model(**asdict(cfg.model), vocab_size=process.model_vocab_size, n_ctx=cfg.data.seq_len + 1)
 
 
 def inputs_and_targets(
@@ -131,39 +116,6 @@ def cosine_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
-def _temp_path(path: Path) -> Path:
-    """A temp file beside `path`, private to this process and thread, so concurrent writers of one file (two
-    notebooks analysing the same run) never rename each other's half-written temp file."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-
-
-def atomic_save(obj: object, path: Path) -> None:
-    tmp = _temp_path(path)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = _temp_path(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def checkpoint_path(run_dir: Path, step: int) -> Path:
-    return run_dir / "checkpoints" / f"step_{step:07d}.pt"
-
-
-def saved_steps(run_dir: Path) -> list[int]:
-    return sorted(int(p.stem.split("_")[1]) for p in (run_dir / "checkpoints").glob("step_*.pt"))
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def _batches(process, batch_size: int, seq_len: int, generator: torch.Generator, device) -> Iterator[torch.Tensor]:
     while True:
         tokens, _ = sampling.sample(process, batch_size, seq_len, generator=generator, device=device)
@@ -176,10 +128,11 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     t = cfg.train
     device = pick_device(t.device)
-    process = process_of(cfg)
+    run = runs.Run(run_dir, cfg)
+    process = run.process
 
     torch.manual_seed(t.seed)
-    model = model_of(cfg, process).to(device)
+    model = run.new_model().to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=(0.9, t.adam_beta2), weight_decay=t.weight_decay)
     scheduler = make_scheduler(optimizer, cfg)
     data_rng = torch.Generator(device=device).manual_seed(t.seed)
@@ -192,10 +145,12 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
     eval_optimum = batch_optimal_loss(process, eval_tokens, eval_beliefs, positions)
 
     window: list[float] = []
-    done = saved_steps(run_dir)
-    start = done[-1] if done else 0
-    if done:
-        state = torch.load(checkpoint_path(run_dir, start), map_location=device, weights_only=True)
+    runs.remove_leftovers(run_dir)
+    resumed = runs.last_good_checkpoint(run_dir, device)
+    start = resumed[0] if resumed else 0
+    done = resumed is not None
+    if resumed:
+        state = resumed[1]
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -203,8 +158,7 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
         torch.set_rng_state(state["rng"]["torch"].cpu())
         window = list(state["loss_window"])
         # drop metrics logged after the checkpoint we resume from: they will be logged again
-        kept = [m for m in read_metrics(run_dir) if m["step"] <= start]
-        atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in kept))
+        runs.write_metrics(run_dir, [m for m in run.metrics() if m["step"] <= start])
 
     forward_model = torch.compile(model) if (t.compile and device.type == "cuda") else model
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
@@ -232,12 +186,11 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
             "lr": optimizer.param_groups[0]["lr"],
             "tokens_per_s": tokens_per_s,
         }
-        with open(run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
+        runs.append_metrics(run_dir, row)
         return row
 
     def save(step: int) -> None:
-        atomic_save(
+        runs.atomic_save(
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -247,7 +200,7 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
                 "step": step,
                 "config": cfg.to_dict(),
             },
-            checkpoint_path(run_dir, step),
+            runs.checkpoint_path(run_dir, step),
         )
 
     if not done:
@@ -304,3 +257,23 @@ def loss_milestones(metrics: list[dict], plateau: float, margin: float = 0.01) -
         "final_eval_optimum": last["eval_optimum"],
         "final_gap": last["gap"],
     }
+
+
+def get_or_train(cfg: RunConfig, root: Path | None = None, progress: bool = True, timeout: float | None = None) -> Run:
+    """A finished run for cfg: loaded if done, resumed if interrupted, trained from scratch if new.
+
+    A finished run loads at once. Otherwise the run folder's lock is held while checking and training, so two
+    processes asking for one run train it once: the second waits (up to `timeout` seconds, None: no limit;
+    TimeoutError after that), then loads it."""
+    path = runs.run_dir_for(cfg, root)
+    if (path / "config.json").exists():
+        run = runs.open_run(cfg, root)  # checks the stored config
+        if run.verified():  # finished with a readable last checkpoint: loads at once, whoever holds the lock
+            runs.remove_lock_file(path)
+            return run
+    path.mkdir(parents=True, exist_ok=True)
+    with runs.run_lock(path, timeout):
+        run = runs.open_run(cfg, root)  # under the lock: config.json is written by one process only
+        if not run.finished:  # another process may have finished it while this one waited
+            train(cfg, run.dir, progress=progress)
+    return run

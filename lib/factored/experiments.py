@@ -1,0 +1,105 @@
+"""Run-level experiments for notebooks 03-07: one run's analyses gathered, and conditions set beside a baseline,
+returned as data (dicts and data frames). The notebooks keep the narrative; tests check these numbers.
+
+Every analysis is cached in its run folder by `probing`, so a notebook that asks again for the same run and
+settings reads it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import probing
+from .runs import Run
+
+# "Near the factored value": dims@95 within 2 of sum(d_n - 1). Two is one factor's belief (a Mess3 or Bloch
+# belief spans 2 dims), so a network that is one factor short or one factor over still counts as factored.
+FACTORED_TOL = 2
+
+
+def final_results(run: Run, acfg: probing.AnalysisConfig, names: list[str], factored_dim: int) -> dict:
+    """What the condition-versus-baseline notebooks (04, 06) measure of one run, each piece cached:
+    {"trajectory", "phases" (`probing.dimension_phases`), "final" (last step), "vary" (vary-one at it),
+    "random_overlaps", "summary" (`probing.summary`), "metrics"}."""
+    trajectory = probing.analyze_run(run, acfg)
+    final, vary, random_overlaps = probing.final_vary_one(run, acfg)
+    metrics = run.metrics()
+    return {
+        "trajectory": trajectory,
+        "phases": probing.dimension_phases(trajectory, factored_dim, FACTORED_TOL),
+        "final": final,
+        "vary": vary,
+        "random_overlaps": random_overlaps,
+        "summary": probing.summary(trajectory, vary, random_overlaps, metrics[-1]["gap"], names),
+        "metrics": metrics,
+    }
+
+
+def phase_label(phases: dict) -> str:
+    """The factored phase of `probing.dimension_phases` as "steps a-b", or "none"."""
+    steps = phases["phase_steps"]
+    return f"steps {steps[0]}-{steps[-1]}" if steps else "none"
+
+
+def phases_table(phases: Mapping[str, dict], factored_dim: int) -> pd.DataFrame:
+    """dims@95 over training per condition, one row each: init, the collapse (minimum and its step), the factored
+    phase (checkpoints within FACTORED_TOL of factored_dim after the collapse) and the final value."""
+    rows = {
+        label: {
+            "init": p["init_dims95"],
+            "minimum (step)": f"{p['min_dims95']} ({p['min_step']})",
+            f"within {FACTORED_TOL} of {factored_dim}": phase_label(p),
+            "checkpoints in phase": len(p["phase_steps"]),
+            "final (step)": f"{p['final_dims95']} ({p['final_step']})",
+        }
+        for label, p in phases.items()
+    }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def mean_by_kind(per_factor: Mapping[str, float], kinds: Sequence[str], kind: str) -> float:
+    """Mean of a per-factor value (ordered like the factors) over the factors of one kind ("simplex": Mess3,
+    "bloch"); NaN when there is none."""
+    values = [v for v, k in zip(per_factor.values(), kinds, strict=True) if k == kind]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def spread(values, fmt: str = ".3f") -> str:
+    values = list(values)
+    return f"{min(values):{fmt}}-{max(values):{fmt}}" if values else "-"
+
+
+def comparison_table(results: Mapping[str, dict], kinds: Sequence[str], factored_dim: int) -> pd.DataFrame:
+    """The rows every condition-versus-baseline table shares, one column per condition (`final_results` each):
+    the gap, dims@95 at init, minimum, factored phase and final, held-out R^2 by factor kind and RMSE range,
+    and the final and random-init mean overlaps at k = 1, 2."""
+    rows: dict[str, dict[str, object]] = {}
+    for label, r in results.items():
+        p, s = r["phases"], r["summary"]
+        rows[label] = {
+            "gap to the optimal predictor (nats)": f"{s['optimal_loss_gap']:+.4f}",
+            "dims@95 at init": p["init_dims95"],
+            "min dims@95 (step)": f"{p['min_dims95']} ({p['min_step']})",
+            f"factored phase (dims@95 within {FACTORED_TOL} of {factored_dim})": phase_label(p),
+            "final dims@95 (step)": f"{p['final_dims95']} ({p['final_step']})",
+            "mean held-out R², Mess3 factors": f"{mean_by_kind(s['r2'], kinds, 'simplex'):.3f}",
+            "mean held-out R², Bloch factors": f"{mean_by_kind(s['r2'], kinds, 'bloch'):.3f}",
+            "held-out RMSE per factor": spread(s["rmse"].values()),
+            "mean overlap k = 1, 2 (final)": f"{s['overlap_k1']:.2g}, {s['overlap_k2']:.2g}",
+            "random-init overlap k = 1, 2": f"{s['random_init_overlap_k1']:.2f}, {s['random_init_overlap_k2']:.2f}",
+        }
+    table = pd.DataFrame(rows)
+    table.index.name = "quantity"
+    return table
+
+
+def seeds_table(summaries: Mapping[int, dict]) -> pd.DataFrame:
+    """`probing.summary` of several seeds side by side (one column each, flattened), with mean, sd, min, max."""
+    table = pd.DataFrame({f"seed {s}": probing.flatten_summary(r) for s, r in sorted(summaries.items())})
+    numbers = table.astype(float)
+    table["mean"], table["sd"] = numbers.mean(axis=1), numbers.std(axis=1)
+    table["min"], table["max"] = numbers.min(axis=1), numbers.max(axis=1)
+    return table
