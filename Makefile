@@ -4,7 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= laptop
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
-TEST_ENV := FACTORED_PROFILE=smoke TQDM_DISABLE=1 MPLBACKEND=Agg
+# Tests write their runs to a temporary outputs folder, never to the user's outputs/.
+TEST_OUTPUTS := $(shell mktemp -d -u /tmp/factored-test-outputs.XXXXXX)
+TEST_ENV := FACTORED_PROFILE=smoke TQDM_DISABLE=1 MPLBACKEND=Agg FACTORED_OUTPUTS=$(TEST_OUTPUTS)
+# Executes a notebook into a target without ever leaving a half-written target (see lib/factored/render.py).
+RENDER := $(PY) -m factored.render
 
 .PHONY: setup run seeds render figures test lint unit notebooks-sync nbval sync bench sweep
 
@@ -21,14 +25,14 @@ run: setup
 	@mkdir -p outputs/notebooks
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb (profile=$(PROFILE))"; \
-	  $(VENV)/bin/papermill --cwd notebooks $$nb outputs/notebooks/$$(basename $$nb) -p profile $(PROFILE) || exit 1; \
+	  $(RENDER) $$nb outputs/notebooks/$$(basename $$nb) -p profile $(PROFILE) || exit 1; \
 	done
 
 # Train seeds 1 and 2 of $(PROFILE) (via notebook 02), for notebook 03's table across seeds.
 seeds: setup
 	@mkdir -p outputs/notebooks
 	@for s in 1 2; do \
-	  $(VENV)/bin/papermill --cwd notebooks notebooks/02_training.ipynb outputs/notebooks/02_training_seed$$s.ipynb \
+	  $(RENDER) notebooks/02_training.ipynb outputs/notebooks/02_training_seed$$s.ipynb \
 	    -p profile $(PROFILE) -p seed $$s || exit 1; \
 	done
 
@@ -44,7 +48,7 @@ sweep: setup
 render: setup
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== render $$nb"; \
-	  env -u FACTORED_PROFILE TQDM_DISABLE=1 $(VENV)/bin/papermill --cwd notebooks $$nb $$nb || exit 1; \
+	  env -u FACTORED_PROFILE TQDM_DISABLE=1 $(RENDER) $$nb $$nb || exit 1; \
 	done
 	$(VENV)/bin/jupytext --sync notebooks/*.ipynb
 
@@ -55,17 +59,18 @@ figures: setup
 test: setup lint unit notebooks-sync nbval
 
 lint:
-	$(VENV)/bin/ruff check lib tests benchmarks docs notebooks/*.py
+	$(VENV)/bin/ruff check lib tests benchmarks docs notebooks/[0-9][0-9]_*.py
 	$(VENV)/bin/ruff format --check lib tests benchmarks docs
 
 unit:
-	$(TEST_ENV) $(VENV)/bin/pytest -q tests
+	$(TEST_ENV) $(VENV)/bin/pytest -q tests; status=$$?; rm -rf $(TEST_OUTPUTS); exit $$status
 
 notebooks-sync:
 	$(VENV)/bin/python tests/check_notebook_pairs.py notebooks
 
 nbval:
-	cd notebooks && $(TEST_ENV) ../$(VENV)/bin/pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env $(notdir $(NOTEBOOKS))
+	cd notebooks && $(TEST_ENV) ../$(VENV)/bin/pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
+	  $(notdir $(NOTEBOOKS)); status=$$?; rm -rf $(TEST_OUTPUTS); exit $$status
 
 # After editing a notebook's .py, bring its .ipynb up to date (keeps outputs of unchanged cells).
 sync:

@@ -36,13 +36,18 @@ profile: str = ""  # smoke | laptop | paper (sets Monte-Carlo sample sizes); "":
 seed: int = 0
 
 # %%
+from factored import config
+
+config.check_parameters(globals())  # an unknown, mistyped or out-of-range parameter stops here, before any work
+profile = config.resolve_profile(profile)
+
+# %%
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from factored import config, ghmm, plots, processes, products, sampling, theory
+from factored import ghmm, plots, processes, products, sampling, theory
 
-profile = config.resolve_profile(profile)  # one clear error for a bad profile, before any work
 n_mc = config.profile_record(profile).mc_samples_curves  # Monte-Carlo contexts per point of the eps curves
 np.set_printoptions(precision=5, suppress=True)
 

@@ -41,7 +41,7 @@ site: str = ""  # "": the model's last residual stream (or last recurrent layer)
 n_random_models: int = 5  # randomly initialised models for the overlap baseline band
 
 # %%
-from factored import config
+from factored import config, probing
 
 config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
 cfg = config.from_parameters(
@@ -49,7 +49,8 @@ cfg = config.from_parameters(
     seed=seed, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp, n_mess3=n_mess3,
 )
 profile = config.resolve_profile(profile)
-print(cfg)
+acfg = probing.analysis_config(profile, run=cfg, site=site or None, n_random_models=n_random_models)  # site too
+print(cfg, acfg, sep="\n")
 
 # %%
 import dataclasses
@@ -57,10 +58,7 @@ import json
 
 import pandas as pd
 
-from factored import analysis, experiments, plots, probing, products, runs, train
-
-acfg = probing.analysis_config(profile, site=site or None, n_random_models=n_random_models)
-print(acfg)
+from factored import analysis, experiments, plots, products, runs, train
 
 # %% [markdown]
 # ## The run and the analysis of every checkpoint

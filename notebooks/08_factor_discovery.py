@@ -49,9 +49,12 @@ seed: int = 0
 site: str = ""  # "": the model's last residual stream (or last recurrent layer)
 
 # %%
-from factored import config
+from factored import config, probing
 
-config.check_parameters(globals())
+config.check_parameters(globals())  # an unknown, mistyped or out-of-range parameter stops here
+profile = config.resolve_profile(profile)
+cfg = config.make_config(profile, seed=seed)
+acfg = probing.analysis_config(profile, run=cfg, site=site or None)  # an unknown site stops here, before training
 
 import numpy as np
 import pandas as pd
@@ -60,9 +63,6 @@ from sklearn.metrics import adjusted_rand_score
 
 from factored import analysis, discovery, plots, probing, products, runs, sampling, train
 
-profile = config.resolve_profile(profile)
-cfg = config.make_config(profile, seed=seed)
-acfg = probing.analysis_config(profile, site=site or None)
 process = products.paper_process()
 kinds = plots.factor_kinds(process)
 names = plots.factor_names(kinds)

@@ -382,8 +382,11 @@ def check_parameters(namespace: dict[str, Any]) -> None:
         if kind in _PARAMETER_CHECKS:
             ok, expected = _PARAMETER_CHECKS[kind]
             value = namespace.get(name)
-            if not ok(value) and name in _field_owners():  # a run field: its own message names its range
-                part, default = _field_owners()[name], RunConfig()
+            defaulted = name in _PROFILE_DEFAULTED and value == 0  # 0: "the profile's", checked by from_parameters
+            if name in _field_owners() and not defaulted:  # a run field: its own message names its range
+                # one field alone: its range, not the rules between fields (a transformer's heads divide its width),
+                # which `from_parameters` checks on the whole config right after
+                part, default = _field_owners()[name], RunConfig(model=ModelConfig(arch="rnn"))
                 validate(replace(default, **{part: replace(getattr(default, part), **{name: value})}))
             _check(ok(value), name, expected, value)
 

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import analysis, config, products, sampling, theory
+from .models import build_model
 from .runs import Run, atomic_write_text
 from .train import inputs_and_targets
 
@@ -182,7 +183,8 @@ def _cached_steps(path, steps: list[int], compute, progress: bool = False, desc:
     file is rewritten atomically after each one, so an interrupted analysis resumes where it stopped."""
     path.parent.mkdir(exist_ok=True)
     cache = {int(k): v for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
-    for step in tqdm([s for s in steps if s not in cache], desc=desc, disable=not progress):
+    quiet = {} if progress else {"disable": True}  # progress=True leaves the choice to TQDM_DISABLE
+    for step in tqdm([s for s in steps if s not in cache], desc=desc, **quiet):
         cache[step] = compute(step)
         atomic_write_text(path, json.dumps(cache))
     return {s: cache[s] for s in steps}
@@ -263,10 +265,22 @@ def reference_curves(process, cfg: AnalysisConfig, seq_len: int) -> dict:
     }
 
 
-def analysis_config(profile: str | None = None, **overrides) -> AnalysisConfig:
+def analysis_config(profile: str | None = None, run: config.RunConfig | None = None, **overrides) -> AnalysisConfig:
     """The analysis settings of a profile (`config.Profile.analysis`: the smoke profile's are small enough for
-    CI), with single fields overridden by name (`site=...`, `n_random_models=...`)."""
-    return replace(AnalysisConfig(**config.profile_record(profile).analysis), **overrides)
+    CI), with single fields overridden by name (`site=...`, `n_random_models=...`). Every field is checked, and
+    with `run` (the run it will analyse) the site too, so that a bad value stops a notebook before it trains."""
+    cfg = replace(AnalysisConfig(**config.profile_record(profile).analysis), **overrides)
+    for name, low in (("n_sequences", 2), ("vary_settings", 1), ("vary_sequences", 2), ("k_max", 1),
+                      ("n_random_models", 1), ("batch_size", 1), ("seed", 0)):  # fmt: skip
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if run is not None and cfg.site is not None:
+        vocab = products.process_of(run.data).model_vocab_size
+        sites = build_model(run.model, vocab, run.data.seq_len + 1).sites
+        if cfg.site not in sites:
+            raise ValueError(f"site must be one of this model's sites {sites} ('' for its default), got {cfg.site!r}")
+    return cfg
 
 
 def stages(trajectory: dict[int, dict]) -> dict[str, int]:

@@ -207,7 +207,8 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
         log(0, float("nan"), 0.0)
         save(0)
 
-    bar = tqdm(total=t.steps, initial=start, desc=cfg.run_id, disable=not progress, dynamic_ncols=True)
+    quiet = {} if progress else {"disable": True}  # progress=True leaves the choice to TQDM_DISABLE
+    bar = tqdm(total=t.steps, initial=start, desc=cfg.run_id, dynamic_ncols=True, **quiet)
     clock, last_logged, loss_value = time.perf_counter(), start, float("nan")
     for step in range(start + 1, t.steps + 1):
         inputs, targets = inputs_and_targets(process, next(batches), model.uses_bos)

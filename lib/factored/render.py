@@ -1,0 +1,97 @@
+"""Execute one notebook with papermill without ever leaving a half-written result at its target.
+
+    python -m factored.render notebooks/04_noise.ipynb outputs/notebooks/04_noise.ipynb -p noise 0.2
+
+papermill writes the executed notebook as it goes, so a failing or interrupted run would overwrite a good
+executed notebook in place. Here it writes `<target dir>/.<name>.partial.ipynb` and renames it over the target
+only when every cell has run: a failed run leaves the target as it was and keeps the partial copy (the notebook
+up to its error) beside it as `<name>.failed.ipynb`. `make run`, `make seeds` and `make render` use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import yaml
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+KERNEL_START_TIMEOUT = 300  # seconds; papermill's 60 is too short for kernels importing torch at once on 2 cores
+
+
+def partial_path(target: Path) -> Path:
+    return target.with_name(f".{target.stem}.partial.ipynb")
+
+
+def failed_path(target: Path) -> Path:
+    return target.with_name(f"{target.stem}.failed.ipynb")
+
+
+def execute(notebook: Path, target: Path, parameters: dict | None = None, cwd: Path | None = None) -> Path:
+    """Execute `notebook` into `target` atomically (see the module docstring); raises what papermill raised."""
+    import papermill  # here, not at the top: `--help` and the tests of this module stay fast
+
+    notebook, target = Path(notebook), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_path(target)
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(partial),
+            parameters=parameters or {},
+            cwd=str(cwd or notebook.parent),
+            start_timeout=KERNEL_START_TIMEOUT,
+            log_output=True,
+        )
+    except BaseException:
+        if partial.exists():
+            os.replace(partial, failed_path(target))
+        raise
+    finished(partial, keep_pairing=target.resolve() == notebook.resolve())
+    os.replace(partial, target)
+    failed_path(target).unlink(missing_ok=True)
+    return target
+
+
+def finished(path: Path, keep_pairing: bool) -> None:
+    """Make an executed notebook look finished and say only what it is: no progress-bar widget state (frozen
+    bars), no machine paths in papermill's metadata, and no jupytext pairing unless it is a project notebook
+    rendered in place (a copy in outputs/ must not grow a .py twin)."""
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("widgets", None)
+    for key in ("input_path", "output_path"):
+        nb.metadata.get("papermill", {}).pop(key, None)
+    if not keep_pairing:
+        nb.metadata.get("jupytext", {}).pop("formats", None)
+    for cell in nb.cells:  # a widget view with no state renders as a stray "Loading..." line
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if WIDGET not in o.get("data", {})]
+    nbformat.write(nb, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebook", type=Path)
+    parser.add_argument("target", type=Path)
+    parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="a parameter, its value read as YAML (as papermill's -p)")  # fmt: skip
+    args = parser.parse_args(argv)
+    parameters = {name: yaml.safe_load(value) for name, value in args.p}
+    try:
+        execute(args.notebook, args.target, parameters)
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.target} left as it was", file=sys.stderr)
+        return 130
+    except Exception as e:  # papermill's own message names the failing cell and error
+        print(f"{args.notebook} failed: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+              f"\n{args.target} left as it was; the notebook up to its error is in {failed_path(args.target)}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Every notebook checks its parameters in the cell after the parameters, before anything is trained or written:
+one ValueError naming the parameter and its allowed range."""
+
+import papermill
+import pytest
+from notebook_runs import execute, run_folders
+
+
+@pytest.mark.parametrize(
+    ("name", "parameters", "message"),
+    [
+        ("01_theory", {"bogus": 3}, "unknown parameter 'bogus'; this notebook's parameters are ['profile', 'seed']"),
+        ("01_theory", {"seed": -1}, "seed must be an integer in [0, 2**63), got -1"),
+        ("01_theory", {"seed": "abc"}, "seed must be an integer in [0, 2**63), got 'abc'"),
+        ("03_factored_geometry", {"site": "foo"}, "site must be one of this model's sites ["),
+        ("03_factored_geometry", {"n_random_models": 0}, "n_random_models must be an integer >= 1, got 0"),
+        ("08_factor_discovery", {"site": "blocks.9.hook_resid_post"}, "site must be one of this model's sites ["),
+        ("05_architectures", {"n_heads": 7}, "n_heads must be left unset for arch='lstm' (transformer only), got 7"),
+    ],
+    ids=["01-unknown", "01-seed-range", "01-seed-type", "03-site", "03-n_random_models", "08-site", "05-lstm-heads"],
+)
+def test_a_bad_parameter_stops_in_the_checking_cell_and_writes_nothing(name, parameters, message, outputs, tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        execute(name, tmp_path / "out.ipynb", **parameters)
+    assert info.value.ename == "ValueError" and message in info.value.evalue
+    assert "config.check_parameters(globals())" in info.value.source  # the cell right after the parameters
+    assert run_folders(outputs) == []

@@ -1,0 +1,59 @@
+"""Executing a notebook into a target never leaves it half-written: a failed run keeps the old target."""
+
+import nbformat
+import pytest
+from notebook_runs import NOTEBOOKS
+
+from factored import render
+
+
+def tiny_notebook(path, source: str):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["jupytext"] = {"formats": "ipynb,py:percent"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("x: int = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell(source)]  # fmt: skip
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_failing_run_leaves_the_previous_target_and_keeps_the_failed_copy(tmp_path, outputs):
+    target = tmp_path / "executed" / "01_theory.ipynb"
+    target.parent.mkdir()
+    target.write_text("a good executed notebook")
+    status = render.main([str(NOTEBOOKS / "01_theory.ipynb"), str(target), "-p", "seed", "-1"])
+    assert status == 1
+    assert target.read_text() == "a good executed notebook"
+    failed = nbformat.read(render.failed_path(target), as_version=4)
+    assert any("seed must be an integer" in str(o) for c in failed.cells for o in c.get("outputs", []))
+    assert not render.partial_path(target).exists()
+
+
+def test_a_finished_run_replaces_the_target_and_says_only_what_it_is(tmp_path, outputs):
+    notebook = tiny_notebook(tmp_path / "nb.ipynb", "print(x * 2)")
+    target = tmp_path / "out" / "nb.ipynb"
+    assert render.main([str(notebook), str(target), "-p", "x", "21"]) == 0
+    nb = nbformat.read(target, as_version=4)
+    assert "42" in nb.cells[-1].outputs[0]["text"]
+    assert "formats" not in nb.metadata.get("jupytext", {})  # a copy elsewhere is not paired with a .py
+    assert "output_path" not in nb.metadata["papermill"] and "widgets" not in nb.metadata
+
+
+def test_an_interrupted_run_is_exit_130_and_leaves_the_target(tmp_path, outputs, monkeypatch):
+    target = tmp_path / "nb.ipynb"
+    target.write_text("old")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(render, "execute", interrupted)
+    assert render.main([str(tiny_notebook(tmp_path / "src.ipynb", "pass")), str(target)]) == 130
+    assert target.read_text() == "old"
+
+
+@pytest.mark.parametrize("name", ["out.ipynb", "04_noise-eps0.2.ipynb"])
+def test_only_the_project_notebooks_are_paired(name):
+    from jupytext.config import load_jupytext_config
+
+    assert load_jupytext_config(str(NOTEBOOKS)).default_formats(str(NOTEBOOKS / name)) is None
+    assert nbformat.read(NOTEBOOKS / "04_noise.ipynb", as_version=4).metadata.jupytext.formats == "ipynb,py:percent"
