@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from factored import analysis, discovery, factored
+from factored import analysis, discovery, ghmm, processes, products, sampling
 
 D_MODEL, N_SEQ, SEQ_LEN = 120, 1500, 8  # the synthetic width is the paper's d_model
 
@@ -12,7 +12,7 @@ D_MODEL, N_SEQ, SEQ_LEN = 120, 1500, 8  # the synthetic width is the paper's d_m
 @pytest.fixture(scope="module")
 def beliefs():
     """True beliefs of the paper's five factors after tokens 1..7: list[5] of [N_SEQ, 7, 3]."""
-    _, b = factored.sample(factored.paper_process(), N_SEQ, SEQ_LEN, seed=0)
+    _, b = sampling.sample(products.paper_process(), N_SEQ, SEQ_LEN, seed=0)
     return [x[:, 1:SEQ_LEN].double().numpy() for x in b]
 
 
@@ -143,8 +143,8 @@ def test_match_subspaces_pairs_by_overlap():
 
 
 def test_a_factored_unembedding_reveals_the_vocabulary():
-    process = factored.paper_process()
-    parts = factored.decode(process, np.arange(process.vocab_size))  # [432, 5] sub-tokens
+    process = products.paper_process()
+    parts = products.decode(process, np.arange(process.vocab_size))  # [432, 5] sub-tokens
     rng = np.random.default_rng(0)
     Q = np.linalg.qr(rng.normal(size=(D_MODEL, 10)))[0].T  # 5 orthogonal planes, [10, d]
     # additive logits: token t gets sum_n u_n[t_n] . (factor n's plane)
@@ -184,3 +184,132 @@ def test_synthetic_activations_have_the_stated_subspaces(beliefs):
     inside = sum(analysis.project(centred, s, k=2, mean=np.zeros(20)) @ s for s in subspaces)
     np.testing.assert_allclose(inside, centred, atol=1e-6)  # all the variance lies in the two planes (float32)
     assert analysis.subspace_overlap(subspaces[0], subspaces[1], 2) < 1e-20  # orthogonal by construction
+
+
+# ------------------------------------------------------------------------- held-out known answers (the scan)
+def _factor_beliefs(process, n_seq: int, seed: int) -> np.ndarray:
+    """True beliefs of one process after tokens 1..SEQ_LEN-1, sampled with `ghmm` alone: [n_seq, SEQ_LEN-1, S]."""
+    rng = np.random.default_rng(seed)
+    eta = np.tile(process.pi, (n_seq, 1))
+    out = []
+    for _ in range(SEQ_LEN - 1):
+        p = np.clip(ghmm.next_token_probs(process, eta), 0, None)
+        cdf = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
+        x = np.minimum((rng.uniform(size=(n_seq, 1)) > cdf).sum(axis=1), p.shape[1] - 1)
+        eta = ghmm.update(process, eta, x)
+        out.append(eta)
+    return np.stack(out, axis=1)
+
+
+def _beliefs_of(factors, n_seq: int = N_SEQ, seed: int = 0) -> list[np.ndarray]:
+    return [_factor_beliefs(g, n_seq, seed + 7 * i) for i, g in enumerate(factors)]
+
+
+MESS3, BLOCH = processes.mess3(0.15, 0.6), processes.bloch_walk(1.0, 3.0)
+
+
+def _found(acts, truth):
+    """(factors found, matched overlaps) of `find_factors` on acts against the true subspaces."""
+    report = discovery.find_factors(acts)
+    pairs, overlap = discovery.match_subspaces(report.subspaces, truth)
+    return report.n_factors, overlap[pairs[:, 0], pairs[:, 1]]
+
+
+def test_a_factor_at_a_tenth_of_the_scale_is_found():
+    # 1% of the others' variance: below the 95%-variance cut, above the noise floor. Its subspace is the span of
+    # its patterns, which a FastICA rotation error of angle e tilts by ~10 e toward the strong factors: B = 3000
+    b = _beliefs_of([MESS3, MESS3, MESS3, BLOCH, BLOCH], n_seq=3000)
+    b[2] = b[2] * 0.1
+    acts, truth = discovery.synthetic_activations(b, d=40)  # 40 dims: the noise floor as in 120, a shorter scan
+    assert discovery.n_components_at(acts) < 10 <= discovery.n_signal(acts)
+    n, matched = _found(acts, truth)
+    assert n == 5 and matched.min() >= 0.9
+
+
+def test_a_saturating_nonlinearity_keeps_the_factors(beliefs):
+    acts, truth = discovery.synthetic_activations([b[:800] for b in beliefs], d=40)  # 40 dims: fewer harmonics
+    mixed = acts - acts.mean(axis=(0, 1))
+    acts = np.tanh(0.5 * mixed / np.sqrt((mixed**2).mean()))  # a 1-sigma value reaches tanh(0.5): mild saturation
+    n, matched = _found(acts, truth)
+    assert n == 5 and matched.min() >= 0.9
+
+
+def test_exactly_low_rank_activations_do_not_crash():
+    acts, truth = discovery.synthetic_activations(_beliefs_of([MESS3, MESS3, MESS3, BLOCH, BLOCH]), noise=0.0)
+    assert discovery.numerical_rank(acts) == 10  # 5 factors x 2 free coordinates, in 120 dims
+    n, matched = _found(acts, truth)
+    assert n == 5 and matched.min() >= 0.99
+
+
+def test_float32_round_off_is_no_direction(beliefs):
+    acts, _ = discovery.synthetic_activations(beliefs, noise=0.0)  # float32 beliefs: fixed sums hold to ~1e-7
+    assert discovery.numerical_rank(acts) == 10
+
+
+@pytest.mark.parametrize(
+    "factors",
+    [
+        [processes.mess3(0.05, 0.85), processes.mess3(0.3, 0.5), processes.bloch_walk(1.0, 2.0)],  # other parameters
+        [MESS3, MESS3, MESS3, MESS3, BLOCH, BLOCH],  # six factors
+        [MESS3, BLOCH],  # two
+    ],
+    ids=["other-parameters", "six-factors", "two-factors"],
+)
+def test_other_products_are_recovered(factors):
+    acts, truth = discovery.synthetic_activations(_beliefs_of(factors, n_seq=1000), seed=5)
+    n, matched = _found(acts, truth)
+    assert n == len(factors) and matched.min() >= 0.99
+
+
+def test_non_orthogonal_mixing_is_recovered(beliefs):
+    rng = np.random.default_rng(6)
+    mixing = rng.normal(size=(D_MODEL, 15)) / np.sqrt(15)  # the factors' planes at random angles
+    acts = np.concatenate(beliefs, axis=-1) @ mixing.T + 0.01 * rng.normal(size=(N_SEQ, SEQ_LEN - 1, D_MODEL))
+    truth = []
+    for n, b in enumerate(beliefs):
+        flat = b.reshape(-1, 3)
+        free = np.linalg.svd(flat - flat.mean(axis=0), full_matrices=False)[2][:2]  # the 2 varying directions
+        truth.append(np.linalg.qr(mixing[:, 3 * n : 3 * n + 3] @ free.T)[0].T)
+    n_found, matched = _found(acts, truth)
+    assert n_found == 5 and matched.min() >= 0.99
+
+
+def test_token_and_position_features_do_not_make_factors(beliefs):
+    rng = np.random.default_rng(7)
+    acts, truth = discovery.synthetic_activations([b[:800] for b in beliefs], d=40, seed=7)
+    token = rng.integers(0, 432, size=acts.shape[:2])  # a nuisance: a random embedding of a random token
+    acts = acts + 0.02 * rng.normal(size=(432, 40))[token] + rng.normal(size=(SEQ_LEN - 1, 40))
+    n, matched = _found(acts, truth)
+    assert n == 5 and matched.min() >= 0.99
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "independent"])
+def test_nulls_have_no_factors(kind):
+    rng = np.random.default_rng(8)
+    if kind == "gaussian":
+        acts = rng.normal(size=(800, 4, 12))
+    else:  # independent non-Gaussian sources, mixed: ICA separates them, nothing groups them
+        sources = np.concatenate([rng.uniform(-1, 1, size=(800, 4, 4)), rng.laplace(size=(800, 4, 4))], axis=-1)
+        acts = sources @ rng.normal(size=(8, 40)) + 0.01 * rng.normal(size=(800, 4, 40))
+    assert discovery.find_factors(acts).n_factors == 0
+
+
+def test_find_factors_reports_and_scores(beliefs):
+    acts, truth = discovery.synthetic_activations(beliefs[:2], seed=9)
+    report = discovery.find_factors(acts[:, :, :])
+    table, summary = report.table(), report.summary()
+    assert report.n_factors == 2 == len(table["dims"]) and summary["k"] == report.k
+    assert sum(table["share"]) > 0.9  # the two factors hold all the variance but the noise's
+    score = discovery.score_against_truth(report.subspaces, acts, beliefs[:2], truth)
+    assert score["n_recovered"] == 2 and score["n_spurious"] == 0
+    assert min(score["table"]["ratio"]) > 0.99 and min(score["table"]["overlap"]) > 0.99
+    nothing = discovery.score_against_truth([], acts, beliefs[:2], truth)
+    assert nothing["n_recovered"] == 0 and np.isnan(nothing["table"]["r2_subspace"]).all()
+
+
+def test_refound_counts_factors_seen_at_a_neighbouring_k(beliefs):
+    acts, _ = discovery.synthetic_activations(beliefs[3:], seed=4)
+    scan = discovery.scan_components(acts, [3, 4, 5, 7])
+    again = discovery.refound(scan)
+    assert again[4] == again[5] == 2 and again[7] == 0  # 7 has no neighbour in the scan
+    assert scan[discovery.choose_components(scan)].n_factors == 2

@@ -13,15 +13,20 @@ finds them in three steps (ICA, then group the components that stay dependent):
      disk: two coordinates, uncorrelated but bounded together), those of different factors can;
   3. group: the dependence of two components is the correlation of their energies (squares) at each position
      (root mean square over positions: positions differ in spread, which would couple every pair). Components
-     are joined by average linkage; the tree is cut where the weakest link kept inside a group is most
-     clearly stronger than the strongest link left between groups (the ratio is the cut's *contrast*), and the
-     cut counts only if its contrast is at least MIN_CONTRAST. Dependence below a threshold calibrated on
-     shuffled sources (independent by construction) is noise and never joins anything.
+     are joined by average linkage; a cluster's *contrast* is its weakest link inside over its strongest link
+     out (judged cluster by cluster: a Bloch disk's coordinates are far more dependent than a Mess3
+     triangle's), and the most disjoint clusters of contrast >= MIN_CONTRAST are the factors. Dependence below
+     a threshold calibrated on shuffled sources (independent by construction) is noise and never joins anything.
 A factor is a group of >= 2 components (a lone component cannot be told from noise by independence alone);
 its subspace is the span of its components' patterns, orthonormalised and ordered by variance.
 
-Checks against ground truth (`match_subspaces`, `subspace_r2`) and the vocabulary's factorisation read from the
-unembedding (`token_partition`) are at the end.
+How many components k to keep is scanned (`scan_and_choose`): up to two past the components above the noise
+floor (weak factors carry little variance but stand clear of the noise), never past the numerical rank; the
+k reported finds the most factors that are found again at k - 1 or k + 1. `find_factors` is the entry point.
+
+Checks against ground truth (`match_subspaces`, `subspace_r2`, `score_against_truth`, shared with the
+sparse-autoencoder baseline in `sae`) and the vocabulary's factorisation read from the unembedding
+(`token_partition`) are at the end.
 """
 
 from __future__ import annotations
@@ -467,6 +472,114 @@ def subspace_r2(acts: np.ndarray, beliefs: np.ndarray, directions: np.ndarray | 
     (None: the full activations), by `analysis.belief_regression`."""
     x = acts if directions is None else analysis.project(acts, directions, k=len(directions))
     return float(analysis.belief_regression(x, [beliefs], seed=seed).r2[0])
+
+
+def score_against_truth(
+    found: Sequence[np.ndarray],
+    acts: np.ndarray,
+    true_beliefs: Sequence[np.ndarray],
+    true_subspaces: Sequence[np.ndarray],
+    same: float = SAME_FACTOR,
+    seed: int = 0,
+) -> dict:
+    """How well found subspaces (any method's: list[F] of orthonormal [m, d]) recover known factors.
+
+    acts: [B, P, d] (or [n, d]); true_beliefs: list[N] of [B, P, S_n] (or [n, S_n]); true_subspaces: list[N] of
+    orthonormal [r, d]. Found and true are paired by `match_subspaces`; a true factor counts as found when its
+    pair's overlap exceeds `same` (SAME_FACTOR). Returns {"table": {column: list[N]}: factor, found (index, -1:
+    none), overlap, r2_subspace (held-out R^2 of the beliefs from the matched subspace; nan when none), r2_full
+    (from all of acts), ratio; "n_found": F, "n_true": N, "n_recovered": true factors found, "n_spurious": found
+    subspaces matching no true factor}."""
+    acts = np.asarray(acts, dtype=np.float64)
+    flat = acts.reshape(-1, acts.shape[-1])
+    beliefs = [np.asarray(b, dtype=np.float64).reshape(len(flat), -1) for b in true_beliefs]
+    if len(beliefs) != len(true_subspaces):
+        raise ValueError(f"true_beliefs and true_subspaces must be as many, got {len(beliefs)}, {len(true_subspaces)}")
+    pairs, overlap = match_subspaces(list(found), list(true_subspaces))
+    partner = {int(t): int(f) for f, t in pairs if overlap[f, t] > same}
+    table: dict[str, list] = {k: [] for k in ("factor", "found", "overlap", "r2_subspace", "r2_full", "ratio")}
+    for t, b in enumerate(beliefs):
+        f = partner.get(t, -1)
+        full = subspace_r2(flat, b, seed=seed)
+        sub = subspace_r2(flat, b, found[f], seed=seed) if f >= 0 else float("nan")
+        table["factor"].append(t)
+        table["found"].append(f)
+        table["overlap"].append(float(overlap[:, t].max()) if len(found) else 0.0)
+        table["r2_subspace"].append(sub)
+        table["r2_full"].append(full)
+        table["ratio"].append(sub / full if f >= 0 and full > 0 else float("nan"))
+    return {
+        "table": table,
+        "n_found": len(found),
+        "n_true": len(beliefs),
+        "n_recovered": len(partner),
+        "n_spurious": len(found) - len(partner),
+    }
+
+
+# ------------------------------------------------------------------------------------------- entry point
+@dataclass(frozen=True)
+class FactorReport:
+    """What `find_factors` found: n_factors; subspaces list[n_factors] of orthonormal [m_n, d] (directions by
+    decreasing variance); variances list[n_factors] of [m_n]; k, the components kept; total_variance of the
+    position-centred activations; discovery, scan: the full answer (`discover_factors`, `scan_components`)."""
+
+    n_factors: int
+    subspaces: list[np.ndarray]
+    variances: list[np.ndarray]
+    k: int
+    total_variance: float
+    discovery: Discovery
+    scan: dict[int, Discovery]
+
+    def table(self) -> dict[str, list]:
+        """One row per factor: {"factor", "dims", "variance", "share" (of all the variance), "readout_overlap"
+        (of the subspace with what reads it out: 1 when the factor lies orthogonal to the others)}; columns as
+        lists, ready for pandas.DataFrame."""
+        d = self.discovery
+        return {
+            "factor": list(range(self.n_factors)),
+            "dims": [len(s) for s in self.subspaces],
+            "variance": [float(v.sum()) for v in self.variances],
+            "share": [float(v.sum() / self.total_variance) for v in self.variances],
+            "readout_overlap": [
+                analysis.subspace_overlap(r, s, min(2, len(s))) for r, s in zip(d.readouts, self.subspaces, strict=True)
+            ],
+        }
+
+    def summary(self) -> dict:
+        """{"n_factors", "k", "k_scanned": [first, last], "contrast", "counts": {k: factors found},
+        "refound": {k: factors found again at a neighbouring k}}."""
+        return {
+            "n_factors": self.n_factors,
+            "k": self.k,
+            "k_scanned": [min(self.scan), max(self.scan)],
+            "contrast": self.discovery.contrast,
+            "counts": {k: d.n_factors for k, d in self.scan.items()},
+            "refound": refound(self.scan),
+        }
+
+
+def find_factors(acts: np.ndarray, **kwargs) -> FactorReport:
+    """Find the factors in a model's activations alone: the entry point for a researcher's own model.
+
+    acts: [B, P, d], B sequences (independent samples) x P positions x d features (a residual stream at one
+    layer, BOS dropped; positions are centred separately), or [n, d] (one position). Use a few thousand
+    sequences: the noise threshold and the components' precision come from B. kwargs go to `scan_and_choose`
+    (variance, n_shuffles, alpha, min_contrast, seed). Returns a `FactorReport`; `.table()` and `.summary()`
+    print it. Zero factors is an answer: no subspaces whose activity is independent of the rest."""
+    acts = _as_3d(acts)
+    k, scan = scan_and_choose(acts, **kwargs)
+    found = scan[k]
+    return FactorReport(
+        n_factors=found.n_factors,
+        subspaces=found.subspaces,
+        variances=found.variances,
+        k=k,
+        total_variance=float(spectrum(acts).sum()),
+        discovery=found,
+        scan=scan,
+    )
 
 
 # ------------------------------------------------------------------------------------------- the vocabulary
