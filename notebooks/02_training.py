@@ -50,7 +50,7 @@ from factored import config
 
 config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
 cfg = config.from_parameters(
-    profile, name=f"mess3x{n_mess3}" if n_mess3 else "canonical",
+    profile,
     seed=seed, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp, n_mess3=n_mess3,
 )
 print(cfg)
@@ -86,7 +86,7 @@ uses_bos = cfg.model.arch == "transformer"
 optimum_pp = train.expected_optimal_loss(cfg, run.process, uses_bos)
 optimum, plateau = float(optimum_pp.mean()), math.log(run.process.vocab_size)
 milestones = train.loss_milestones(metrics, plateau)
-plots.loss_curves(metrics, optimum, plateau);
+plots.loss_curves(metrics, optimum, run.process.vocab_size);
 
 # %%
 m = milestones

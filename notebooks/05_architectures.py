@@ -56,7 +56,9 @@ sizes = config.architecture_sizes(arch, d_model, n_layers, n_heads, d_mlp)  # re
 cfg = config.from_parameters(profile, arch=arch, seed=seed, steps=steps, n_ctx=n_ctx, **sizes)
 canonical_cfg = config.from_parameters(profile, seed=seed, steps=steps)  # notebooks 02 and 03's run (same budget)
 # the canonical transformer itself shares its run folder with notebooks 02 and 03; any other model gets its own
-cfg = canonical_cfg if cfg.hash() == canonical_cfg.hash() else config.RunConfig(arch, cfg.data, cfg.model, cfg.train)
+variant = f"transformer{cfg.model.d_model}x{cfg.model.n_layers}-ctx{cfg.data.seq_len + 1}"  # a recurrent net: lstm32x2
+cfg = canonical_cfg if cfg.hash() == canonical_cfg.hash() else cfg if arch != "transformer" else config.RunConfig(
+    variant, cfg.data, cfg.model, cfg.train)  # fmt: skip
 profile = config.resolve_profile(profile)
 print(f"this run:  {cfg}\ncanonical: {canonical_cfg}")
 

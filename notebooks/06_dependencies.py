@@ -39,7 +39,7 @@ steps: int = 0  # 0: the profile's training budget
 from factored import config
 
 config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
-cfg = config.from_parameters(profile, name="chain", structure="chain", seed=seed, steps=steps)
+cfg = config.from_parameters(profile, structure="chain", seed=seed, steps=steps)
 base_cfg = config.from_parameters(profile, seed=seed, steps=steps)  # independent factors: the run of 02-03
 profile = config.resolve_profile(profile)
 print(cfg)

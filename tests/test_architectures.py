@@ -17,8 +17,8 @@ def test_lstm_runs_beside_the_canonical_transformer(tmp_path, outputs):
     assert header.split() == ["LSTM", "8x2", "transformer", "24x1", "(canonical)"]
     for row in ("final dims@95", "held-out R², Mess3 F0", "held-out R², Bloch F4", "mean overlap k=1, 2"):
         assert re.search(rf"^{re.escape(row)} ", text, re.MULTILINE), row
-    assert sorted(p.name.split("-")[0] for p in (outputs / "runs").iterdir()) == ["canonical", "lstm"]
-    summary = json.loads(next((outputs / "runs").glob("lstm-*/summaries/05_architectures-*.json")).read_text())
+    assert sorted(p.name.split("-")[0] for p in (outputs / "runs").iterdir()) == ["canonical", "lstm8x2"]
+    summary = json.loads(next((outputs / "runs").glob("lstm8x2-*/summaries/05_architectures-*.json")).read_text())
     assert summary["settings"]["site"] is None  # the analysis settings are recorded with the results
     summary = summary["results"]
     assert summary["label"] == "LSTM 8x2" and summary["site"] == "rnn.1.hidden"  # the top layer of 2 (default)

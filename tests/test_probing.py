@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from factored import probing, products, sampling
+from factored import experiments, probing, products, sampling
 from factored.config import make_config
 from factored.models import build_model
 from factored.train import get_or_train
@@ -130,3 +130,13 @@ def test_the_joint_belief_gain_separates_factored_from_joint_activations():
         rows = analysis.variance_explained(acts, sets)
         gain = rows[-1]["r2"] - rows[-2]["r2"]
         assert (gain > 0.05) if expect_gain else (abs(gain) < 1e-6 and rows[0]["r2"] > 1 - 1e-6)
+
+
+def test_overlap_split_separates_orthogonal_beliefs_from_shared_extra_directions():
+    eye = np.eye(12)
+    shared = eye[10:12]  # both factors' 3rd and 4th directions are the same two directions
+    a, b = np.vstack([eye[0:2], shared]), np.vstack([eye[2:4], shared])
+    split = experiments.overlap_split([a, b], own=2, k=4)
+    assert split == {"k": 4, "at_k": 0.5, "head": 0.0, "tail": 1.0}
+    with pytest.raises(ValueError, match="own must be in 1..k-1"):
+        experiments.overlap_split([a, b], own=4, k=4)

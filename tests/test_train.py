@@ -216,3 +216,12 @@ def test_leftover_lock_and_temp_files_are_cleaned_on_the_next_run(tmp_path):
     tmp.write_bytes(b"partial")
     get_or_train(cfg, root=tmp_path, progress=False)
     assert not tmp.exists() and run.finished
+
+
+def test_the_command_line_trains_into_the_run_store_and_refuses_a_bad_field(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FACTORED_OUTPUTS", str(tmp_path))
+    assert train_mod.main(["--profile", "smoke", "--seed", "3", "--noise", "0.1", "--steps", "5", "--no-progress"]) == 0
+    cfg = make_config("smoke", seed=3, noise=0.1, steps=5)
+    assert cfg.run_id.startswith("eps0.1-") and runs.finished_run(cfg, tmp_path) is not None  # where notebooks look
+    assert train_mod.main(["--profile", "smoke", "--nosie", "0.1"]) == 2
+    assert "unknown config field 'nosie'" in capsys.readouterr().err

@@ -192,10 +192,11 @@ def resolve_profile(profile: str | None = None) -> str:
     return profile
 
 
-def make_config(profile: str | None = None, name: str = "canonical", **overrides: Any) -> RunConfig:
+def make_config(profile: str | None = None, name: str | None = None, **overrides: Any) -> RunConfig:
     """The profile's config with single fields overridden by name, e.g. make_config("laptop", noise=0.1, arch="lstm").
 
-    Every field name of DataConfig, ModelConfig and TrainConfig is accepted; the result is validated.
+    Every field name of DataConfig, ModelConfig and TrainConfig is accepted; the result is validated. The name
+    (which starts the run folder's) defaults to the run's condition, `condition_name`.
     """
     profile = resolve_profile(profile)
     parts = {"data": DataConfig(), "model": ModelConfig(), "train": TrainConfig()}
@@ -214,7 +215,17 @@ def make_config(profile: str | None = None, name: str = "canonical", **overrides
         _check(not given, given[0] if given else "", f"left unset for arch={parts['model'].arch!r} (transformer "
                "only)", overrides.get(given[0]) if given else None)  # fmt: skip
         parts["model"] = replace(parts["model"], **{k: getattr(ModelConfig(), k) for k in TRANSFORMER_ONLY})
-    return validate(RunConfig(name=name, **parts))
+    return validate(RunConfig(name=name or condition_name(parts["data"], parts["model"]), **parts))
+
+
+def condition_name(data: DataConfig, model: ModelConfig) -> str:
+    """What a run is, for its folder name: `canonical` for the paper's transformer on the five independent noiseless
+    factors, else its process, architecture and noise joined by '-': `eps0.2`, `chain`, `mess3x4`, `lstm32x2`,
+    `chain-eps0.5`. (Sizes of the transformer and training settings are in the hash part of the folder name.)"""
+    parts = [f"mess3x{data.n_mess3}" if data.n_mess3 else "chain" if data.structure == "chain" else ""]
+    parts.append("" if model.arch == "transformer" else f"{model.arch}{model.d_model}x{model.n_layers}")
+    parts.append(f"eps{data.noise:g}" if data.noise else "")
+    return "-".join(p for p in parts if p) or "canonical"
 
 
 def architecture_sizes(arch: str, d_model: int = 0, n_layers: int = 0, n_heads: int = 0, d_mlp: int = 0) -> dict:
@@ -231,7 +242,7 @@ def architecture_sizes(arch: str, d_model: int = 0, n_layers: int = 0, n_heads: 
     return sizes
 
 
-def from_parameters(profile: str = "", name: str = "canonical", **parameters: Any) -> RunConfig:
+def from_parameters(profile: str = "", name: str | None = None, **parameters: Any) -> RunConfig:
     """The run a notebook's parameters describe: make_config where a size or budget of 0 means "the profile's".
 
     Notebooks declare e.g. `steps: int = 0` and `d_model: int = 0`, so that `papermill -p d_model 32` changes
@@ -266,9 +277,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     """Return cfg unchanged, or raise one ValueError naming the first bad field and its allowed range."""
     d, m, t = cfg.data, cfg.model, cfg.train
     _check(
-        isinstance(cfg.name, str) and cfg.name.replace("_", "").replace("-", "").isalnum(),
+        isinstance(cfg.name, str) and cfg.name.replace("_", "").replace("-", "").replace(".", "").isalnum(),
         "name",
-        "a non-empty string of letters, digits, '-' and '_'",
+        "a non-empty string of letters, digits, '-', '_' and '.'",
         cfg.name,
     )
     _check(d.structure in STRUCTURES, "structure", f"one of {STRUCTURES}", d.structure)

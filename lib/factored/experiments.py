@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import probing
+from . import analysis, probing
 from .runs import Run
 
 # "Near the factored value": dims@95 within 2 of sum(d_n - 1). Two is one factor's belief (a Mess3 or Bloch
@@ -103,3 +103,19 @@ def seeds_table(summaries: Mapping[int, dict]) -> pd.DataFrame:
     table["mean"], table["sd"] = numbers.mean(axis=1), numbers.std(axis=1)
     table["min"], table["max"] = numbers.min(axis=1), numbers.max(axis=1)
     return table
+
+
+def overlap_split(directions: Sequence[np.ndarray], own: int = 2, k: int = 6) -> dict[str, float]:
+    """Where the mean pairwise overlap at rank k comes from (directions: list[N >= 2] of vary-one [>= k, d]):
+    "at_k", of the top k directions; "head", of each factor's top `own` directions (its belief: a Mess3 or
+    Bloch belief spans 2); "tail", of directions own+1..k alone, which carry what varies with a factor's tokens
+    beyond its belief. A tail that overlaps while the head does not says the factors share those directions."""
+    k = min(k, *(len(V) for V in directions))
+    if not 1 <= own < k:
+        raise ValueError(f"own must be in 1..k-1 = {k - 1}, got {own}")
+    return {
+        "k": k,
+        "at_k": float(analysis.mean_pairwise_overlap(directions, [k])[0]),
+        "head": float(analysis.mean_pairwise_overlap([V[:own] for V in directions], [own])[0]),
+        "tail": float(analysis.mean_pairwise_overlap([V[own:k] for V in directions], [k - own])[0]),
+    }

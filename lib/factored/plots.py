@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -9,8 +10,6 @@ import numpy as np
 import seaborn as sns
 
 from . import analysis
-
-sns.set_theme(context="notebook", style="whitegrid")
 
 
 def factor_kinds(process) -> list[str]:
@@ -89,15 +88,16 @@ def fidelity_cost(eps: np.ndarray, cost: np.ndarray, stderr: np.ndarray, chain_c
     return fig
 
 
-def loss_curves(metrics: Sequence[dict], optimum: float, plateau: float):
-    """Train and held-out loss vs step, against the exact optimum and the unigram plateau ln(432)."""
+def loss_curves(metrics: Sequence[dict], optimum: float, vocab_size: int):
+    """Train and held-out loss vs step, against the exact optimum and the unigram plateau ln(vocab_size)."""
+    plateau = float(np.log(vocab_size))
     fig, ax = plt.subplots(figsize=(6.5, 4))
     rows = [m for m in metrics if m["step"] > 0]
     steps = np.array([m["step"] for m in rows])
     ax.plot(steps, [m["train_loss"] for m in rows], lw=1, alpha=0.7, label="train (one batch)")
     ax.plot(steps, [m["eval_loss"] for m in rows], lw=1.5, label="held-out")
     ax.axhline(optimum, color="k", ls="--", lw=1, label=f"exact optimum {optimum:.5f}")
-    ax.axhline(plateau, color="0.5", ls=":", lw=1, label=f"ln(432) = {plateau:.4f}")
+    ax.axhline(plateau, color="0.5", ls=":", lw=1, label=f"ln({vocab_size}) = {plateau:.4f}")
     ax.set_xscale("log")
     ax.set_ylim(optimum - 0.02, max(plateau + 0.1, min(6.5, max(m["eval_loss"] for m in rows))))
     ax.set(xlabel="step", ylabel="loss (nats/token)", title="Training loss against the Bayes-optimal loss")
@@ -382,7 +382,7 @@ def final_dims_by(per_run, intervals, x: str, factored_dims: int, title: str, xl
     """Final dims@95 per condition: one dot per seed, and the mean over seeds with its 95% t-interval.
 
     per_run: a DataFrame with columns `x` and final_dims95, one row per run; intervals: one row per value of `x`
-    (in the order to draw) with columns mean, low, high (`sweep.interval_table`; NaN bounds for a single seed)."""
+    (in the order to draw) with columns mean, low, high (`results.interval_table`; NaN bounds for a single seed)."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     if per_run.empty:
         return _no_data(fig, ax, title, "no finished runs at this budget yet")
@@ -409,7 +409,7 @@ def final_dims_by(per_run, intervals, x: str, factored_dims: int, title: str, xl
 
 def dims_vs_factors(scaling, d_model: int):
     """Measured dims@95 against the number of factors N, beside the factored (2N) and joint (3^N - 1) counts and
-    the dims@95 of the true beliefs. scaling: `sweep.factor_scaling`'s frame; d_model: the network's width."""
+    the dims@95 of the true beliefs. scaling: `results.factor_scaling`'s frame; d_model: the network's width."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     title = "Dimension against the number of Mess3 factors"
     if scaling.empty:
@@ -523,3 +523,25 @@ def discovered_projections(
     axes[2, 0].set_ylabel("vary-one (ground truth)")
     fig.tight_layout()
     return fig
+
+
+# Every figure is drawn in seaborn's whitegrid style at notebook scale, inside a context: importing this module
+# leaves the caller's global matplotlib and seaborn settings as they were.
+def _themed(plot):
+    @functools.wraps(plot)
+    def themed(*args, **kwargs):
+        with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+            return plot(*args, **kwargs)
+
+    return themed
+
+
+_NOT_FIGURES = {"factor_kinds", "factor_names"}
+for _name, _plot in list(globals().items()):
+    if (
+        callable(_plot)
+        and getattr(_plot, "__module__", None) == __name__
+        and _name[0] != "_"
+        and _name not in _NOT_FIGURES
+    ):
+        globals()[_name] = _themed(_plot)

@@ -278,3 +278,41 @@ def get_or_train(cfg: RunConfig, root: Path | None = None, progress: bool = True
         if not run.finished:  # another process may have finished it while this one waited
             train(cfg, run.dir, progress=progress)
     return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m factored.train --profile paper --seed 0 --noise 0.2 ...`: train one run into the run store, the
+    same folder the notebooks read (they then load it instead of training). Any field of the run config may be
+    given as --name value (read as YAML: 0.2, 1e-3, true); a bad one is one error naming it, before training."""
+    import argparse
+    import sys
+
+    import yaml
+
+    from . import config
+
+    parser = argparse.ArgumentParser(prog="python -m factored.train", description=main.__doc__)
+    parser.add_argument("--profile", default="", help=f"one of {config.PROFILES} (default: $FACTORED_PROFILE, laptop)")
+    parser.add_argument("--name", default="", help="the run's name (default: its condition, as the notebooks name it)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args, rest = parser.parse_known_args(argv)
+    if len(rest) % 2 or not all(k.startswith("--") for k in rest[::2]):
+        parser.error(f"run fields come as --name value pairs, got {rest}")
+    fields = {k[2:].replace("-", "_"): yaml.safe_load(v) for k, v in zip(rest[::2], rest[1::2], strict=True)}
+    try:
+        cfg = config.from_parameters(args.profile, **fields)
+        if args.name:
+            cfg = config.RunConfig(args.name, cfg.data, cfg.model, cfg.train)
+    except (ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"training {cfg.run_id} into {runs.relative(runs.run_dir_for(cfg))}", file=sys.stderr)
+    run = get_or_train(cfg, progress=not args.no_progress)
+    last = run.metrics()[-1]
+    print(f"{runs.relative(run.dir)}: step {last['step']}, held-out loss {last['eval_loss']:.5f}, "
+          f"gap {last['gap']:+.4f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
