@@ -11,6 +11,17 @@ import seaborn as sns
 
 from . import analysis
 
+# Scatter panels draw at most this many points (a fixed random subset): beyond a few thousand the picture does not
+# change, while the PNG a notebook stores grows with every point (28k points a panel made megabyte notebooks).
+MAX_POINTS = 4_000
+
+
+def _subset(n: int, max_points: int = MAX_POINTS) -> np.ndarray:
+    """Indices of at most max_points of n rows, the same ones for every panel of a figure (seeded)."""
+    if n <= max_points:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, max_points, replace=False))
+
 
 def factor_kinds(process) -> list[str]:
     """How to draw each factor's beliefs (`FactoredProcess.kinds`): "simplex" (Mess3) or "bloch" (the disk)."""
@@ -32,9 +43,10 @@ def _outline(ax, kind: str) -> None:
     ax.set_xticks([]), ax.set_yticks([])
 
 
-def belief_geometry(beliefs: np.ndarray, kind: str, ax=None, title: str = "", s: float = 1.0):
+def belief_geometry(beliefs: np.ndarray, kind: str, ax=None, title: str = "", s: float = 2.0):
     """Scatter beliefs [n, 3] in their natural 2D picture: the simplex (Mess3) or the Bloch disk."""
     ax = ax or plt.subplots(figsize=(4, 4))[1]
+    beliefs = np.asarray(beliefs)[_subset(len(beliefs))]
     xy = analysis.belief_to_2d(beliefs, kind)
     ax.scatter(xy[:, 0], xy[:, 1], c=analysis.belief_colors(beliefs, kind), s=s, lw=0, rasterized=True)
     _outline(ax, kind)
@@ -173,18 +185,17 @@ def projection_grid(
     projections: Sequence[np.ndarray],
     kinds: Sequence[str],
     names: Sequence[str],
-    s: float = 0.5,
+    s: float = 2.0,
 ):
     """Top row: each factor's true belief geometry. Bottom row: activations projected on that factor's top-2
     subspace directions, coloured by the same belief, so the eye can match the two pictures."""
     n = len(beliefs)
     fig, axes = plt.subplots(2, n, figsize=(3 * n, 6.2))
     for i in range(n):
-        belief_geometry(beliefs[i], kinds[i], ax=axes[0, i], title=names[i], s=s)
-        xy = projections[i]
-        axes[1, i].scatter(
-            xy[:, 0], xy[:, 1], c=analysis.belief_colors(beliefs[i], kinds[i]), s=s, lw=0, rasterized=True
-        )
+        keep = _subset(len(beliefs[i]))
+        belief_geometry(beliefs[i][keep], kinds[i], ax=axes[0, i], title=names[i], s=s)
+        xy, colors = projections[i][keep], analysis.belief_colors(beliefs[i][keep], kinds[i])
+        axes[1, i].scatter(xy[:, 0], xy[:, 1], c=colors, s=s, lw=0, rasterized=True)
         axes[1, i].set_aspect("equal", adjustable="datalim")
         axes[1, i].set_xticks([]), axes[1, i].set_yticks([])
     axes[0, 0].set_ylabel("true beliefs")
@@ -503,7 +514,7 @@ def discovered_projections(
     reference: Sequence[np.ndarray],
     kinds: Sequence[str],
     names: Sequence[str],
-    s: float = 0.5,
+    s: float = 2.0,
 ):
     """One column per discovered factor. Top: activations on its top-2 discovered directions, as the method has
     them (no colours). Middle: the same points coloured afterwards by the true belief of the factor it matched.
@@ -511,8 +522,11 @@ def discovered_projections(
     n = len(found)
     fig, axes = plt.subplots(3, n, figsize=(3 * n, 9), squeeze=False)
     for i in range(n):
-        colors = analysis.belief_colors(beliefs[i], kinds[i])
-        for row, (xy, c) in enumerate(((found[i], "0.3"), (found[i], colors), (reference[i], colors))):
+        keep = _subset(len(beliefs[i]))
+        colors = analysis.belief_colors(beliefs[i][keep], kinds[i])
+        for row, (xy, c) in enumerate(
+            ((found[i][keep], "0.3"), (found[i][keep], colors), (reference[i][keep], colors))
+        ):
             ax = axes[row, i]
             ax.scatter(xy[:, 0], xy[:, 1], c=c, s=s, lw=0, rasterized=True)
             ax.set_aspect("equal", adjustable="datalim")
