@@ -1,6 +1,7 @@
 """Time-to-result study that chose the `laptop` profile: which init, lr, schedule and batch reach the targets first.
 
     python benchmarks/laptop_recipe.py throughput          # quiet-machine steps/s per batch size (2 threads)
+    python benchmarks/laptop_recipe.py levers              # threads, torch.compile, data generation overlapped
     python benchmarks/laptop_recipe.py screen [NAME ...]   # the candidates at one token budget, one change each
     python benchmarks/laptop_recipe.py combine [NAME ...]  # combinations around the best screened change
     python benchmarks/laptop_recipe.py seeds [SEED ...]    # the chosen laptop profile, seeds 0, 1, 2, full budget
@@ -119,6 +120,72 @@ def measure_throughput(batches=(256, 512, 1024)) -> dict:
     return out
 
 
+def measure_levers(batch: int = 256, repeats: int = 30) -> dict:
+    """Quiet-machine steps/s of the laptop model at `batch` under each throughput lever: 1 or 2 torch threads,
+    torch.compile on the CPU, and the next batch generated in a background thread while the step runs (the
+    sampler's share of a step is what overlapping can save at most)."""
+    import queue
+    import threading
+
+    from bench_training import timed
+
+    from factored import products, sampling
+
+    cpu, noop = torch.device("cpu"), lambda: None
+    out = {}
+
+    def rate(threads: int, compile_: bool = False, with_data: bool = True) -> float:
+        torch.set_num_threads(threads)
+        best = min(training_step_rate(cpu, batch, nullcontext, compile_, with_data, repeats, noop)[0] for _ in range(3))
+        return 1.0 / best
+
+    out["eager, 1 thread"] = rate(1)
+    out["eager, 2 threads"] = rate(2)
+    out["eager, 2 threads, fixed batch (no data generation)"] = rate(2, with_data=False)
+    process, gen = products.paper_process(), torch.Generator().manual_seed(0)
+    out["data generation alone, 2 threads (batches/s)"] = 1.0 / timed(
+        lambda: sampling.sample(process, batch, 8, generator=gen), repeats=repeats, best=True
+    )
+    try:
+        out["torch.compile, 2 threads"] = rate(2, compile_=True)
+    except Exception as e:  # a CPU compile needs a working C++ toolchain; report, don't fail the study
+        out["torch.compile, 2 threads"] = f"failed: {type(e).__name__}"
+
+    # overlapped: a producer thread keeps one batch ready (torch ops release the GIL); 1 thread each
+    torch.set_num_threads(1)
+    ready: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce() -> None:
+        g = torch.Generator().manual_seed(1)
+        while not stop.is_set():
+            ready.put(sampling.sample(process, batch, 8, generator=g)[0])
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    from factored.models import build_model
+    from factored.train import inputs_and_targets
+
+    torch.manual_seed(0)
+    model = build_model()
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4)
+
+    def step() -> None:
+        inputs, targets = inputs_and_targets(process, ready.get(), True)
+        loss = torch.nn.functional.cross_entropy(model(inputs)[0].flatten(0, 1), targets.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    out["data in a background thread, 1 torch thread"] = 1.0 / timed(step, repeats=repeats, best=True)
+    stop.set()
+    ready.get_nowait() if not ready.empty() else None
+    torch.set_num_threads(2)
+    for name, value in out.items():
+        print(f"{name}: {value if isinstance(value, str) else f'{value:.2f}'}")
+    return out
+
+
 def load() -> dict:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
 
@@ -177,8 +244,24 @@ def report(results: dict) -> str:
             "",
             "![curves](recipe.png)",
             "",
+            *levers_section(results.get("levers")),
         ]
     )
+
+
+def levers_section(levers: dict | None) -> list[str]:
+    """The throughput levers (`measure_levers`) as a table, or nothing if they were not measured."""
+    if not levers:
+        return []
+    rows = [f"| {k} | {v if isinstance(v, str) else f'{v:.2f}'} |" for k, v in levers.items() if k != "batch"]
+    return [
+        f"## Throughput levers (batch {levers['batch']}, quiet machine, steps/s unless stated)",
+        "",
+        "| lever | steps/s |",
+        "|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def figure(results: dict, path: Path) -> None:
@@ -205,7 +288,7 @@ def figure(results: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("throughput", "screen", "combine", "seeds", "report"))
+    parser.add_argument("what", choices=("throughput", "levers", "screen", "combine", "seeds", "report"))
     parser.add_argument(
         "names", nargs="*", help=f"screen: these candidates (default all: {list(CANDIDATES)}); seeds: these seeds"
     )
@@ -214,6 +297,8 @@ def main() -> None:
     results["machine"] = f"{cpu_name()}, torch {torch.__version__}"
     if args.what == "throughput":
         results["throughput"] = measure_throughput()
+    elif args.what == "levers":
+        results["levers"] = {"batch": 256, **measure_levers()}
     elif args.what == "screen":
         for name in args.names or list(CANDIDATES):
             run = train.get_or_train(candidate_config(name, SCREEN_SEQUENCES))
