@@ -45,6 +45,7 @@ profile = config.resolve_profile(profile)
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 
 from factored import ghmm, plots, processes, products, sampling, theory
 
@@ -197,3 +198,138 @@ plots.fidelity_cost(eps_grid, np.array(cost), np.array(cost_se), float(chain_pp.
 # The cost grows with eps from zero, and the chain's dependencies cost a fixed amount per token: in both
 # cases the factored representation is lossy, and the experiments of notebooks 04 and 06 ask whether a
 # network still prefers it.
+
+# %% [markdown]
+# ## Noise: what a factored readout loses, and what would recover it
+#
+# Under noise each factor's belief is still updated with its clean matrices on the observed sub-token, so the
+# factor beliefs remain everything the data let one know; what changes is the readout. With the clean factor
+# laws `p_n(t_n | eta_n)` and their product `P(t) = prod_n p_n(t_n)`, the next joint token has the law
+#
+# `q(t) = (1 - eps) P(t) + eps / V`,  so  `log q(t) = logaddexp(log(1 - eps) + sum_n log p_n(t_n), log(eps / V))`:
+#
+# the log of a sum of two terms, not a sum of per-factor terms. The best **factored readout** (a product of
+# per-factor laws) is the product of q's marginals, `m(t) = prod_n ((1 - eps) p_n(t_n) + eps / V_n)`, and the
+# **fidelity cost** is its extra loss, `KL(q || m)` per context. A single **joint feature**,
+#
+# `c(t) = log q(t) - log(1 - eps) - sum_n log p_n(t_n) = log(1 + eps / (V (1 - eps) P(t)))`,
+#
+# added to factor-wise logits recovers q exactly. It is a function of the product probability alone, but one
+# value per joint token: to produce it through a linear unembedding, the residual stream must span the
+# dimensions of the optimal logits beyond the at most `sum_n (V_n - 1)` of factor-wise ones. That is an
+# expansion a network could make, and the fidelity cost is what it would gain.
+#
+# First a check of the formulas against the sampler's own tokens: the mean of `-log q(x)` over sampled tokens
+# must equal the mean entropy of q (q is the law of the data), and the mean of `log q(x) - log m(x)` the mean
+# KL (the factored readout's excess loss), within their standard errors.
+
+# %%
+n_noise = min(n_mc, 20_000)  # contexts per noise estimate (capped: the joint tables are 432 wide)
+peaked = [processes.mess3(0.05, 0.9)] * 3  # 27 joint tokens, sharper emissions, slower states
+noise_cases = {"paper, eps 0.2": products.paper_process(noise=0.2),
+               "3 x Mess3(0.05, 0.9), eps 0.2": products.independent(peaked, noise=0.2)}
+rows = []
+for name, proc in noise_cases.items():
+    toks, _ = sampling.sample(proc, n_noise // 4, 8, seed=seed)
+    bel = [b[:, :8] for b in sampling.filter_beliefs(proc, products.decode(proc, toks), dtype=torch.float64)]
+    log_q = theory.noisy_log_law(proc, bel)
+    log_m = torch.log(theory.factored_readout(proc, bel))
+    q = log_q.exp()
+    for what, sampled, formula in (
+        ("loss -log q(x)", -log_q.gather(-1, toks[..., None]), -torch.special.xlogy(q, q).sum(-1)),
+        ("excess log q(x) - log m(x)", (log_q - log_m).gather(-1, toks[..., None]), theory.kl(q, log_m.exp())),
+    ):
+        mc, mc_se = theory.mean_and_stderr(sampled.squeeze(-1).numpy())
+        fm, fm_se = theory.mean_and_stderr(formula.numpy())
+        rows.append({"process": name, "quantity": what, "formula": fm, "formula se": fm_se, "sampled tokens": mc,
+                     "sampled se": mc_se, "|diff| / se": abs(mc - fm) / np.hypot(mc_se, fm_se)})
+print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+
+# %% [markdown]
+# ### The fidelity cost against eps, position by position
+#
+# The cost per position for the paper's process and for the peaked three-Mess3 process. At position 0 every
+# sequence has the same context (the stationary beliefs), which are the least informative, so the product law
+# is flattest there; the cost then grows as the beliefs sharpen along the sequence.
+
+# %%
+eps_noise = (0.05, 0.1, 0.2, 0.3, 0.5)
+curves = {}
+for name, factors in (("paper: 3 Mess3 + 2 Bloch", list(process.factors)), ("3 x Mess3(0.05, 0.9)", peaked)):
+    curves[name] = {eps: theory.noise_samples(products.independent(factors, noise=eps), 8, n_samples=n_noise // 4,
+                                              seed=seed, ks=(1, 10)) for eps in eps_noise}
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+for ax, (name, by_eps) in zip(axes, curves.items(), strict=True):
+    for eps, s in by_eps.items():
+        se = s["cost"].std(0, ddof=1) / np.sqrt(len(s["cost"]))
+        ax.errorbar(np.arange(8), s["cost"].mean(0), yerr=se, marker="o", ms=3, capsize=2, label=f"eps {eps:g}")
+    ax.set(title=name, xlabel="position", ylabel="fidelity cost (nats/token)", yscale="log")
+    ax.legend(fontsize=8)
+fig.tight_layout()
+
+# %% [markdown]
+# ### Where the cost sits, and how much a few joint features buy back
+#
+# Contexts binned by how peaked the clean product law is (`KL(P || uniform)`, nats): the cost concentrates in
+# the most peaked contexts, where the noise floor `eps / V` and the product differ most. Then the cost left
+# when the factored readout gets a free logit for its k most likely joint tokens (k = 1, 10), next to the one
+# joint feature `c(t)` (cost 0 by construction), and the linear dimension of the optimal logits.
+
+# %%
+for name, by_eps in curves.items():
+    print(f"{name}, eps 0.5: cost by peakedness of the product law")
+    print(theory.cost_by_peak(by_eps[0.5]["cost"], by_eps[0.5]["peak"]).to_string(index=False,
+                                                                                  float_format=lambda v: f"{v:.3g}"))
+recovery = []
+for name, by_eps in curves.items():
+    for eps, s in by_eps.items():
+        cost = theory.mean_and_stderr(s["cost"])[0]
+        recovery.append({"process": name, "eps": eps, "fidelity cost": cost,
+                         "left, 1 joint token": theory.mean_and_stderr(s["cost_k1"])[0] / cost,
+                         "left, 10 joint tokens": theory.mean_and_stderr(s["cost_k10"])[0] / cost,
+                         "left, feature c(t)": 0.0})
+print(pd.DataFrame(recovery).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+check_proc = products.independent(peaked, noise=0.5)
+bel = [b[:, :8] for b in sampling.filter_beliefs(
+    check_proc, products.decode(check_proc, sampling.sample(check_proc, 200, 8, seed=seed)[0]), dtype=torch.float64)]
+exact = torch.softmax(theory.log_product(check_proc, bel) + theory.joint_correction(check_proc, bel), -1)
+print(f"factor-wise logits + c(t) vs the law: max |diff| = "
+      f"{(exact - sampling.next_token_law(check_proc, bel)).abs().max():.1e}")
+
+# %% [markdown]
+# ### Where could an expansion pay? A planning table
+#
+# For products of the paper's factors (N = 1..5), the paper's process, and Mess3 with sharper emissions, at each
+# eps: the optimal loss, what the context tells at all (`log V - H`), the fidelity cost (± se), the cost left
+# after one joint-token feature, and the linear dimension of factor-wise logits (at most `sum_n (V_n - 1)`) next
+# to that of the optimal logits. A CPU-scale network ends a few thousand steps with a held-out gap of
+# 0.01-0.02 nats on the paper's process; an expansion can only show where the cost is comparable.
+
+# %%
+gap = 0.01  # nats/token: the order of what a CPU-scale network has left to learn (README: 0.019 at 5,000 steps)
+n_plan = min(max(n_mc // 20, 200), 4_000)  # contexts per row: 200 at smoke, 4,000 at laptop
+plan = theory.expansion_table(theory.candidate_processes(), eps_noise, 8, n_samples=n_plan, seed=seed, gap=gap)
+with pd.option_context("display.width", 250, "display.max_columns", 20):
+    print(plan.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+
+# %%
+fig, ax = plt.subplots(figsize=(8, 4.5))
+for name, rows_ in plan.groupby("process", sort=False):
+    ax.plot(rows_["eps"], rows_["fidelity cost"].clip(lower=1e-9), marker="o", ms=3, label=name)
+ax.axhline(gap, color="k", ls="--", lw=1, label=f"gap {gap:g} nats")
+ax.set(xlabel="eps", ylabel="fidelity cost (nats/token)", yscale="log", title="Fidelity cost per token")
+ax.legend(fontsize=7, ncol=2)
+fig.tight_layout()
+
+# %%
+paper_rows = plan[plan["process"].str.startswith("paper")]
+pays = plan[plan[f"cost >= {gap:g}"]]
+worst = paper_rows.loc[paper_rows["fidelity cost"].idxmax()]
+print(f"The paper's process: the fidelity cost is at most {worst['fidelity cost']:.2g} nats/token "
+      f"(eps {worst['eps']:g}), {gap / worst['fidelity cost']:.0f}x below a {gap:g}-nat gap; its optimal logits "
+      f"span {worst['logit dims@99']} dimensions at 99% of their variance, factor-wise ones at most "
+      f"{worst['factored logit dims']}.")
+print(f"Processes whose cost reaches {gap:g} nats/token: "
+      + (", ".join(sorted({f"{p} (eps >= {pays[pays['process'] == p]['eps'].min():g})" for p in pays['process']}))
+         or "none"))
