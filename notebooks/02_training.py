@@ -20,14 +20,15 @@
 # We train the paper's GPT-2-style transformer (4 layers, d_model 120, 3 heads, d_mlp 480, context 9) by
 # next-token prediction on the five-factor process: every step draws a fresh batch of sequences
 # `[BOS, x1..x8]` from the exact sampler, the model reads `[BOS, x1..x7]` and predicts `[x1..x8]`.
-# AdamW with a reduce-on-plateau schedule; checkpoints on the authors' log-spaced schedule (and every 250 steps at
-# the `laptop` profile).
+# AdamW with the profile's lr schedule (the authors' reduce-on-plateau at the `paper` profile; a short warmup
+# and a cosine decay at `laptop`); checkpoints on the authors' log-spaced schedule (and every 250 steps at the
+# `laptop` profile).
 #
-# How the network starts is part of the run config (`init`). The authors' transformers start from
-# TransformerLens' N(0, 0.8/sqrt(d_model)) (`tl`, the `paper` profile). At the `laptop` budget of a 2-core CPU
-# the `laptop` profile starts from PyTorch's defaults instead (`torch`: embeddings N(0, 1)), which a controlled
-# study chose (`benchmarks/recipe.md`): with small embeddings the three Mess3 factors are barely decoded after
-# 5,000 steps, with large ones they are.
+# How the network starts is part of the run config (`init`, `embed_std`). The authors' transformers start from
+# TransformerLens' N(0, 0.8/sqrt(d_model)) (`tl`, the `paper` profile). For the `laptop` budget of a 2-core CPU
+# a time-to-result study (`benchmarks/recipe.md`) chose small weights N(0, 0.02) with unit-scale embeddings
+# N(0, 1) (`init=gpt2, embed_std=1`): with small embeddings the three Mess3 factors are barely decoded at this
+# budget, with large ones they are, and small weights elsewhere learn faster than PyTorch's defaults.
 #
 # The parameter `n_mess3` swaps the process for N independent Mess3 factors (3^N joint tokens), the process of
 # the scaling-with-N sweep in notebook 07 (`params/sweeps/factors.yaml`); 0 keeps the paper's five factors.
@@ -53,7 +54,7 @@ cfg = config.from_parameters(
     profile,
     seed=seed, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp, n_mess3=n_mess3,
 )
-print(cfg)
+print(cfg.describe())
 
 # %%
 import math

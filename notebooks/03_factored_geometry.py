@@ -50,7 +50,7 @@ cfg = config.from_parameters(
 )
 profile = config.resolve_profile(profile)
 acfg = probing.analysis_config(profile, run=cfg, site=site or None, n_random_models=n_random_models)  # site too
-print(cfg, acfg, sep="\n")
+print(cfg.describe(), acfg, sep="\n")
 
 # %%
 import dataclasses

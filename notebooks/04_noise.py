@@ -39,16 +39,25 @@ noise: float = 0.2  # eps in [0, 1]: probability that a joint token is replaced 
 profile: str = ""  # smoke | laptop | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
 steps: int = 0  # 0: the profile's training budget
+n_mess3: int = 0  # 0: the paper's five factors; N in [1, 8]: N independent Mess3(mess3_x, mess3_a) factors
+mess3_x: float = 0.15  # the Mess3 factors' parameters when n_mess3 > 0 (sharper ones: a larger fidelity cost)
+mess3_a: float = 0.6
+d_model: int = 0  # model sizes; 0: the profile's (d_mlp follows 4 x d_model when d_model is set)
+n_layers: int = 0
+n_heads: int = 0
+d_mlp: int = 0
 
 # %%
 from factored import config
 
 config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
 noise = float(noise)  # papermill passes `-p noise 0` as an int; 0 and 0.0 must name the same run
-cfg = config.from_parameters(profile, noise=noise, seed=seed, steps=steps)  # eps outside [0, 1] stops here
-base_cfg = config.from_parameters(profile, seed=seed, steps=steps)  # eps = 0: the canonical run of 02-03
+process_fields = dict(n_mess3=n_mess3, mess3_x=float(mess3_x), mess3_a=float(mess3_a),
+                      **config.architecture_sizes("transformer", d_model, n_layers, n_heads, d_mlp))  # fmt: skip
+cfg = config.from_parameters(profile, noise=noise, seed=seed, steps=steps, **process_fields)  # bad values stop here
+base_cfg = config.from_parameters(profile, seed=seed, steps=steps, **process_fields)  # eps = 0 (02-03's by default)
 profile = config.resolve_profile(profile)
-print(cfg)
+print(cfg.describe())
 
 # %%
 import dataclasses
@@ -82,7 +91,7 @@ def pm(value, err, fmt):
 # %%
 cost_pp, cost_se = theory.fidelity_cost(process, seq_len, n_samples=n_mc, seed=seed)
 optimal_pp, optimal_se = theory.optimal_loss(process, seq_len, n_samples=n_mc, seed=seed)
-clean_pp, _ = theory.optimal_loss(products.paper_process(), seq_len)
+clean_pp, _ = theory.optimal_loss(products.process_of(base_cfg.data), seq_len)  # exact: independent, noiseless
 cost, cost_err = float(cost_pp.mean()), float(cost_se.mean())
 optimal, optimal_err, clean = float(optimal_pp.mean()), float(optimal_se.mean()), float(clean_pp.mean())
 print(f"{label}: fidelity cost of factoring {pm(cost, cost_err, '.3g')} nats/token"
@@ -215,7 +224,8 @@ table = pd.concat([pd.DataFrame({k: theory_rows[k] for k in results}),
 table[f"paper ({label})"] = table.index.map({
     "dims@95 at init": "about 60", "min dims@95 (step)": "3-5",
     f"factored phase (dims@95 within {TOL} of {factored_dim})": "10-11, up to about 1e4 steps",
-    "final dims@95 (step)": PAPER_FINAL_DIMS.get(noise, "not in the paper's sweep") + " (500k steps)",
+    "final dims@95 (step)": (PAPER_FINAL_DIMS.get(noise, "not in the paper's sweep") + " (500k steps)"
+                             if not n_mess3 else "not in the paper (another process)"),
     "mean overlap k = 1, 2 (final)": "about 1e-3 at eps = 0", "random-init overlap k = 1, 2": "0.3-0.5",
 }).fillna("-")
 table.index.name = "quantity"

@@ -60,7 +60,7 @@ variant = f"transformer{cfg.model.d_model}x{cfg.model.n_layers}-ctx{cfg.data.seq
 cfg = canonical_cfg if cfg.hash() == canonical_cfg.hash() else cfg if arch != "transformer" else config.RunConfig(
     variant, cfg.data, cfg.model, cfg.train)  # fmt: skip
 profile = config.resolve_profile(profile)
-print(f"this run:  {cfg}\ncanonical: {canonical_cfg}")
+print(f"this run:\n{cfg.describe()}\ncanonical:\n{canonical_cfg.describe()}")
 
 # %%
 import dataclasses

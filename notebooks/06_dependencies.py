@@ -42,7 +42,7 @@ config.check_parameters(globals())  # an unknown or mistyped parameter stops her
 cfg = config.from_parameters(profile, structure="chain", seed=seed, steps=steps)
 base_cfg = config.from_parameters(profile, seed=seed, steps=steps)  # independent factors: the run of 02-03
 profile = config.resolve_profile(profile)
-print(cfg)
+print(cfg.describe())
 
 # %%
 import dataclasses

@@ -67,7 +67,7 @@ process = products.paper_process()
 kinds = plots.factor_kinds(process)
 names = plots.factor_names(kinds)
 seq_len, width = cfg.data.seq_len, 120  # synthetic data live in the paper's residual width
-print(cfg, acfg, sep="\n")
+print(cfg.describe(), acfg, sep="\n")
 
 # %% [markdown]
 # ## 1 · A known answer: true beliefs, hidden in 120 dimensions

@@ -166,3 +166,10 @@ def test_profiles_are_records_of_run_analysis_and_monte_carlo_sizes():
     assert config.make_config("smoke").model.d_model == smoke.run["model"]["d_model"]
     with pytest.raises(ValueError, match="profile must be one of"):
         config.profile_record("huge")
+
+
+def test_describe_shows_what_the_run_uses():
+    lstm = config.from_parameters("laptop", arch="lstm", **config.architecture_sizes("lstm")).describe()
+    assert lstm.startswith("run lstm32x2-") and "n_heads" not in lstm and "d_mlp" not in lstm
+    laptop = config.make_config("laptop").describe()
+    assert "schedule=cosine" in laptop and "plateau_patience" not in laptop and "device" not in laptop

@@ -34,7 +34,9 @@ class DataConfig:
     structure: str = "independent"  # independent | chain (hidden dependencies)
     noise: float = 0.0  # eps: probability that a joint token is replaced by a uniform one
     seq_len: int = 8  # tokens per sequence after BOS
-    n_mess3: int = 0  # 0: the paper's five factors; N in [1, 8]: N independent Mess3(0.15, 0.6) factors
+    n_mess3: int = 0  # 0: the paper's five factors; N in [1, 8]: N independent Mess3(mess3_x, mess3_a) factors
+    mess3_x: float = 0.15  # the n_mess3 factors' Mess3 parameters (the paper's 0.15, 0.6 by default); a sharper
+    mess3_a: float = 0.6  # process (small x, large a) makes the noisy law further from a product (notebook 01)
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,22 @@ class RunConfig:
     def run_id(self) -> str:
         return f"{self.name}-{self.hash()}"
 
+    def describe(self) -> str:
+        """A few readable lines: the run folder, then each part's fields (a recurrent net's without the transformer's
+        fields it does not use, training without those that only change speed)."""
+        skip = set(TRANSFORMER_ONLY) if self.model.arch != "transformer" else set()
+        lines = [f"run {self.run_id}"]
+        for part in ("data", "model", "train"):
+            values = asdict(getattr(self, part))
+            shown = {k: v for k, v in values.items() if k not in skip and k not in NOT_HASHED}
+            if part == "data" and not self.data.n_mess3:
+                shown = {k: v for k, v in shown.items() if not k.startswith("mess3_")}
+            if part == "train":  # the schedule's own settings only
+                unused = "warmup_steps" if self.train.schedule == "plateau" else "plateau_"
+                shown = {k: v for k, v in shown.items() if not k.startswith(unused)}
+            lines.append(f"  {part}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+        return "\n".join(lines)
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -154,14 +172,16 @@ PROFILE_RECORDS: dict[str, Profile] = {
         mc_samples_curves=4_000,
         trains_demo_grid=True,
     ),
-    # the canonical model on a 2-core CPU; chosen by the time-to-result study (benchmarks/recipe.md): PyTorch's
-    # default init (its N(0, 1) embedding is what lets the Mess3 factors be learned at this budget), lr 1e-3 on a
-    # plateau schedule, batch 512
+    # the canonical model on a 2-core CPU in under 8 minutes; chosen by the time-to-result study
+    # (benchmarks/recipe.md): small weights with unit-scale embeddings (the N(0, 1) embedding is what lets the
+    # Mess3 factors be learned at this budget), lr 2e-3 with 100 steps of warmup and a cosine decay, batch 256;
+    # 4,800 steps = 1.23M sequences at the quiet-machine 10 steps/s
     "laptop": Profile(
         "laptop",
         run={
-            "model": dict(init="torch"),
-            "train": dict(steps=5000, batch_size=512, lr=1e-3, eval_batch_size=4096, checkpoint_every=250),
+            "model": dict(init="gpt2", embed_std=1.0),
+            "train": dict(steps=4800, batch_size=256, lr=2e-3, schedule="cosine", warmup_steps=100,
+                          eval_batch_size=4096, checkpoint_every=250),  # fmt: skip
         },
     ),
     # the authors' budget: a GPU job
@@ -223,6 +243,8 @@ def condition_name(data: DataConfig, model: ModelConfig) -> str:
     factors, else its process, architecture and noise joined by '-': `eps0.2`, `chain`, `mess3x4`, `lstm32x2`,
     `chain-eps0.5`. (Sizes of the transformer and training settings are in the hash part of the folder name.)"""
     parts = [f"mess3x{data.n_mess3}" if data.n_mess3 else "chain" if data.structure == "chain" else ""]
+    if (data.mess3_x, data.mess3_a) != (DataConfig.mess3_x, DataConfig.mess3_a):
+        parts.append(f"x{data.mess3_x:g}-a{data.mess3_a:g}")
     parts.append("" if model.arch == "transformer" else f"{model.arch}{model.d_model}x{model.n_layers}")
     parts.append(f"eps{data.noise:g}" if data.noise else "")
     return "-".join(p for p in parts if p) or "canonical"
@@ -291,6 +313,11 @@ def validate(cfg: RunConfig) -> RunConfig:
         "an integer in [0, 8] (0: the paper's five factors), and 0 unless structure is 'independent'",
         d.n_mess3,
     )
+    _check(_is_number(d.mess3_x) and 0.0 < d.mess3_x <= 0.5, "mess3_x", "a number in (0, 0.5]", d.mess3_x)
+    _check(_is_number(d.mess3_a) and 0.0 <= d.mess3_a <= 1.0, "mess3_a", "a number in [0, 1]", d.mess3_a)
+    default_mess3 = (d.mess3_x, d.mess3_a) == (DataConfig.mess3_x, DataConfig.mess3_a)
+    _check(d.n_mess3 > 0 or default_mess3, "mess3_x", "left at 0.15 (and mess3_a at 0.6) unless n_mess3 > 0",
+           d.mess3_x)  # fmt: skip
     validate_model(m)
     _check(_is_int(t.steps) and 0 <= t.steps <= 10**8, "steps", "an integer in [0, 1e8]", t.steps)
     for name in ("batch_size", "eval_batch_size"):

@@ -157,16 +157,16 @@ def process_of(data: DataConfig) -> FactoredProcess:
     """The process a run trains on (`config.DataConfig`): the paper's five factors, or n_mess3 independent Mess3
     factors if > 0; with its structure and noise."""
     if data.n_mess3:
-        return mess3_factors(data.n_mess3, noise=data.noise)
+        return mess3_factors(data.n_mess3, noise=data.noise, x=data.mess3_x, a=data.mess3_a)
     return paper_process(structure=data.structure, noise=data.noise)
 
 
-def mess3_factors(n: int, noise: float = 0.0) -> FactoredProcess:
-    """n independent Mess3(0.15, 0.6) factors, the paper's Mess3: 3^n joint tokens, beliefs of factored
-    dimension 2n and joint dimension 3^n - 1 (the process of the scaling-with-N experiment)."""
+def mess3_factors(n: int, noise: float = 0.0, x: float = 0.15, a: float = 0.6) -> FactoredProcess:
+    """n independent Mess3(x, a) factors (default the paper's Mess3(0.15, 0.6)): 3^n joint tokens, beliefs of
+    factored dimension 2n and joint dimension 3^n - 1 (the scaling-with-N and noise-expansion experiments)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    return independent([mess3(0.15, 0.6)] * n, noise=noise)
+    return independent([mess3(x, a)] * n, noise=noise)
 
 
 # ---------------------------------------------------------------------------------------------- token codec

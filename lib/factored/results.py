@@ -29,7 +29,10 @@ def sweep_budget(profile: str = "", steps: int = 0, sweeps_dir: Path = sweep.SWE
         found = set()
         for path in sorted(Path(sweeps_dir).glob("*.yaml")):
             fixed = sweep.load(path).fixed
-            if fixed.get("profile") == profile and fixed.get("steps"):
+            # only the sweeps of the comparison (07): a sweep of another model or process (expansion.yaml's
+            # small transformer on sharp Mess3 factors) is an experiment of its own, with its own budget
+            own_model = set(fixed) & {"d_model", "n_layers", "n_heads", "d_mlp", "mess3_x", "mess3_a"}
+            if fixed.get("profile") == profile and fixed.get("steps") and not own_model:
                 found.add(fixed["steps"])
         if len(found) > 1:
             raise ValueError(
