@@ -308,7 +308,7 @@ print(f"factor-wise logits + c(t) vs the law: max |diff| = "
 
 # %%
 gap = 0.01  # nats/token: the order of what a CPU-scale network has left to learn (README: 0.019 at 5,000 steps)
-n_plan = min(max(n_mc // 20, 200), 4_000)  # contexts per row: 200 at smoke, 4,000 at laptop
+n_plan = min(max(n_mc // 40, 200), 1_000)  # contexts per row (errors of a few %: enough to plan): 1,000 at laptop
 plan = theory.expansion_table(theory.candidate_processes(), eps_noise, 8, n_samples=n_plan, seed=seed, gap=gap)
 with pd.option_context("display.width", 250, "display.max_columns", 20):
     print(plan.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
