@@ -313,3 +313,12 @@ def test_refound_counts_factors_seen_at_a_neighbouring_k(beliefs):
     again = discovery.refound(scan)
     assert again[4] == again[5] == 2 and again[7] == 0  # 7 has no neighbour in the scan
     assert scan[discovery.choose_components(scan)].n_factors == 2
+
+
+def test_grouping_keeps_weakly_dependent_factors_next_to_strong_ones():
+    dep = np.full((8, 8), 0.03)  # two disks (0.73) and two triangles (0.19), as between Bloch and Mess3 pairs
+    for g, v in (([0, 1], 0.73), ([2, 3], 0.73), ([4, 5], 0.19), ([6, 7], 0.19)):
+        dep[np.ix_(g, g)] = v
+    np.fill_diagonal(dep, 0)
+    groups, contrast = discovery.group_components(dep, threshold=0.052)  # 0.73 / 0.19 = 3.8 > 0.19 / 0.052 = 3.7
+    assert len(groups) == 4 and contrast == pytest.approx(0.19 / 0.052)

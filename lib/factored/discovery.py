@@ -13,10 +13,12 @@ finds them in three steps (ICA, then group the components that stay dependent):
      disk: two coordinates, uncorrelated but bounded together), those of different factors can;
   3. group: the dependence of two components is the correlation of their energies (squares) at each position
      (root mean square over positions: positions differ in spread, which would couple every pair). Components
-     are joined by average linkage; a cluster's *contrast* is its weakest link inside over its strongest link
-     out (judged cluster by cluster: a Bloch disk's coordinates are far more dependent than a Mess3
-     triangle's), and the most disjoint clusters of contrast >= MIN_CONTRAST are the factors. Dependence below
-     a threshold calibrated on shuffled sources (independent by construction) is noise and never joins anything.
+     are joined by average linkage; the tree is cut where the weakest link kept inside a group is clearly
+     stronger than the strongest link left between groups (the ratio is the cut's *contrast*, at least
+     MIN_CONTRAST); of such cuts, the one with the most groups (a Bloch disk's coordinates are far more dependent
+     than a Mess3 triangle's: the cut between the kinds may be as clear as the cut between factors). Dependence
+     below a threshold calibrated on shuffled sources (independent by construction) is noise and never joins
+     anything.
 A factor is a group of >= 2 components (a lone component cannot be told from noise by independence alone);
 its subspace is the span of its components' patterns, orthonormalised and ordered by variance.
 
@@ -249,38 +251,26 @@ def group_components(
 ) -> tuple[list[np.ndarray], float]:
     """Factors among components: dependence [k, k] -> (groups of >= 2 component indices, their contrast).
 
-    Every cluster of `merge_tree` whose merge lies above `threshold` is a candidate. Its contrast is its own
-    height (the weakest link kept inside it, average linkage never rising) over the height at which it is merged
-    into something larger (the strongest link out of it), or over the threshold when that is higher: how much
-    more it holds together than to anything else. Each cluster is judged against its own surroundings, not
-    against one cut for the whole tree, because geometries differ in how dependent their coordinates are (a
-    Bloch disk ~0.7, a Mess3 triangle ~0.2): a single cut can split the strong kinds off the weak ones.
-    The answer is the set of disjoint candidates of contrast >= min_contrast that holds the most groups (ties: the
-    largest smallest contrast); its contrast is that smallest one. No candidate qualifies: no factors, and the
-    contrast returned is the best rejected one."""
+    Each cut of `merge_tree` after m of its merges above `threshold` is a candidate; its contrast is the height of
+    its last (weakest) merge over the height of the next one (the strongest dependence left between clusters),
+    or over the threshold when no merge above it is left: how much more the weakest link inside a group holds
+    than the strongest link between groups. Among the candidates of contrast >= min_contrast, the one with the
+    most groups wins (ties: the largest contrast); none: no factors (no clear boundary anywhere), and the
+    contrast returned is the best rejected one. Most groups, not largest contrast: geometries differ in how
+    dependent their coordinates are (a Bloch disk ~0.7, a Mess3 triangle ~0.2), so the cut between the strong
+    kinds and the weak ones can have more contrast than the cut between factors, though both are clear."""
     merges, heights = merge_tree(dependence)
+    levels = np.append(heights[heights > threshold], threshold)  # the significant merges, then the noise level
+    if len(levels) < 2:
+        return [], 0.0
+    contrasts = levels[:-1] / levels[1:]
     k = len(dependence)
-    outer = np.full(k + len(merges), float(threshold))  # each node's parent's height, floored at the threshold
-    for n, (a, b) in enumerate(merges):
-        outer[[a, b]] = max(heights[n], threshold)
-    members: dict[int, list[int]] = {i: [i] for i in range(k)}
-    best: dict[int, tuple[int, float, list[int]]] = {i: (0, np.inf, []) for i in range(k)}  # (count, contrast, nodes)
-    rejected = 0.0
-    for n, (a, b) in enumerate(merges):  # children come before parents: best over each subtree, bottom up
-        node = k + n
-        members[node] = members[a] + members[b]
-        below = (best[a][0] + best[b][0], min(best[a][1], best[b][1]), best[a][2] + best[b][2])
-        contrast = heights[n] / outer[node] if heights[n] > threshold else 0.0
-        if contrast >= min_contrast and (1, contrast) > below[:2]:
-            best[node] = (1, contrast, [node])
-        else:
-            best[node] = below
-            rejected = max(rejected, contrast)
-    count, contrast, nodes = best[k + len(merges) - 1] if len(merges) else (0, 0.0, [])
-    if count == 0:
-        return [], float(rejected)
-    groups = [np.sort(np.array(members[x])) for x in nodes]
-    return sorted(groups, key=lambda g: (-len(g), int(g[0]))), float(contrast)
+    cuts = [[g for g in clusters_after(merges, k, m) if len(g) >= 2] for m in range(1, len(levels))]
+    valid = [m for m in range(1, len(levels)) if contrasts[m - 1] >= min_contrast]
+    if not valid:
+        return [], float(contrasts.max())
+    m = max(valid, key=lambda m: (len(cuts[m - 1]), contrasts[m - 1]))
+    return cuts[m - 1], float(contrasts[m - 1])
 
 
 def group_subspace(patterns: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
