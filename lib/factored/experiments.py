@@ -119,3 +119,31 @@ def overlap_split(directions: Sequence[np.ndarray], own: int = 2, k: int = 6) ->
         "head": float(analysis.mean_pairwise_overlap([V[:own] for V in directions], [own])[0]),
         "tail": float(analysis.mean_pairwise_overlap([V[own:k] for V in directions], [k - own])[0]),
     }
+
+
+def discovery_at(run: Run, step: int, acfg: probing.AnalysisConfig, seed: int = 0) -> dict:
+    """Factor discovery from one checkpoint's activations alone (`discovery.find_factors`), then scored against
+    what it never saw: the checkpoint's vary-one subspaces and the true beliefs (`score_against_truth`).
+    Returns {"found", "true", "recovered", "spurious", "min_overlap", "min_ratio"} (NaN when nothing matched)
+    and the report and score themselves."""
+    from . import discovery  # numpy/scikit-learn only; kept out of the import path of notebooks 03-07
+
+    model = run.load_model(step)
+    seq_len = run.config.data.seq_len
+    data = probing.probe_data(run.process, acfg.n_sequences, seq_len, acfg.seed)
+    acts = probing.collect(model, run.process, data.tokens, acfg.site_for(model))
+    report = discovery.find_factors(acts, seed=seed)
+    truth = list(probing.vary_one_at(run, [step], acfg)[step]["directions"])
+    score = discovery.score_against_truth(report.subspaces, acts, probing.paired_beliefs(data.beliefs, seq_len), truth)
+    matched = [i for i, f in enumerate(score["table"]["found"]) if f >= 0]
+    pick = lambda key: [score["table"][key][i] for i in matched]  # noqa: E731
+    return {
+        "found": report.n_factors,
+        "true": score["n_true"],
+        "recovered": score["n_recovered"],
+        "spurious": score["n_spurious"],
+        "min_overlap": float(min(pick("overlap"), default=float("nan"))),
+        "min_ratio": float(min(pick("ratio"), default=float("nan"))),
+        "report": report,
+        "score": score,
+    }
