@@ -204,6 +204,25 @@ curves = {f"{name}, step {r['final']}": r["vary"][r["final"]]["mean_overlap"] fo
 plots.overlap_vs_k(curves, analysis.baseline_band(results[label]["random_overlaps"]), cfg.model.d_model);
 
 # %% [markdown]
+# ## Does the representation grow beyond the factor beliefs?
+#
+# dims@95 counts directions; it cannot tell a network that adds joint features (what an expansion that recovers
+# fidelity would add) from one whose geometry is simply not settled yet. Three dimension-free measures at a
+# few checkpoints of each run, on the same held-out sequences: the share of the activations' variance the
+# factor beliefs explain linearly; what every cross-factor product of belief coordinates (the joint belief)
+# explains on top of beliefs, position and tokens; and the total correlation of the network's own next-token
+# law (0: it predicts the factors independently; the true law's is the fidelity cost above).
+
+# %%
+growth_steps = sorted({results[label]["phases"]["min_step"], *[s for s in (1000, 2500) if s in run.steps],
+                       run.steps[-1]})  # fmt: skip
+growth = pd.concat({name: experiments.beyond_factored_at(r, [s for s in growth_steps if s in r.steps], acfg)
+                    for name, r in conditions.items()}, names=["run"])  # fmt: skip
+growth["dims@95"] = [results[name]["trajectory"][step]["dims"]["0.95"] for name, step in growth.index]
+print(growth.round(4).to_string())
+print(f"true law's total correlation (the fidelity cost) at {label}: {cost:.2g} nats/token")
+
+# %% [markdown]
 # ## Results
 #
 # Measured on this run and the eps = 0 run; the paper's values are read off its figures (one seed, 500k steps

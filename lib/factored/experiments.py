@@ -147,3 +147,22 @@ def discovery_at(run: Run, step: int, acfg: probing.AnalysisConfig, seed: int = 
         "report": report,
         "score": score,
     }
+
+
+def beyond_factored_at(run: Run, steps: Sequence[int], acfg: probing.AnalysisConfig, n_sequences: int = 2_000):
+    """Does the representation grow beyond the factor beliefs? Dimension-free measures at checkpoints `steps`:
+    "beliefs_r2" and "joint_gain" of `probing.variance_decomposition` (the share of the activations' variance the
+    beliefs explain linearly, and what every cross-factor product of belief coordinates adds on top of beliefs,
+    position and tokens), and "prediction_tc", the total correlation of the model's own next-token law (nats per
+    token; the true law's is the fidelity cost). One row per step, as a data frame indexed by step."""
+    seq_len = run.config.data.seq_len
+    data = probing.probe_data(run.process, min(acfg.n_sequences, n_sequences), seq_len, acfg.seed)
+    rows = {}
+    for step in steps:
+        model = run.load_model(step)
+        r2 = [
+            r["r2"] for r in probing.variance_decomposition(model, run.process, data, acfg.site_for(model), acfg.seed)
+        ]
+        tc = probing.prediction_total_correlation(model, run.process, data.tokens)
+        rows[step] = {"beliefs_r2": r2[0], "joint_gain": r2[-1] - r2[-2], "prediction_tc": float(tc.mean())}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("step")
