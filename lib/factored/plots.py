@@ -11,16 +11,19 @@ import seaborn as sns
 
 from . import analysis
 
-# Scatter panels draw at most this many points (a fixed random subset): beyond a few thousand the picture does not
-# change, while the PNG a notebook stores grows with every point (28k points a panel made megabyte notebooks).
-MAX_POINTS = 4_000
+# Scatter panels draw at most this many points (a fixed random subset) at a screen resolution of SCATTER_DPI:
+# beyond a couple of thousand points the picture does not change, while the PNG a notebook stores grows with
+# every point and pixel (28k points a panel at 100 dpi made megabyte notebooks).
+MAX_POINTS = 2_000
+SCATTER_DPI = 72
+MAX_CURVES = 25  # curves per training-trajectory figure: one per checkpoint (80+) only blurs into a thick band
 
 
-def _subset(n: int, max_points: int = MAX_POINTS) -> np.ndarray:
-    """Indices of at most max_points of n rows, the same ones for every panel of a figure (seeded)."""
-    if n <= max_points:
+def _subset(n: int) -> np.ndarray:
+    """Indices of at most MAX_POINTS of n rows, the same ones for every panel of a figure (seeded)."""
+    if n <= MAX_POINTS:
         return np.arange(n)
-    return np.sort(np.random.default_rng(0).choice(n, max_points, replace=False))
+    return np.sort(np.random.default_rng(0).choice(n, MAX_POINTS, replace=False))
 
 
 def factor_kinds(process) -> list[str]:
@@ -45,7 +48,7 @@ def _outline(ax, kind: str) -> None:
 
 def belief_geometry(beliefs: np.ndarray, kind: str, ax=None, title: str = "", s: float = 2.0):
     """Scatter beliefs [n, 3] in their natural 2D picture: the simplex (Mess3) or the Bloch disk."""
-    ax = ax or plt.subplots(figsize=(4, 4))[1]
+    ax = ax or plt.subplots(figsize=(4, 4), dpi=SCATTER_DPI)[1]
     beliefs = np.asarray(beliefs)[_subset(len(beliefs))]
     xy = analysis.belief_to_2d(beliefs, kind)
     ax.scatter(xy[:, 0], xy[:, 1], c=analysis.belief_colors(beliefs, kind), s=s, lw=0, rasterized=True)
@@ -129,7 +132,8 @@ def cev_over_training(trajectory: dict[int, dict], factored_cev: np.ndarray, joi
     """Cumulative explained variance of the activations at every checkpoint (coloured by step) with the
     'Factored' (concatenated beliefs) and 'Joint' (outer product) reference curves."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    steps = sorted(trajectory)
+    every = sorted(trajectory)
+    steps = sorted({*every[:: max(1, len(every) // MAX_CURVES)], every[-1]})  # a readable, lighter subset
     colors, mappable = _step_colors(steps)
     for s, c in zip(steps, colors, strict=True):
         cev = np.asarray(trajectory[s]["cev"])[:k_max]
@@ -190,7 +194,7 @@ def projection_grid(
     """Top row: each factor's true belief geometry. Bottom row: activations projected on that factor's top-2
     subspace directions, coloured by the same belief, so the eye can match the two pictures."""
     n = len(beliefs)
-    fig, axes = plt.subplots(2, n, figsize=(3 * n, 6.2))
+    fig, axes = plt.subplots(2, n, figsize=(3 * n, 6.2), dpi=SCATTER_DPI)
     for i in range(n):
         keep = _subset(len(beliefs[i]))
         belief_geometry(beliefs[i][keep], kinds[i], ax=axes[0, i], title=names[i], s=s)
@@ -520,7 +524,7 @@ def discovered_projections(
     them (no colours). Middle: the same points coloured afterwards by the true belief of the factor it matched.
     Bottom: the ground-truth (vary-one) directions of that factor, same colours."""
     n = len(found)
-    fig, axes = plt.subplots(3, n, figsize=(3 * n, 9), squeeze=False)
+    fig, axes = plt.subplots(3, n, figsize=(3 * n, 9), squeeze=False, dpi=SCATTER_DPI)
     for i in range(n):
         keep = _subset(len(beliefs[i]))
         colors = analysis.belief_colors(beliefs[i][keep], kinds[i])
