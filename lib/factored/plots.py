@@ -12,11 +12,11 @@ import seaborn as sns
 from . import analysis
 
 # Scatter panels draw at most this many points (a fixed random subset) at a screen resolution of SCATTER_DPI:
-# beyond a couple of thousand points the picture does not change, while the PNG a notebook stores grows with
+# beyond about a thousand points the picture does not change, while the PNG a notebook stores grows with
 # every point and pixel (28k points a panel at 100 dpi made megabyte notebooks).
-MAX_POINTS = 2_000
+MAX_POINTS = 1_200
 SCATTER_DPI = 72
-MAX_CURVES = 25  # curves per training-trajectory figure: one per checkpoint (80+) only blurs into a thick band
+MAX_CURVES = 15  # curves per training-trajectory figure: one per checkpoint (80+) only blurs into a thick band
 
 
 def _subset(n: int) -> np.ndarray:
