@@ -549,8 +549,13 @@ def discovered_projections(
 def _themed(plot):
     @functools.wraps(plot)
     def themed(*args, **kwargs):
-        with sns.axes_style("whitegrid"), sns.plotting_context("notebook"), plt.rc_context({"figure.dpi": FIGURE_DPI}):
-            return plot(*args, **kwargs)
+        with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+            fig = plot(*args, **kwargs)
+        # the dpi is set on the figure, not through plt.rc_context: leaving an rc_context stops Jupyter's inline
+        # backend from showing the figures of later cells
+        if hasattr(fig, "set_dpi") and fig.dpi > FIGURE_DPI:
+            fig.set_dpi(FIGURE_DPI)
+        return fig
 
     return themed
 
