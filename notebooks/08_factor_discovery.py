@@ -301,7 +301,9 @@ others = [r for r in results.finished_runs() if results.same_budget(r.config, cf
 survey_runs = [run, *others] if survey else [run]
 trajectory = probing.analyze_run(run, acfg)
 steps = [s for s in sorted(trajectory) if s > 0]
-checkpoints = sorted({steps[len(steps) // 4], steps[len(steps) // 2], steps[3 * len(steps) // 4]}) if survey else []
+# checkpoints at an eighth, a quarter and half of training (the nearest saved ones): collapse, middle, late
+nearest = [min(steps, key=lambda s, t=t: abs(s - t)) for t in (steps[-1] / 8, steps[-1] / 4, steps[-1] / 2)]
+checkpoints = sorted(set(nearest)) if survey else []
 rows = []
 for r, step in [(r, r.steps[-1]) for r in survey_runs] + [(run, s) for s in checkpoints]:
     c, point = r.config, probing.analyze_run(r, acfg, steps=[step], progress=False)[step]  # cached by 03-06

@@ -14,7 +14,7 @@ from . import analysis
 # Scatter panels draw at most this many points (a fixed random subset) at a screen resolution of SCATTER_DPI:
 # beyond about a thousand points the picture does not change, while the PNG a notebook stores grows with
 # every point and pixel (28k points a panel at 100 dpi made megabyte notebooks).
-MAX_POINTS = 1_200
+MAX_POINTS = 1_000
 SCATTER_DPI = 72
 FIGURE_DPI = 80  # every figure: legible at notebook width, a third fewer pixels than matplotlib's 100
 MAX_CURVES = 15  # curves per training-trajectory figure: one per checkpoint (80+) only blurs into a thick band
@@ -525,7 +525,7 @@ def discovered_projections(
     them (no colours). Middle: the same points coloured afterwards by the true belief of the factor it matched.
     Bottom: the ground-truth (vary-one) directions of that factor, same colours."""
     n = len(found)
-    fig, axes = plt.subplots(3, n, figsize=(3 * n, 9), squeeze=False, dpi=SCATTER_DPI)
+    fig, axes = plt.subplots(3, n, figsize=(2.5 * n, 7.5), squeeze=False, dpi=SCATTER_DPI)
     for i in range(n):
         keep = _subset(len(beliefs[i]))
         colors = analysis.belief_colors(beliefs[i][keep], kinds[i])
