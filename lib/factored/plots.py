@@ -525,7 +525,7 @@ def discovered_projections(
     them (no colours). Middle: the same points coloured afterwards by the true belief of the factor it matched.
     Bottom: the ground-truth (vary-one) directions of that factor, same colours."""
     n = len(found)
-    fig, axes = plt.subplots(3, n, figsize=(2.5 * n, 7.5), squeeze=False, dpi=SCATTER_DPI)
+    fig, axes = plt.subplots(3, n, figsize=(2.2 * n, 6.6), squeeze=False, dpi=SCATTER_DPI)
     for i in range(n):
         keep = _subset(len(beliefs[i]))
         colors = analysis.belief_colors(beliefs[i][keep], kinds[i])
