@@ -15,7 +15,7 @@ from . import analysis
 # beyond about a thousand points the picture does not change, while the PNG a notebook stores grows with
 # every point and pixel (28k points a panel at 100 dpi made megabyte notebooks).
 MAX_POINTS = 1_000
-SCATTER_DPI = 72
+SCATTER_DPI = 64
 FIGURE_DPI = 80  # every figure: legible at notebook width, a third fewer pixels than matplotlib's 100
 MAX_CURVES = 15  # curves per training-trajectory figure: one per checkpoint (80+) only blurs into a thick band
 
