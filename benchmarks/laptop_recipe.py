@@ -63,6 +63,7 @@ COMBINATIONS: dict[str, dict] = {  # every one: SMALL_WEIGHTS on top of BASE, th
     "g_cosine_lr3e-3_b256": dict(batch_size=256, lr=3e-3, schedule="cosine", warmup_steps=100),
     "g_cosine_lr2e-3_b256": dict(batch_size=256, lr=2e-3, schedule="cosine", warmup_steps=100),
     "g_cosine_lr3e-3_b256_beta95": dict(batch_size=256, lr=3e-3, schedule="cosine", warmup_steps=100, adam_beta2=0.95),
+    "g_cosine_lr2e-3_b256_beta95": dict(batch_size=256, lr=2e-3, schedule="cosine", warmup_steps=100, adam_beta2=0.95),
     "g_constant_lr2e-3_b256": dict(batch_size=256, lr=2e-3, schedule="constant", warmup_steps=100),
     "g_plateau_lr2e-3_b256": dict(batch_size=256, lr=2e-3),
     "g_cosine_lr3e-3_b512": dict(batch_size=512, lr=3e-3, schedule="cosine", warmup_steps=50),
