@@ -180,8 +180,15 @@ PROFILE_RECORDS: dict[str, Profile] = {
         "laptop",
         run={
             "model": dict(init="gpt2", embed_std=1.0),
-            "train": dict(steps=4800, batch_size=256, lr=2e-3, schedule="cosine", warmup_steps=100,
-                          eval_batch_size=4096, checkpoint_every=250),  # fmt: skip
+            "train": dict(
+                steps=4800,
+                batch_size=256,
+                lr=2e-3,
+                schedule="cosine",
+                warmup_steps=100,
+                eval_batch_size=4096,
+                checkpoint_every=250,
+            ),  # fmt: skip
         },
         mc_samples_curves=40_000,  # 8 noise levels x 40k contexts: standard errors near 1% in about a minute
     ),
