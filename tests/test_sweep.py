@@ -319,7 +319,10 @@ def sleepy_sweep(tmp_path):
     (tmp_path / "sleepy.yaml").write_text(yaml.safe_dump({**spec, "fixed": {"marks": str(marks)}}))
     cmd = [sys.executable, "-m", "factored.sweep", str(tmp_path / "sleepy.yaml"), "--workers", "1"]
     env = {**os.environ, "TQDM_DISABLE": "1"}  # no progress bar on stderr
-    runner = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # as from a terminal: a shell that starts the tests in the background (`... &`) ignores SIGINT, and an ignored
+    # signal is inherited, so the runner would never see the Ctrl-C this test sends
+    runner = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     pids = {}
     try:
         busy = marks / "x=120.0.json"
