@@ -251,7 +251,8 @@ table.index.name = "quantity"
 print(table.to_string())
 saved = {"noise": noise, "fidelity_cost": cost, "fidelity_cost_stderr": cost_err, "optimal_loss": optimal,
          "optimal_loss_stderr": optimal_err, "phases": phases, **result}
-runs.save_summary(run, "04_noise", saved, settings=dataclasses.asdict(acfg))
+summary_file = runs.save_summary(run, "04_noise", saved, settings=dataclasses.asdict(acfg))
+print(f"saved {runs.relative(summary_file)}")
 
 # %% [markdown]
 # ## What this budget shows

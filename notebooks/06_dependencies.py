@@ -219,7 +219,8 @@ table.index.name = "quantity"
 print(table.to_string())
 saved = {"fidelity_cost": cost, "fidelity_cost_stderr": cost_err, "optimal_loss": optimal,
          "optimal_loss_stderr": optimal_err, "prediction_total_correlation": tc["chain"], "phases": pc, **result}
-runs.save_summary(run, "06_dependencies", saved, settings=dataclasses.asdict(acfg))
+summary_file = runs.save_summary(run, "06_dependencies", saved, settings=dataclasses.asdict(acfg))
+print(f"saved {runs.relative(summary_file)}")
 
 # %% [markdown]
 # ## What this budget shows

@@ -9,7 +9,7 @@ from notebook_runs import NOTEBOOKS
 
 MAX_BYTES = 600_000  # figures legible at notebook size; every re-render adds this much to the history at most
 NOTEBOOK_FILES = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-MACHINE_PATH = re.compile(r"(/tmp/|/home/|/root/|/Users/|[A-Z]:\\\\)")
+MACHINE_PATH = re.compile(rf"(/tmp/|/home/|/root/|/Users/|[A-Z]:\\\\|{re.escape(str(NOTEBOOKS.parent))})")
 
 
 @pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=[p.stem for p in NOTEBOOK_FILES])
@@ -21,6 +21,6 @@ def test_committed_notebook_is_small_finished_and_machine_free(path):
     for cell in nb["cells"]:
         for output in cell.get("outputs", []):
             assert "application/vnd.jupyter.widget-view+json" not in output.get("data", {})
-            text = "".join(output.get("text", ""))
+            text = "".join(output.get("text", "")) + "".join(output.get("data", {}).get("text/plain", ""))
             assert not re.search(r"\b0%\|", text), f"{path.name}: a progress bar frozen at 0%"
             assert not MACHINE_PATH.search(text), f"{path.name}: a machine path in an output: {text[:200]!r}"
