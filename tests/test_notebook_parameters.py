@@ -16,8 +16,26 @@ from notebook_runs import execute, run_folders
         ("03_factored_geometry", {"n_random_models": 0}, "n_random_models must be an integer >= 1, got 0"),
         ("08_factor_discovery", {"site": "blocks.9.hook_resid_post"}, "site must be one of this model's sites ["),
         ("05_architectures", {"n_heads": 7}, "n_heads must be left unset for arch='lstm' (transformer only), got 7"),
+        ("04_noise", {"noise": -0.1}, "noise must be a number in [0, 1], got -0.1"),
+        ("04_noise", {"noise": 1.5}, "noise must be a number in [0, 1], got 1.5"),
+        ("04_noise", {"noise": "abc"}, "noise must be a number in [0, 1], got 'abc'"),
+        ("04_noise", {"nosie": 0.2}, "unknown parameter 'nosie'; this notebook's parameters are"),
+        ("06_dependencies", {"noise": 0.2}, "unknown parameter 'noise'; this notebook's parameters are"),
     ],
-    ids=["01-unknown", "01-seed-range", "01-seed-type", "03-site", "03-n_random_models", "08-site", "05-lstm-heads"],
+    ids=[
+        "01-unknown",
+        "01-seed-range",
+        "01-seed-type",
+        "03-site",
+        "03-n_random_models",
+        "08-site",
+        "05-lstm-heads",
+        "04-noise-low",
+        "04-noise-high",
+        "04-noise-type",
+        "04-unknown",
+        "06-unknown",
+    ],  # fmt: skip
 )
 def test_a_bad_parameter_stops_in_the_checking_cell_and_writes_nothing(name, parameters, message, outputs, tmp_path):
     with pytest.raises(papermill.PapermillExecutionError) as info:
