@@ -250,7 +250,9 @@ table[f"paper ({label})"] = table.index.map({
 table.index.name = "quantity"
 print(table.to_string())
 saved = {"noise": noise, "fidelity_cost": cost, "fidelity_cost_stderr": cost_err, "optimal_loss": optimal,
-         "optimal_loss_stderr": optimal_err, "phases": phases, **result}
+         "optimal_loss_stderr": optimal_err, "phases": phases, **result,
+         "growth": {name: {str(step): {k: float(v) for k, v in row.items()}
+                           for step, row in growth.loc[name].iterrows()} for name in conditions}}  # fmt: skip
 summary_file = runs.save_summary(run, "04_noise", saved, settings=dataclasses.asdict(acfg))
 print(f"saved {runs.relative(summary_file)}")
 

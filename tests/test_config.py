@@ -93,6 +93,16 @@ def test_check_parameters_accepts_declared_values():
     check_parameters(namespace(json=json))  # modules and other non-data names are not parameters
 
 
+def test_check_parameters_leaves_rules_between_fields_to_the_whole_config():
+    # a Mess3 product's own parameters are valid field by field; only the whole config ties them to n_mess3 > 0
+    mess3 = {"__annotations__": {"n_mess3": int, "mess3_x": float, "mess3_a": float}}
+    check_parameters(mess3 | {"n_mess3": 3, "mess3_x": 0.05, "mess3_a": 0.9})
+    with pytest.raises(ValueError, match=r"mess3_x must be a number in \(0, 0.5\], got 0.7"):
+        check_parameters(mess3 | {"n_mess3": 3, "mess3_x": 0.7, "mess3_a": 0.9})
+    with pytest.raises(ValueError, match=r"mess3_x must be left at 0.15 .* unless n_mess3 > 0"):
+        from_parameters("smoke", n_mess3=0, mess3_x=0.05)
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [

@@ -431,8 +431,10 @@ def check_parameters(namespace: dict[str, Any]) -> None:
             defaulted = name in _PROFILE_DEFAULTED and value == 0  # 0: "the profile's", checked by from_parameters
             if name in _field_owners() and not defaulted:  # a run field: its own message names its range
                 # one field alone: its range, not the rules between fields (a transformer's heads divide its width),
-                # which `from_parameters` checks on the whole config right after
-                part, default = _field_owners()[name], RunConfig(model=ModelConfig(arch="rnn"))
+                # which `from_parameters` checks on the whole config right after (a Mess3 parameter alone is
+                # checked on a Mess3 product, where any value in its range is allowed)
+                data = DataConfig(n_mess3=1 if name in ("mess3_x", "mess3_a") else 0)
+                part, default = _field_owners()[name], RunConfig(data=data, model=ModelConfig(arch="rnn"))
                 validate(replace(default, **{part: replace(getattr(default, part), **{name: value})}))
             _check(ok(value), name, expected, value)
 
