@@ -65,6 +65,7 @@ import dataclasses
 import pandas as pd
 
 from factored import analysis, experiments, plots, probing, products, runs, theory, train
+from factored import results as across_runs  # `results` below: this notebook's own
 
 acfg = probing.analysis_config(profile)
 n_mc = config.profile_record(profile).mc_samples  # Monte-Carlo contexts for the theory
@@ -297,3 +298,20 @@ if tokens < paper_tokens:
 else:
     print(f"This run's budget ({tokens:.2g} tokens) reaches past the ~{paper_tokens:.0g} tokens after which the "
           f"paper's dims@95 grows with eps.")
+
+# %% [markdown]
+# ## Where factoring costs more: the expansion test over eps and seeds
+#
+# On the paper's process the fidelity cost is too small for an expansion to pay at this scale (notebook 01's
+# planning table). `params/sweeps/expansion.yaml` runs this notebook where it pays: three sharp Mess3(0.05, 0.9)
+# factors, a transformer of width 64, eps 0, 0.1, 0.3, 0.5, seeds 0-2; notebook 07 draws it. Its conclusion,
+# computed from every such run found here:
+
+# %%
+exp_ref = across_runs.sweep_config(across_runs.EXPANSION_SWEEP, profile)
+_, expansion = across_runs.noise_expansion(exp_ref, acfg, across_runs.finished_runs(), n_mc)
+if len(expansion):
+    print(across_runs.intervals_by(expansion, "eps", across_runs.EXPANSION_COLUMNS).T.to_string())
+    print("\n".join(across_runs.expansion_findings(expansion)))
+else:
+    print("no run of the expansion sweep here yet: make sweep SWEEP=params/sweeps/expansion.yaml")

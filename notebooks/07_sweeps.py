@@ -170,6 +170,36 @@ for value, what in (("final_dims95", "final dims@95"), ("min_dims95", "smallest 
               f"({row.difference:+.1f}; {row.seeds} and {row.reference_seeds} seeds, {welch(row.p_welch)})")
 
 # %% [markdown]
+# ## Noise where factoring costs: does the representation expand?
+#
+# On the paper's process the fidelity cost of factoring is at most 8.7e-4 nats/token (eps 0.5; notebook 01),
+# twenty times below what a network at this scale has left to learn, so nothing there can reward an expansion.
+# `params/sweeps/expansion.yaml` chooses a process where it pays: three sharp Mess3(0.05, 0.9) factors (27 joint
+# tokens; factored belief dimension 6, joint 26), where factoring costs 1-3% of the loss at eps 0.1-0.5 and the
+# optimal logits need 10-14 dimensions (notebook 01's planning table), learned by a small transformer (width 64,
+# 2 layers) at eps 0, 0.1, 0.3 and 0.5 with seeds 0, 1, 2. Three signatures of an expansion: dims@95 growing
+# after the collapse more than at eps 0; the joint belief (every cross-factor product of belief coordinates)
+# explaining more of the activations than at eps 0; and a held-out loss below the optimum plus the fidelity
+# cost, which no factored readout can reach.
+
+# %%
+exp_ref = results.sweep_config(results.EXPANSION_SWEEP, profile)
+for noise, seed in itertools.product([0.0, 0.5], range(2)) if own_grid else []:  # smoke: a tiny version
+    train.get_or_train(results.sweep_config(results.EXPANSION_SWEEP, profile, noise=noise, seed=seed),
+                       progress=False)  # fmt: skip
+n_mc = config.profile_record(profile).mc_samples
+exp_steps, expansion = results.noise_expansion(exp_ref, acfg, results.finished_runs(), n_mc)
+exp_factored = products.dimension_counts(products.process_of(exp_ref.data).state_dims)[1]
+exp_order = [f"{e:g}" for e in sorted(expansion["noise"].unique())]
+plots.dims_over_training_by(exp_steps, "eps", exp_factored, f"dims@95 over training, "
+                            f"{results.model_label(exp_ref, ref)} on 3 sharp Mess3 factors", exp_order);  # fmt: skip
+
+# %%
+exp_table = results.intervals_by(expansion, "eps", results.EXPANSION_COLUMNS)
+print(exp_table.T.to_string() if len(exp_table) else "no expansion runs at this budget")
+print("\n".join(results.expansion_findings(expansion)) if len(expansion) else "")
+
+# %% [markdown]
 # ## Architectures
 #
 # Every model trained at this budget on the noiseless five-factor process: the canonical transformer (the

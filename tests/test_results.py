@@ -116,3 +116,54 @@ def test_a_single_seed_has_no_interval_and_says_so():
     )  # fmt: skip
     shown = results.condition_table(finals, "eps")["final dims@95 (95% interval)"]
     assert shown[0.5] == "80.0 (n/a, 1 seed)" and "nan" not in shown[0.0] and shown[0.0].startswith("10.0 (")
+
+
+def test_a_sweep_file_fixes_process_model_and_its_own_steps(tmp_path):
+    path = tmp_path / "e.yaml"
+    fixed = "{profile: laptop, steps: 4000, n_mess3: 3, mess3_x: 0.05, d_model: 64, n_heads: 2, d_mlp: 256}"
+    path.write_text(f"notebook: 04_noise\ngrid: {{noise: [0, 0.3]}}\nfixed: {fixed}\n")
+    laptop, smoke = results.sweep_config(path, "laptop"), results.sweep_config(path, "smoke")
+    assert (laptop.train.steps, laptop.data.n_mess3, laptop.data.mess3_x, laptop.model.d_model) == (4000, 3, 0.05, 64)
+    assert smoke.train.steps == config.make_config("smoke").train.steps  # another profile keeps its own budget
+    assert (smoke.data.n_mess3, smoke.model.d_mlp) == (3, 256)
+    noisy = config.from_parameters("laptop", noise=0.3, seed=2, steps=4000, n_mess3=3, mess3_x=0.05, d_model=64,
+                                   n_heads=2, d_mlp=256)  # fmt: skip
+    assert results.same_but_noise(noisy, laptop)
+    assert not results.same_but_noise(config.make_config("laptop", steps=4000, noise=0.3), laptop)  # another process
+
+
+def test_noise_growth_measures_the_cost_of_factoring_and_growth_past_the_collapse(tmp_path):
+    made = [
+        train.get_or_train(tiny_config(noise=e, n_mess3=2, mess3_x=0.05, mess3_a=0.9), root=tmp_path, progress=False)
+        for e in (0.0, 0.5)
+    ]
+    acfg = probing.analysis_config("smoke")
+    growth = results.noise_growth(made, acfg, n_mc=500).set_index("run")
+    clean, noisy = growth.loc[made[0].dir.name], growth.loc[made[1].dir.name]
+    assert clean["fidelity_cost"] == 0  # independent and noiseless: the law is the product of its marginals
+    assert noisy["fidelity_cost"] > 1e-2  # sharp Mess3 factors: factoring costs (notebook 01)
+    assert math.isclose(noisy["below_factored"], made[1].metrics()[-1]["gap"] - noisy["fidelity_cost"])
+    assert (growth["dims_growth"] >= 0).all()  # the collapse is the smallest dims@95 after init
+    for when in ("collapse", "final"):
+        assert ((growth[f"beliefs_r2_{when}"] <= 1) & (growth[f"prediction_tc_{when}"] >= 0)).all()
+    assert list(tmp_path.glob("runs/*/summaries/noise_growth-*.json"))  # cached: a second call reads the same
+    pd.testing.assert_frame_equal(results.noise_growth(made, acfg, n_mc=500).set_index("run"), growth)
+
+
+def test_intervals_by_sets_the_t_intervals_of_several_columns_side_by_side():
+    frame = pd.DataFrame({"eps": [0, 0, 0, 0.5], "a": [10, 12, 14, 3.0], "b": [1.0, 1.0, 1.0, 2.0]})
+    table = results.intervals_by(frame, "eps", {"a": ".3g", "b": ".1f"})
+    assert list(table["seeds"]) == [3, 1]
+    assert table.loc[0, "a"] == "12 (7.03 to 17)" and table.loc[0.5, "a"] == "3 (n/a, 1 seed)"
+    assert table.loc[0, "b"] == "1.0 (1.0 to 1.0)"
+
+
+def test_expansion_findings_call_growth_beyond_eps_0_an_expansion_only_when_significant():
+    base = {"joint_gain_final": 0.001, "below_factored": 0.01}
+    rows = [{"eps": "0", "noise": 0.0, "dims_growth": g, **base} for g in (0, 1, 0)]
+    rows += [{"eps": "0.5", "noise": 0.5, "dims_growth": g, **base, "below_factored": -0.01} for g in (6, 8, 7)]
+    rows += [{"eps": "0.1", "noise": 0.1, "dims_growth": g, **base} for g in (1, 0, 1)]
+    lines = results.expansion_findings(pd.DataFrame(rows))
+    assert lines[0].startswith("eps 0.1 (3 seeds)") and lines[0].endswith("Expansion: no")
+    assert "3 of 3 seeds predict better than any factored readout" in lines[1]
+    assert "grows +7.0 after the collapse against +0.3 at eps 0" in lines[1] and "Expansion: yes" in lines[1]

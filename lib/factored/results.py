@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import config, probing, products, runs, sweep
+from . import config, experiments, probing, products, runs, sweep, theory
 from .config import RunConfig
 
 
@@ -41,6 +41,25 @@ def sweep_budget(profile: str = "", steps: int = 0, sweeps_dir: Path = sweep.SWE
             )
         steps = found.pop() if found else 0
     return config.from_parameters(profile, steps=steps)
+
+
+def sweep_config(path: Path, profile: str = "", **overrides) -> RunConfig:
+    """The run a sweep file fixes at `profile`: the sweep's process and model, and its steps where `profile` is the
+    sweep's own (else the profile's budget); its grid's parameters at their defaults (eps 0, seed 0) unless
+    `overrides` sets them."""
+    profile = config.resolve_profile(profile)
+    fixed = dict(sweep.load(path).fixed)
+    if fixed.pop("profile", profile) != profile:
+        fixed.pop("steps", None)
+    return config.from_parameters(profile, **{**fixed, **overrides})
+
+
+def same_but_noise(cfg: RunConfig, ref: RunConfig) -> bool:
+    """The run `ref` describes at some eps and seed: same process otherwise, same model, same training budget."""
+    skip = {"noise", "name"}
+    a, b = asdict(cfg.data), asdict(ref.data)
+    data_equal = all(a[k] == b[k] for k in a if k not in skip)
+    return data_equal and cfg.model == ref.model and same_budget(cfg, ref)
 
 
 def same_budget(cfg: RunConfig, ref: RunConfig) -> bool:
@@ -272,3 +291,106 @@ def sweep_folders(root: Path | None = None) -> pd.DataFrame:
         )
     columns = ["sweep", "notebook", "done", "failed", "point_minutes", "wall_minutes", "folder"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def noise_growth(run_list: list[runs.Run], acfg: probing.AnalysisConfig, n_mc: int = 20_000) -> pd.DataFrame:
+    """Does the representation grow beyond the factor beliefs, and does the network predict better than any
+    factored readout? One row per run (independent factors, any eps), at its collapse (the smallest dims@95) and
+    at its last checkpoint; cached in each run folder (`runs.save_summary`, keyed by acfg and n_mc).
+
+    Columns: run; fidelity_cost, the fidelity cost of factoring at the run's eps (nats/token, Monte Carlo over
+    n_mc sequences, seed 0); below_factored = gap - fidelity_cost (negative: beyond any factored readout);
+    dims_growth = final minus smallest dims@95; and `experiments.beyond_factored_at`'s beliefs_r2, joint_gain and
+    prediction_tc at the collapse (suffix _collapse) and the end (suffix _final)."""
+    columns = ["run", "fidelity_cost", "below_factored", "dims_growth"]
+    columns += [f"{k}_{when}" for when in ("collapse", "final") for k in GROWTH_MEASURES]
+    settings = {**asdict(acfg), "n_mc": n_mc}
+    rows = []
+    for run in run_list:
+        row = runs.load_summary(run, "noise_growth", settings)
+        if row is None:
+            row = _noise_growth_of(run, acfg, n_mc)
+            runs.save_summary(run, "noise_growth", row, settings)
+        rows.append({"run": run.dir.name, **row})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _noise_growth_of(run: runs.Run, acfg: probing.AnalysisConfig, n_mc: int) -> dict[str, float]:
+    cost_pp, _ = theory.fidelity_cost(run.process, run.config.data.seq_len, n_samples=n_mc, seed=0)
+    trajectory = probing.analyze_run(run, acfg, progress=False)
+    st = probing.stages(trajectory)
+    grown = experiments.beyond_factored_at(run, sorted({st["early"], st["final"]}), acfg)
+    dims = {stage: trajectory[st[stage]]["dims"]["0.95"] for stage in ("early", "final")}
+    return {
+        "fidelity_cost": float(cost_pp.mean()),
+        "below_factored": run.metrics()[-1]["gap"] - float(cost_pp.mean()),
+        "dims_growth": dims["final"] - dims["early"],
+        **{f"{k}_{when}": float(grown.loc[st[stage], k]) for when, stage in (("collapse", "early"), ("final", "final"))
+           for k in GROWTH_MEASURES},
+    }  # fmt: skip
+
+
+GROWTH_MEASURES = ("beliefs_r2", "joint_gain", "prediction_tc")
+
+
+def interval_text(values, fmt: str = ".3g", level: float = 0.95) -> str:
+    """ "mean (low to high)" with the t-interval over seeds, or "mean (n/a, 1 seed)"."""
+    mean, low, high = seed_interval(values, level)
+    return f"{mean:{fmt}} (n/a, 1 seed)" if np.isnan(low) else f"{mean:{fmt}} ({low:{fmt}} to {high:{fmt}})"
+
+
+def intervals_by(frame: pd.DataFrame, by: str, columns: dict[str, str], level: float = 0.95) -> pd.DataFrame:
+    """One row per value of `by` (the number of seeds, then each column of `columns` {column: format} as
+    `interval_text`), one column per entry: the means over seeds with their t-intervals, side by side."""
+    table = frame.groupby(by, sort=True).agg(
+        seeds=(by, "size"), **{c: (c, lambda v, f=f: interval_text(v, f, level)) for c, f in columns.items()}
+    )
+    return table
+
+
+EXPANSION_SWEEP = sweep.SWEEPS_DIR / "expansion.yaml"
+EXPANSION_COLUMNS = {  # column: format, in the order the expansion table shows them
+    "fidelity_cost": ".3f", "gap": ".3f", "below_factored": "+.3f", "r2": ".2f", "min_dims95": ".3g",
+    "final_dims95": ".3g", "dims_growth": "+.3g", "joint_gain_collapse": "+.4f", "joint_gain_final": "+.4f",
+    "prediction_tc_final": ".3f",
+}  # fmt: skip
+
+
+def noise_expansion(
+    ref: RunConfig, acfg: probing.AnalysisConfig, run_list: list[runs.Run], n_mc: int = 20_000
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs of `ref`'s process, model and budget at every eps and seed found in `run_list`: `collect`'s two
+    frames, the second merged with `noise_growth`, each with a column eps (the noise as text: "0", "0.3")."""
+    chosen = [r for r in run_list if same_but_noise(r.config, ref)]
+    per_step, per_run = collect(chosen, ref, acfg)
+    per_run = per_run.merge(noise_growth(chosen, acfg, n_mc), on="run")
+    for frame in (per_step, per_run):
+        frame["eps"] = frame["noise"].map("{:g}".format)
+    return per_step, per_run
+
+
+def expansion_findings(per_run: pd.DataFrame, tol: int = experiments.FACTORED_TOL) -> list[str]:
+    """What the runs of `noise_expansion` say, one line per eps > 0 against eps 0, computed from them: does dims@95
+    grow after the collapse more than at eps 0 (by more than `tol`, Welch's test over seeds), does the joint belief
+    explain more of the activations at the end, and in how many seeds does the network predict better than any
+    factored readout (held-out gap below the fidelity cost)."""
+    if "0" not in set(per_run["eps"]):
+        return ["no eps = 0 runs to compare with"]
+    lines = []
+    growth = difference_table(per_run, "eps", "0", "dims_growth").set_index("eps")
+    joint = difference_table(per_run, "eps", "0", "joint_gain_final").set_index("eps")
+    for eps, group in per_run[per_run["eps"] != "0"].groupby("noise", sort=True):
+        key = f"{eps:g}"
+        g, j = growth.loc[key], joint.loc[key]
+        beyond = int((group["below_factored"] < 0).sum())
+        grew = g["difference"] > tol and g["p_welch"] < 0.05  # NaN (one seed, no spread): not shown
+        lines.append(
+            f"eps {key} ({len(group)} seeds): dims@95 grows {g['mean']:+.1f} after the collapse against "
+            f"{g['reference_mean']:+.1f} at eps 0 (Welch p = {g['p_welch']:.2g}); the joint belief explains "
+            f"{100 * j['mean']:+.2f}% of the final activations beyond beliefs, position and tokens against "
+            f"{100 * j['reference_mean']:+.2f}% at eps 0 (p = {j['p_welch']:.2g}); {beyond} of {len(group)} seeds "
+            f"predict better than any factored readout. Expansion: {'yes' if grew else 'no'}"
+            + (f" (growth beyond eps 0's by more than {tol}, p < 0.05)" if grew else "")
+            + (" (Welch's test needs 2 seeds a side and some spread)" if np.isnan(g["p_welch"]) else "")
+        )
+    return lines
