@@ -147,8 +147,15 @@ noise_summary = results.condition_table(noise_runs, "eps")
 print(noise_summary.round(3).to_string() if len(noise_summary) else "no noise runs at this budget")
 
 
+LEARNED_R2 = 0.8  # "the network has learned the beliefs": held-out R² of the linear read-out at least this
+
+
 def unfinished(table, name):
-    """Say which conditions have not finished collapsing at this budget (computed from the table)."""
+    """Say per condition whether the beliefs are learned (mean R² over seeds), and which conditions have not
+    finished collapsing at this budget (computed from the table): dimensions compare only where both hold."""
+    for key, row in table.iterrows():
+        print(f"{name}{key}: beliefs {'learned' if row['r2'] >= LEARNED_R2 else 'NOT learned'} (mean R² "
+              f"{row['r2']:.2f} over {row['seeds']} seeds; learned: >= {LEARNED_R2})")
     for key, row in table[table["still_falling"] > 0].iterrows():
         print(f"{name}{key}: the smallest dims@95 is at the last checkpoint in {row['still_falling']:g} of "
               f"{row['seeds']} seeds (dims@95 {row['init']:.0f} at init): the collapse is not finished at this "
@@ -254,7 +261,6 @@ plots.dims_vs_factors(scaling, ref.model.d_model);
 
 # %%
 print(scaling.round(3).to_string(index=False) if len(scaling) else "no runs on N Mess3 factors at this budget")
-LEARNED_R2 = 0.8  # "the network has learned the beliefs": held-out R² of the linear read-out at least this
 if len(scaling):
     learned, unlearned = scaling[scaling["r2"] >= LEARNED_R2], scaling[scaling["r2"] < LEARNED_R2]
     below = learned[learned["final_dims95"] < learned["beliefs_joint"]]
