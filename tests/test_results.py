@@ -159,7 +159,7 @@ def test_intervals_by_sets_the_t_intervals_of_several_columns_side_by_side():
 
 
 def test_expansion_findings_call_growth_beyond_eps_0_an_expansion_only_when_significant():
-    base = {"joint_gain_final": 0.001, "below_factored": 0.01}
+    base = {"joint_gain_final": 0.001, "below_factored": 0.01, "prediction_tc_final": 0.002, "fidelity_cost": 0.03}
     rows = [{"eps": "0", "noise": 0.0, "dims_growth": g, **base} for g in (0, 1, 0)]
     rows += [{"eps": "0.5", "noise": 0.5, "dims_growth": g, **base, "below_factored": -0.01} for g in (6, 8, 7)]
     rows += [{"eps": "0.1", "noise": 0.1, "dims_growth": g, **base} for g in (1, 0, 1)]

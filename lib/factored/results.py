@@ -379,17 +379,21 @@ def expansion_findings(per_run: pd.DataFrame, tol: int = experiments.FACTORED_TO
     lines = []
     growth = difference_table(per_run, "eps", "0", "dims_growth").set_index("eps")
     joint = difference_table(per_run, "eps", "0", "joint_gain_final").set_index("eps")
+    tc = difference_table(per_run, "eps", "0", "prediction_tc_final").set_index("eps")
     for eps, group in per_run[per_run["eps"] != "0"].groupby("noise", sort=True):
         key = f"{eps:g}"
-        g, j = growth.loc[key], joint.loc[key]
+        g, j, c = growth.loc[key], joint.loc[key], tc.loc[key]
+        true_tc = group["fidelity_cost"].mean()  # the true law's total correlation is the fidelity cost
         beyond = int((group["below_factored"] < 0).sum())
         grew = g["difference"] > tol and g["p_welch"] < 0.05  # NaN (one seed, no spread): not shown
         lines.append(
             f"eps {key} ({len(group)} seeds): dims@95 grows {g['mean']:+.1f} after the collapse against "
             f"{g['reference_mean']:+.1f} at eps 0 (Welch p = {g['p_welch']:.2g}); the joint belief explains "
             f"{100 * j['mean']:+.2f}% of the final activations beyond beliefs, position and tokens against "
-            f"{100 * j['reference_mean']:+.2f}% at eps 0 (p = {j['p_welch']:.2g}); {beyond} of {len(group)} seeds "
-            f"predict better than any factored readout. Expansion: {'yes' if grew else 'no'}"
+            f"{100 * j['reference_mean']:+.2f}% at eps 0 (p = {j['p_welch']:.2g}); the network's own next-token law "
+            f"carries {c['mean']:.4f} nats/token of cross-factor dependence against {true_tc:.4f} "
+            f"in the true law ({c['reference_mean']:.4f} at eps 0, p = {c['p_welch']:.2g}); {beyond} of {len(group)} "
+            f"seeds predict better than any factored readout. Expansion: {'yes' if grew else 'no'}"
             + (f" (growth beyond eps 0's by more than {tol}, p < 0.05)" if grew else "")
             + (" (Welch's test needs 2 seeds a side and some spread)" if np.isnan(g["p_welch"]) else "")
         )
