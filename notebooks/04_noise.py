@@ -312,6 +312,7 @@ exp_ref = across_runs.sweep_config(across_runs.EXPANSION_SWEEP, profile)
 _, expansion = across_runs.noise_expansion(exp_ref, acfg, across_runs.finished_runs(), n_mc)
 if len(expansion):
     print(across_runs.intervals_by(expansion, "eps", across_runs.EXPANSION_COLUMNS).T.to_string())
-    print("\n".join(across_runs.expansion_findings(expansion)))
+    exp_factored = products.dimension_counts(products.process_of(exp_ref.data).state_dims)[1]
+    print("\n".join(across_runs.expansion_findings(expansion, exp_factored)))
 else:
     print("no run of the expansion sweep here yet: make sweep SWEEP=params/sweeps/expansion.yaml")

@@ -158,12 +158,18 @@ def test_intervals_by_sets_the_t_intervals_of_several_columns_side_by_side():
     assert table.loc[0, "b"] == "1.0 (1.0 to 1.0)"
 
 
-def test_expansion_findings_call_growth_beyond_eps_0_an_expansion_only_when_significant():
-    base = {"joint_gain_final": 0.001, "below_factored": 0.01, "prediction_tc_final": 0.002, "fidelity_cost": 0.03}
-    rows = [{"eps": "0", "noise": 0.0, "dims_growth": g, **base} for g in (0, 1, 0)]
-    rows += [{"eps": "0.5", "noise": 0.5, "dims_growth": g, **base, "below_factored": -0.01} for g in (6, 8, 7)]
-    rows += [{"eps": "0.1", "noise": 0.1, "dims_growth": g, **base} for g in (1, 0, 1)]
-    lines = results.expansion_findings(pd.DataFrame(rows))
-    assert lines[0].startswith("eps 0.1 (3 seeds)") and lines[0].endswith("Expansion: no")
-    assert "3 of 3 seeds predict better than any factored readout" in lines[1]
-    assert "grows +7.0 after the collapse against +0.3 at eps 0" in lines[1] and "Expansion: yes" in lines[1]
+def test_expansion_findings_need_a_joint_gain_above_eps_0_and_every_seed_beyond_factored():
+    base = {"final_dims95": 6, "min_dims95": 6, "min_step": 500, "dims_growth": 0, "gap": 0.003, "fidelity_cost": 0.0}
+    clean = {**base, "prediction_tc_final": 1e-4, "below_factored": 0.003}
+    rows = [{"eps": "0", "noise": 0.0, **clean, "joint_gain_final": g} for g in (0.0005, 0.0004, 0.0006)]
+    noisy = {**base, "fidelity_cost": 0.03, "final_dims95": 18, "min_dims95": 18, "min_step": 90}
+    rows += [{"eps": "0.3", "noise": 0.3, **noisy, "joint_gain_final": g, "prediction_tc_final": 0.029,
+              "below_factored": -0.027} for g in (0.052, 0.051, 0.053)]  # fmt: skip
+    rows += [{"eps": "0.1", "noise": 0.1, **noisy, "joint_gain_final": g, "prediction_tc_final": 0.009,
+              "below_factored": b} for g, b in ((0.014, -0.006), (0.015, 0.001), (0.015, -0.006))]  # fmt: skip
+    lines = results.expansion_findings(pd.DataFrame(rows), factored_dim=6)
+    assert lines[0].startswith("eps 0.1 (3 seeds): beyond the factored beliefs: no.")  # one seed is not beyond
+    assert "2 of 3 seeds predict better than any factored readout" in lines[0]
+    assert lines[1].startswith("eps 0.3 (3 seeds): beyond the factored beliefs: YES.")
+    assert "+5.20% of the final activations" in lines[1] and "Final dims@95 18.0 against 6.0" in lines[1]
+    assert "0 of 3 seeds passed through the factored band (6 +- 2) first" in lines[1]
