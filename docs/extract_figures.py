@@ -20,8 +20,9 @@ FIGURES = {  # file name -> (notebook, index of the image output, counting from 
     "overlap.png": ("03_factored_geometry", 6),
     "noise_dims.png": ("04_noise", 4),
     "sweep_noise.png": ("07_sweeps", 0),
-    "sweep_architectures.png": ("07_sweeps", 3),
-    "factor_scaling.png": ("07_sweeps", 4),
+    "expansion_dims.png": ("07_sweeps", 2),
+    "sweep_architectures.png": ("07_sweeps", 4),
+    "factor_scaling.png": ("07_sweeps", 5),
 }
 
 
