@@ -179,17 +179,17 @@ for value, what in (("final_dims95", "final dims@95"), ("min_dims95", "smallest 
 # %% [markdown]
 # ## Noise where factoring costs: does the representation expand?
 #
-# On the paper's process the fidelity cost of factoring is at most 8.7e-4 nats/token (eps 0.5; notebook 01),
-# twenty times below what a network at this scale has left to learn, so nothing there can reward an expansion.
-# `params/sweeps/expansion.yaml` chooses a process where it pays: three sharp Mess3(0.05, 0.9) factors (27 joint
-# tokens; factored belief dimension 6, joint 26), where factoring costs 1-3% of the loss at eps 0.1-0.5 and the
-# optimal logits span 6-15 dimensions at 95% of their variance (notebook 01's planning table), learned by a small transformer (width 64,
-# 2 layers) at eps 0, 0.1, 0.3 and 0.5 with seeds 0, 1, 2. A representation has grown **beyond the factored
-# beliefs** when the joint belief (every cross-factor product of belief coordinates) explains more of its
-# activations than at eps 0 (Welch's test over seeds) *and* every seed's held-out loss lies below the optimum plus
-# the fidelity cost, which no factored readout can reach. Beside that verdict: dims@95 against eps 0's, whether
-# the run passed through the factored band first, and how much cross-factor dependence the network's own
-# next-token law carries against the true law's (its total correlation, which is the fidelity cost).
+# On the paper's process the fidelity cost of factoring is at most 8.7e-4 nats/token (eps 0.5; notebook 01), twenty
+# times below what a network at this scale has left to learn, so nothing there can reward an expansion.
+# `params/sweeps/expansion.yaml` chooses a process where it pays: three sharp Mess3(0.05, 0.9) factors (27 joint tokens;
+# factored belief dimension 6, joint 26), where factoring costs 1-3% of the loss at eps 0.1-0.5 and the optimal logits
+# span 6-15 dimensions at 95% of their variance (notebook 01's planning table), learned by a small transformer (width
+# 64, 2 layers) at eps 0, 0.1, 0.3 and 0.5 with seeds 0, 1, 2. A representation has grown **beyond the factored
+# beliefs** when the joint belief (every cross-factor product of belief coordinates) explains more of its activations
+# than at eps 0 (Welch's test over seeds) *and* every seed's held-out loss lies below the optimum plus the fidelity
+# cost, which no factored readout can reach. Beside that verdict: dims@95 against eps 0's, whether the run passed
+# through the factored band first, and how much cross-factor dependence the network's own next-token law carries against
+# the true law's (its total correlation, which is the fidelity cost).
 
 # %%
 exp_ref = results.sweep_config(results.EXPANSION_SWEEP, profile)
