@@ -217,8 +217,7 @@ def condition_table(finals: pd.DataFrame, by: str, level: float = 0.95) -> pd.Da
     )  # fmt: skip
     table = dims.join(others)
     table[f"final dims@95 ({level:.0%} interval)"] = [
-        f"{m:.1f} ({lo:.1f} to {hi:.1f})" if n > 1 else f"{m:.1f} (n/a, 1 seed)"
-        for n, m, lo, hi in zip(table["seeds"], table["mean"], table["low"], table["high"], strict=True)
+        format_interval(m, lo, hi, ".1f") for m, lo, hi in zip(table["mean"], table["low"], table["high"], strict=True)
     ]
     table["seeds' range"] = [f"{lo:g}-{hi:g}" for lo, hi in zip(table["min"], table["max"], strict=True)]
     shown = ["seeds", f"final dims@95 ({level:.0%} interval)", "seeds' range", "init", "collapse", "at_step"]
@@ -293,6 +292,9 @@ def sweep_folders(root: Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+GROWTH_MEASURES = ("beliefs_r2", "joint_gain", "prediction_tc")  # experiments.beyond_factored_at's columns
+
+
 def noise_growth(run_list: list[runs.Run], acfg: probing.AnalysisConfig, n_mc: int = 20_000) -> pd.DataFrame:
     """Does the representation grow beyond the factor beliefs, and does the network predict better than any
     factored readout? One row per run (independent factors, any eps), at its collapse (the smallest dims@95) and
@@ -317,35 +319,36 @@ def noise_growth(run_list: list[runs.Run], acfg: probing.AnalysisConfig, n_mc: i
 
 def _noise_growth_of(run: runs.Run, acfg: probing.AnalysisConfig, n_mc: int) -> dict[str, float]:
     cost_pp, _ = theory.fidelity_cost(run.process, run.config.data.seq_len, n_samples=n_mc, seed=0)
+    cost = float(cost_pp.mean())
     trajectory = probing.analyze_run(run, acfg, progress=False)
     st = probing.stages(trajectory)
     grown = experiments.beyond_factored_at(run, sorted({st["early"], st["final"]}), acfg)
     dims = {stage: trajectory[st[stage]]["dims"]["0.95"] for stage in ("early", "final")}
     return {
-        "fidelity_cost": float(cost_pp.mean()),
-        "below_factored": run.metrics()[-1]["gap"] - float(cost_pp.mean()),
+        "fidelity_cost": cost,
+        "below_factored": run.metrics()[-1]["gap"] - cost,
         "dims_growth": dims["final"] - dims["early"],
         **{f"{k}_{when}": float(grown.loc[st[stage], k]) for when, stage in (("collapse", "early"), ("final", "final"))
            for k in GROWTH_MEASURES},
     }  # fmt: skip
 
 
-GROWTH_MEASURES = ("beliefs_r2", "joint_gain", "prediction_tc")
+def format_interval(mean: float, low: float, high: float, fmt: str = ".3g") -> str:
+    """ "mean (low to high)", or "mean (n/a, 1 seed)" where the interval is undefined (NaN bounds)."""
+    return f"{mean:{fmt}} (n/a, 1 seed)" if np.isnan(low) else f"{mean:{fmt}} ({low:{fmt}} to {high:{fmt}})"
 
 
 def interval_text(values, fmt: str = ".3g", level: float = 0.95) -> str:
-    """ "mean (low to high)" with the t-interval over seeds, or "mean (n/a, 1 seed)"."""
-    mean, low, high = seed_interval(values, level)
-    return f"{mean:{fmt}} (n/a, 1 seed)" if np.isnan(low) else f"{mean:{fmt}} ({low:{fmt}} to {high:{fmt}})"
+    """The mean of `values` over seeds with its t-interval, as `format_interval`."""
+    return format_interval(*seed_interval(values, level), fmt)
 
 
 def intervals_by(frame: pd.DataFrame, by: str, columns: dict[str, str], level: float = 0.95) -> pd.DataFrame:
     """One row per value of `by` (the number of seeds, then each column of `columns` {column: format} as
     `interval_text`), one column per entry: the means over seeds with their t-intervals, side by side."""
-    table = frame.groupby(by, sort=True).agg(
+    return frame.groupby(by, sort=True).agg(
         seeds=(by, "size"), **{c: (c, lambda v, f=f: interval_text(v, f, level)) for c, f in columns.items()}
     )
-    return table
 
 
 EXPANSION_SWEEP = sweep.SWEEPS_DIR / "expansion.yaml"
