@@ -119,7 +119,7 @@ def test_unavailable_device_is_a_clear_error():
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
-    from factored.train import cosine_factor
+    from factored.optim import cosine_factor
 
     assert [cosine_factor(s, 4, 20) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert cosine_factor(12, 4, 20) == pytest.approx(0.5)  # half-way through the decay
@@ -225,3 +225,18 @@ def test_the_command_line_trains_into_the_run_store_and_refuses_a_bad_field(tmp_
     assert cfg.run_id.startswith("eps0.1-") and runs.finished_run(cfg, tmp_path) is not None  # where notebooks look
     assert train_mod.main(["--profile", "smoke", "--nosie", "0.1"]) == 2
     assert "unknown config field 'nosie'" in capsys.readouterr().err
+
+
+def test_muon_resume_after_interrupt_matches_uninterrupted(tmp_path):
+    # Muon's momentum buffers are in the checkpoint: a resumed run ends exactly where an uninterrupted one does
+    cfg = tiny(steps=25, optimizer="muon", muon_lr=2e-2, schedule="cosine", warmup_steps=3)
+    whole = get_or_train(cfg, root=tmp_path / "whole", progress=False)
+    run = get_or_train(cfg, root=tmp_path / "cut", progress=False)
+    for step in run.steps:
+        if step > 12:
+            runs.checkpoint_path(run.dir, step).unlink()
+    resumed = get_or_train(cfg, root=tmp_path / "cut", progress=False)
+    assert resumed.metrics()[-1]["eval_loss"] == whole.metrics()[-1]["eval_loss"]
+    state = runs.load_checkpoint(resumed.dir, 25)
+    assert state["muon_optimizer"]["state"] and state["muon_optimizer"]["param_groups"][0]["momentum"] == 0.95
+    assert state["muon_scheduler"]["last_epoch"] == state["scheduler"]["last_epoch"] == 25

@@ -22,6 +22,7 @@ ACTIVATIONS = ("relu", "gelu")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("tl", "gpt2", "torch")
 SCHEDULES = ("plateau", "cosine", "constant")
+OPTIMIZERS = ("adamw", "muon")
 NOT_HASHED = ("device", "compile", "checkpoint_every")  # TrainConfig fields that change speed, not results
 TRANSFORMER_ONLY = ("n_heads", "d_mlp", "act", "init")  # ModelConfig fields a recurrent net does not use
 RECURRENT_DEFAULTS = {"d_model": 32, "n_layers": 2}  # the authors' recurrent nets
@@ -77,6 +78,9 @@ class TrainConfig:
     schedule: str = "plateau"  # plateau: reduce-on-plateau (the authors'); cosine: warmup, cosine to 0; constant
     warmup_steps: int = 0  # cosine and constant: steps of linear warmup from 0 to lr
     adam_beta2: float = 0.999  # AdamW's second-moment decay (0.95: a shorter memory, common for transformers)
+    optimizer: str = "adamw"  # adamw: AdamW on everything; muon: Muon on hidden matrices, AdamW on the rest (optim.py)
+    muon_lr: float | None = None  # muon: the hidden matrices' lr on AdamW's scale (None: the same as lr)
+    muon_momentum: float = 0.95  # muon: its momentum (Nesterov)
     plateau_factor: float = 0.7  # lr multiplier when the windowed loss stops improving
     plateau_patience: int = 10  # windows without improvement before the lr drops
     plateau_window: int = 50  # steps averaged into one windowed loss
@@ -333,6 +337,22 @@ def validate(cfg: RunConfig) -> RunConfig:
         _check(_is_int(v) and 1 <= v <= 10**7, name, "an integer in [1, 1e7]", v)
     _check(_is_number(t.lr) and 0.0 < t.lr <= 1.0, "lr", "a number in (0, 1]", t.lr)
     _check(t.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}", t.schedule)
+    _check(t.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}", t.optimizer)
+    _check(
+        t.muon_lr is None or (_is_number(t.muon_lr) and 0.0 < t.muon_lr <= 1.0),
+        "muon_lr",
+        "None or a number in (0, 1]",
+        t.muon_lr,
+    )
+    _check(
+        _is_number(t.muon_momentum) and 0.0 <= t.muon_momentum < 1.0,
+        "muon_momentum",
+        "a number in [0, 1)",
+        t.muon_momentum,
+    )
+    for name in ("muon_lr", "muon_momentum"):  # Muon's settings on an AdamW run would only split run folders
+        value, default = getattr(t, name), getattr(TrainConfig, name)
+        _check(t.optimizer == "muon" or value == default, name, f"left at {default} unless optimizer is 'muon'", value)
     _check(_is_number(t.adam_beta2) and 0.0 < t.adam_beta2 < 1.0, "adam_beta2", "a number in (0, 1)", t.adam_beta2)
     _check(
         _is_int(t.warmup_steps) and 0 <= t.warmup_steps <= max(t.steps, 0),

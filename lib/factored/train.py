@@ -19,12 +19,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import products, runs, sampling, theory
+from . import optim, products, runs, sampling, theory
 from .config import RunConfig
 from .runs import Run
 
 CHECKPOINT_SCHEDULE = ((10, 1), (500, 10), (1000, 100), (5000, 1000))  # (up to step, every); then every 5000
 LATE_EVERY = 5000
+# Checkpoint keys of the optimizers' states, in make_optimizers' order (their schedulers': "scheduler" for
+# "optimizer"); an AdamW run's checkpoint has the first only, as before Muon existed.
+OPTIMIZER_KEYS = ("optimizer", "muon_optimizer")
 
 
 def checkpoint_steps(total: int, every: int = 0) -> list[int]:
@@ -95,27 +98,6 @@ def batch_optimal_loss(
     return np.array(out)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig):
-    """The lr schedule: reduce-on-plateau of the windowed training loss (the authors'), or a linear warmup over
-    `warmup_steps` followed by a cosine decay to 0 at the last step (cosine) or by the constant lr (constant);
-    the last two are stepped once per step."""
-    t = cfg.train
-    if t.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=t.plateau_factor, patience=t.plateau_patience
-        )
-    if t.schedule == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, t.warmup_steps)))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: cosine_factor(step, t.warmup_steps, t.steps))
-
-
-def cosine_factor(step: int, warmup: int, total: int) -> float:
-    """lr multiplier after `step` optimizer steps: (step + 1) / warmup during warmup, then cosine from 1 to 0."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-
 def _batches(process, batch_size: int, seq_len: int, generator: torch.Generator, device) -> Iterator[torch.Tensor]:
     while True:
         tokens, _ = sampling.sample(process, batch_size, seq_len, generator=generator, device=device)
@@ -133,8 +115,8 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
 
     torch.manual_seed(t.seed)
     model = run.new_model().to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=(0.9, t.adam_beta2), weight_decay=t.weight_decay)
-    scheduler = make_scheduler(optimizer, cfg)
+    optimizers = optim.make_optimizers(model, t)  # [AdamW] or [AdamW, Muon]
+    schedulers = [optim.make_scheduler(o, t) for o in optimizers]
     data_rng = torch.Generator(device=device).manual_seed(t.seed)
     eval_rng = torch.Generator(device=device).manual_seed(t.seed + 1)  # held out: never used for training
     eval_tokens, eval_beliefs = sampling.sample(
@@ -152,8 +134,9 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
     if resumed:
         state = resumed[1]
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        for key, optimizer, scheduler in zip(OPTIMIZER_KEYS, optimizers, schedulers, strict=False):
+            optimizer.load_state_dict(state[key])
+            scheduler.load_state_dict(state[key.replace("optimizer", "scheduler")])
         data_rng.set_state(state["rng"]["data"].cpu())
         torch.set_rng_state(state["rng"]["torch"].cpu())
         window = list(state["loss_window"])
@@ -183,7 +166,7 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
             "eval_optimum": float(eval_optimum.mean()),  # the Bayes-optimal loss on the same held-out batch
             "gap": float(eval_pp.mean() - eval_optimum.mean()),
             "eval_loss_per_position": [float(v) for v in eval_pp],
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": optimizers[0].param_groups[0]["lr"],
             "tokens_per_s": tokens_per_s,
         }
         runs.append_metrics(run_dir, row)
@@ -193,8 +176,11 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
         runs.atomic_save(
             {
                 "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
+                **{k: o.state_dict() for k, o in zip(OPTIMIZER_KEYS, optimizers, strict=False)},
+                **{
+                    k.replace("optimizer", "scheduler"): s.state_dict()
+                    for k, s in zip(OPTIMIZER_KEYS, schedulers, strict=False)
+                },
                 "rng": {"data": data_rng.get_state(), "torch": torch.get_rng_state()},
                 "loss_window": list(window),
                 "step": step,
@@ -214,15 +200,18 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
         inputs, targets = inputs_and_targets(process, next(batches), model.uses_bos)
         with autocast:
             loss = per_position_loss(forward_model, inputs, targets).mean()
-        optimizer.zero_grad(set_to_none=True)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()
         loss_value = loss.item()
         window.append(loss_value)
-        if t.schedule != "plateau":
-            scheduler.step()
-        elif len(window) == t.plateau_window:
-            scheduler.step(sum(window) / len(window))
+        for scheduler in schedulers:
+            if t.schedule != "plateau":
+                scheduler.step()
+            elif len(window) == t.plateau_window:
+                scheduler.step(sum(window) / len(window))
         if len(window) == t.plateau_window:
             window.clear()
         bar.update(1)
