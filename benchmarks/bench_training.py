@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from factored import products, sampling
-from factored.models import build_model
-from factored.train import inputs_and_targets
+from factored.models import build_model, inputs_and_targets
 
 RESULTS = Path(__file__).with_name("results.md")
 

@@ -229,8 +229,7 @@ def measure_levers(batch: int = 256, repeats: int = 30) -> dict:
 
     producer = threading.Thread(target=produce, daemon=True)
     producer.start()
-    from factored.models import build_model
-    from factored.train import inputs_and_targets
+    from factored.models import build_model, inputs_and_targets
 
     torch.manual_seed(0)
     model = build_model()

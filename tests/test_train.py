@@ -9,6 +9,7 @@ import torch
 from factored import runs
 from factored import train as train_mod
 from factored.config import make_config
+from factored.models import pick_device
 from factored.runs import open_run, saved_steps
 from factored.train import checkpoint_steps, get_or_train
 
@@ -114,8 +115,8 @@ def test_folder_with_other_config_is_not_overwritten(tmp_path):
 def test_unavailable_device_is_a_clear_error():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device 'cuda' is not available"):
-            train_mod.pick_device("cuda")
-    assert train_mod.pick_device("cpu").type == "cpu"
+            pick_device("cuda")
+    assert pick_device("cpu").type == "cpu"
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ARCHS, ModelConfig, validate_model
+from .products import FactoredProcess, add_bos
 
 # A capture request: site name -> None until that site's hook fills it in with its activations.
 Cache = dict[str, Tensor | None]
@@ -277,6 +278,36 @@ def build_model(config: ModelConfig | None = None, vocab_size: int = 433, n_ctx:
     return (Transformer if config.arch == "transformer" else RecurrentNet)(config, vocab_size, n_ctx)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Where a model runs and what it reads: both depend on the model alone, so training and analysis share them.
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """cuda > mps > cpu for "auto"; an explicit request that this machine cannot honour is an error."""
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+    }
+    if requested == "auto":
+        return torch.device(next(d for d in ("cuda", "mps", "cpu") if available[d]))
+    if not available.get(requested, False):
+        raise ValueError(f"device {requested!r} is not available here; choose 'auto' or 'cpu'")
+    return torch.device(requested)
+
+
+def inputs_and_targets(process: FactoredProcess, tokens: Tensor, uses_bos: bool) -> tuple[Tensor, Tensor]:
+    """tokens [B, L] -> (inputs, targets): [BOS, x1..x_{L-1}] -> [x1..xL] with BOS, else [x1..x_{L-1}] -> [x2..xL]."""
+    if uses_bos:
+        return add_bos(process, tokens)[:, :-1], tokens
+    return tokens[:, :-1], tokens[:, 1:]
+
+
+def target_positions(seq_len: int, uses_bos: bool) -> slice:
+    """Which of the L token positions the model is trained to predict (all with BOS, 2..L without)."""
+    return slice(0, seq_len) if uses_bos else slice(1, seq_len)
+
+
 def model_config(model: SiteModel) -> dict:
     """The keyword arguments of build_model that made `model` (for self-describing checkpoints)."""
     return {**asdict(model.config), "vocab_size": model.vocab_size, "n_ctx": model.n_ctx}
@@ -294,6 +325,9 @@ __all__ = [
     "SiteModel",
     "Transformer",
     "build_model",
+    "inputs_and_targets",
     "model_config",
     "n_params",
+    "pick_device",
+    "target_positions",
 ]

@@ -17,9 +17,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import analysis, config, products, sampling, theory
-from .models import build_model
+from .models import build_model, inputs_and_targets
 from .runs import Run, atomic_write_text
-from .train import inputs_and_targets
 
 CACHE_VERSION = 1  # bump when the content of the cached analysis files changes
 

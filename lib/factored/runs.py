@@ -27,7 +27,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from .config import RunConfig
-from .models import build_model
+from .models import build_model, pick_device
 from .products import FactoredProcess, process_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,8 +194,6 @@ class Run:
 
     def load_model(self, step: int | None = None, device: str | torch.device = "auto") -> torch.nn.Module:
         """The model at checkpoint `step` (default: the last), in eval mode, on `device`."""
-        from .train import pick_device  # the device rule belongs to training; a run only applies it
-
         steps = self.steps
         step = steps[-1] if step is None else step
         if step not in steps:

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from . import optim, products, runs, sampling, theory
 from .config import RunConfig
+from .models import inputs_and_targets, pick_device, target_positions
 from .runs import Run
 
 CHECKPOINT_SCHEDULE = ((10, 1), (500, 10), (1000, 100), (5000, 1000))  # (up to step, every); then every 5000
@@ -40,34 +41,6 @@ def checkpoint_steps(total: int, every: int = 0) -> list[int]:
     steps.update(range(start, total + 1, LATE_EVERY))
     steps.add(total)
     return sorted(s for s in steps if s <= total)
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    """cuda > mps > cpu for "auto"; an explicit request that this machine cannot honour is an error."""
-    available = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available(),
-        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
-    }
-    if requested == "auto":
-        return torch.device(next(d for d in ("cuda", "mps", "cpu") if available[d]))
-    if not available.get(requested, False):
-        raise ValueError(f"device {requested!r} is not available here; choose 'auto' or 'cpu'")
-    return torch.device(requested)
-
-
-def inputs_and_targets(
-    process: products.FactoredProcess, tokens: torch.Tensor, uses_bos: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """tokens [B, L] -> (inputs, targets): [BOS, x1..x_{L-1}] -> [x1..xL] with BOS, else [x1..x_{L-1}] -> [x2..xL]."""
-    if uses_bos:
-        return products.add_bos(process, tokens)[:, :-1], tokens
-    return tokens[:, :-1], tokens[:, 1:]
-
-
-def target_positions(seq_len: int, uses_bos: bool) -> slice:
-    """Which of the L token positions the model is trained to predict (all with BOS, 2..L without)."""
-    return slice(0, seq_len) if uses_bos else slice(1, seq_len)
 
 
 def per_position_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
