@@ -23,6 +23,7 @@ from factored.products import (
     paper_process,
 )
 from factored.sampling import filter_beliefs, next_token_law, sample
+from factored.structures import CHAIN, INDEPENDENT, structure_named
 from factored.theory import fidelity_cost, optimal_loss, total_correlation
 
 PAPER_OPTIMAL_LOSS = [6.06843, 5.97951, 5.93642, 5.90973, 5.89239, 5.88032, 5.87192, 5.86589]
@@ -56,7 +57,7 @@ def test_paper_process_layout():
     assert p.radix == (144, 48, 16, 4, 1)
     c = paper_process("chain", noise=0.1)
     assert [len(v) for v in c.variants] == [1, 3, 3, 3, 4]
-    assert c.structure == "chain" and c.noise == 0.1
+    assert c.structure is CHAIN and c.noise == 0.1
     assert [g.n_tokens for g in c.factors] == [3, 3, 3, 4, 4]
 
 
@@ -147,7 +148,7 @@ def _numpy_filter(process, factor_tokens: np.ndarray) -> list[np.ndarray]:
         eta = np.broadcast_to(variants[0].pi, (B, variants[0].n_states)).copy()
         etas = [eta]
         for t in range(L):
-            v = factor_tokens[:, t, n - 1] if (process.structure == "chain" and n > 0) else np.zeros(B, int)
+            v = factor_tokens[:, t, n - 1] if (process.structure is CHAIN and n > 0) else np.zeros(B, int)
             new = np.empty_like(eta)
             for k, g in enumerate(variants):
                 rows = v == k
@@ -365,7 +366,7 @@ def test_dimension_counts_joint_vs_factored():
 @pytest.mark.parametrize("n", [1, 2, 3, 6])
 def test_mess3_factors_layout(n):
     process = products.mess3_factors(n)
-    assert process.n_factors == n and process.structure == "independent" and process.noise == 0
+    assert process.n_factors == n and process.structure is INDEPENDENT and process.noise == 0
     assert process.vocab_size == 3**n and process.bos_token == 3**n and process.model_vocab_size == 3**n + 1
     assert products.dimension_counts(process.state_dims) == (3**n - 1, 2 * n)  # joint, factored
     tokens, beliefs = sample(process, 64, 5, seed=n)
@@ -427,3 +428,13 @@ def test_single_factor_run_goes_through_every_analysis(tmp_path):
     assert list(s["r2"]) == ["Mess3 F0"] and s["union_dims95"] >= 1
     again = probing.analyze_all(run, acfg, ["Mess3 F0"], progress=False)  # from the caches, NaN included
     assert again["summary"]["final_dims95"] == s["final_dims95"] and math.isnan(again["summary"]["overlap_k1"])
+
+
+def test_a_structure_is_an_object_the_process_asks():
+    assert structure_named("chain") is CHAIN and structure_named(INDEPENDENT) is INDEPENDENT
+    assert paper_process("chain").structure is CHAIN and not paper_process("chain").law_is_product
+    assert paper_process().law_is_product and not paper_process(noise=0.1).law_is_product
+    tokens = torch.tensor([[2, 0], [1, 1], [0, 2]])  # [N=3 factors, B=2]
+    assert CHAIN.variant_index(tokens).tolist() == [[0, 0], [2, 0], [1, 1]]  # each factor's parent's token
+    assert INDEPENDENT.variant_index(tokens) is None and tokens.tolist() == [[2, 0], [1, 1], [0, 2]]
+    assert [CHAIN.n_variants(n, 4) for n in range(3)] == [1, 4, 4] and INDEPENDENT.n_variants(2, 4) == 1

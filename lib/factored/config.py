@@ -15,9 +15,11 @@ import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from . import structures
+
 PROFILES = ("smoke", "laptop", "paper")
 ARCHS = ("transformer", "rnn", "lstm", "gru")
-STRUCTURES = ("independent", "chain")
+STRUCTURES = tuple(structures.STRUCTURES)
 ACTIVATIONS = ("relu", "gelu")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("tl", "gpt2", "torch")
@@ -254,7 +256,8 @@ def condition_name(data: DataConfig, model: ModelConfig) -> str:
     """What a run is, for its folder name: `canonical` for the paper's transformer on the five independent noiseless
     factors, else its process, architecture and noise joined by '-': `eps0.2`, `chain`, `mess3x4`, `lstm32x2`,
     `chain-eps0.5`. (Sizes of the transformer and training settings are in the hash part of the folder name.)"""
-    parts = [f"mess3x{data.n_mess3}" if data.n_mess3 else "chain" if data.structure == "chain" else ""]
+    independent = data.structure == structures.INDEPENDENT.name
+    parts = [f"mess3x{data.n_mess3}" if data.n_mess3 else "" if independent else data.structure]
     if (data.mess3_x, data.mess3_a) != (DataConfig.mess3_x, DataConfig.mess3_a):
         parts.append(f"x{data.mess3_x:g}-a{data.mess3_a:g}")
     parts.append("" if model.arch == "transformer" else f"{model.arch}{model.d_model}x{model.n_layers}")
@@ -320,7 +323,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(_is_number(d.noise) and 0.0 <= d.noise <= 1.0, "noise", "a number in [0, 1]", d.noise)
     _check(_is_int(d.seq_len) and 1 <= d.seq_len <= 512, "seq_len", "an integer in [1, 512]", d.seq_len)
     _check(
-        _is_int(d.n_mess3) and 0 <= d.n_mess3 <= 8 and (d.n_mess3 == 0 or d.structure == "independent"),
+        _is_int(d.n_mess3) and 0 <= d.n_mess3 <= 8 and (d.n_mess3 == 0 or d.structure == structures.INDEPENDENT.name),
         "n_mess3",
         "an integer in [0, 8] (0: the paper's five factors), and 0 unless structure is 'independent'",
         d.n_mess3,

@@ -27,11 +27,10 @@ import torch
 
 from factored.ghmm import GHMM, kron
 from factored.processes import bloch_walk, mess3
+from factored.structures import CHAIN, INDEPENDENT, Structure, structure_named
 
 if TYPE_CHECKING:
     from factored.config import DataConfig
-
-STRUCTURES = ("independent", "chain")
 
 
 @dataclass(frozen=True)
@@ -41,18 +40,17 @@ class FactoredProcess:
     variants[n]: the parameter variants of factor n. independent: one each. chain: factor 0 has one,
     factor n > 0 one per token of factor n-1 (variant index = same-step token of factor n-1). Variants of a
     factor share token count, state count and tau; variant 0's pi is the factor's initial belief.
-    structure: "independent" | "chain"; noise: eps in [0, 1].
+    structure: a `structures.Structure` (or its name); noise: eps in [0, 1].
     """
 
     variants: tuple[tuple[GHMM, ...], ...]
-    structure: str = "independent"
+    structure: Structure = INDEPENDENT
     noise: float = 0.0
 
     def __post_init__(self) -> None:
         variants = tuple((v,) if isinstance(v, GHMM) else tuple(v) for v in self.variants)
         object.__setattr__(self, "variants", variants)
-        if self.structure not in STRUCTURES:
-            raise ValueError(f"structure must be one of {STRUCTURES}, got {self.structure!r}")
+        object.__setattr__(self, "structure", structure_named(self.structure))
         noise = float(self.noise)
         if not (math.isfinite(noise) and 0.0 <= noise <= 1.0):
             raise ValueError(f"noise must be in [0, 1], got {self.noise!r}")
@@ -62,18 +60,21 @@ class FactoredProcess:
         for n, vs in enumerate(variants):
             if len(vs) == 0 or not all(isinstance(g, GHMM) for g in vs):
                 raise ValueError(f"variants[{n}] must be a non-empty sequence of GHMMs")
-            if self.structure == "independent" or n == 0:
-                want = 1
-            else:
-                want = variants[n - 1][0].n_tokens
+            want = self.structure.n_variants(n, variants[n - 1][0].n_tokens if n else 0)
             if len(vs) != want:
                 raise ValueError(
-                    f"variants[{n}] must have {want} variant(s) for structure {self.structure!r}, got {len(vs)}"
+                    f"variants[{n}] must have {want} variant(s) for structure {self.structure.name!r}, got {len(vs)}"
                 )
             g0 = vs[0]
             for k, g in enumerate(vs[1:], start=1):
                 if g.T.shape != g0.T.shape or not np.allclose(g.tau, g0.tau, atol=1e-10):
                     raise ValueError(f"variants[{n}][{k}] must match variants[{n}][0] in shape [X, S, S] and tau")
+
+    @property
+    def law_is_product(self) -> bool:
+        """Whether the next-token law is the product of the factors' own laws (an independent structure without
+        noise): then the optimal loss is exact by enumeration and the fidelity cost of factoring is 0."""
+        return self.structure.law_is_product and self.noise == 0
 
     @property
     def n_factors(self) -> int:
@@ -120,37 +121,35 @@ class FactoredProcess:
 
 def independent(factors: Sequence[GHMM], noise: float = 0.0) -> FactoredProcess:
     """Independent factors, optionally with joint-token noise eps."""
-    return FactoredProcess(variants=tuple((g,) for g in factors), structure="independent", noise=noise)
+    return FactoredProcess(variants=tuple((g,) for g in factors), structure=INDEPENDENT, noise=noise)
 
 
 def chain(variants: Sequence[GHMM | Sequence[GHMM]], noise: float = 0.0) -> FactoredProcess:
     """Chain: factor n > 0 picks its variant by the same-step token of factor n-1 (a GHMM = one variant)."""
     vs = tuple((v,) if isinstance(v, GHMM) else tuple(v) for v in variants)
-    return FactoredProcess(variants=vs, structure="chain", noise=noise)
+    return FactoredProcess(variants=vs, structure=CHAIN, noise=noise)
 
 
-def paper_process(structure: str = "independent", noise: float = 0.0) -> FactoredProcess:
+def paper_process(structure: str | Structure = "independent", noise: float = 0.0) -> FactoredProcess:
     """The paper's five factors: Mess3(0.15, 0.6) x3, Bloch walk(1, 3) x2; 432 joint tokens.
 
     chain: F1, F2 variants Mess3 (0.15, 0.6), (0.11, 0.79), (0.5, 0.6); F3 Bloch beta in (2.5, 3.0, 3.5);
     F4 Bloch beta in (2.0, 2.5, 3.0, 3.5); alpha = 1.
     """
-    if structure == "independent":
+    if structure_named(structure) is INDEPENDENT:
         m, b = mess3(0.15, 0.6), bloch_walk(1.0, 3.0)
         return independent([m, m, m, b, b], noise=noise)
-    if structure == "chain":
-        m_vars = tuple(mess3(x, a) for x, a in ((0.15, 0.6), (0.11, 0.79), (0.5, 0.6)))
-        return chain(
-            [
-                mess3(0.15, 0.6),
-                m_vars,
-                m_vars,
-                tuple(bloch_walk(1.0, b) for b in (2.5, 3.0, 3.5)),
-                tuple(bloch_walk(1.0, b) for b in (2.0, 2.5, 3.0, 3.5)),
-            ],
-            noise=noise,
-        )
-    raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}")
+    m_vars = tuple(mess3(x, a) for x, a in ((0.15, 0.6), (0.11, 0.79), (0.5, 0.6)))
+    return chain(
+        [
+            mess3(0.15, 0.6),
+            m_vars,
+            m_vars,
+            tuple(bloch_walk(1.0, b) for b in (2.5, 3.0, 3.5)),
+            tuple(bloch_walk(1.0, b) for b in (2.0, 2.5, 3.0, 3.5)),
+        ],
+        noise=noise,
+    )
 
 
 def process_of(data: DataConfig) -> FactoredProcess:
@@ -225,7 +224,7 @@ def joint_ghmm(process: FactoredProcess) -> GHMM:
     """
     if process.noise != 0:
         raise ValueError("noise must be 0 for joint_ghmm: the noisy process is not a finite GHMM here")
-    if process.structure == "independent":
+    if not process.structure.parent_picks_variant:
         return reduce(kron, process.factors)
     T = process.factors[0].T[None]  # [K, X_prev, A, A]: K = tokens of factors before the previous one
     for n in range(1, process.n_factors):

@@ -79,13 +79,6 @@ def _tables(process: FactoredProcess, device: torch.device, dtype: torch.dtype) 
     )
 
 
-def _variants(process: FactoredProcess, tokens: torch.Tensor) -> torch.Tensor | None:
-    """Variant index [N, B] of each factor given this step's sub-tokens [N, B]; None: all use variant 0."""
-    if process.structure != "chain":
-        return None
-    return torch.cat([torch.zeros_like(tokens[:1]), tokens[:-1]])
-
-
 def _draw(cdf: torch.Tensor, u: torch.Tensor, X: int) -> torch.Tensor:
     """Inverse-CDF draws: cdf [..., K X] holds K blocks of X cumulated probabilities, u [...] in [0, 1)
     -> [..., K], the token x with cdf[x-1] <= u < cdf[x] in each block.
@@ -195,7 +188,7 @@ def sample(
         out = torch.bmm(eta, tab.W)  # [N, B, 2VX]: CDFs and laws of every (variant, token)
         # Every factor's token under every variant, from the same u[t, n] (one batched op): [N, B, V].
         every = torch.minimum(_draw(out[..., :VX], u[t], X), tab.top[..., None])
-        if process.structure == "chain":
+        if process.structure.parent_picks_variant:
             # Keep the variant the parent's token selects: only this selection is sequential.
             clean = [every[0, :, 0]]
             for n in range(1, N):
@@ -206,7 +199,7 @@ def sample(
         if eps > 0:
             obs = torch.where(flip[t], noisy[t], obs)
         out[..., VX : 2 * VX].clamp_min_(0.0)  # GHMM round-off
-        eta = _advance(tab, eta, out, _variants(process, obs), obs, guard=eps > 0)
+        eta = _advance(tab, eta, out, process.structure.variant_index(obs), obs, guard=eps > 0)
         stacked[:, :, t + 1] = eta
         factor_tokens[t] = obs
     tokens = encode(process, factor_tokens.permute(2, 0, 1))
@@ -239,7 +232,7 @@ def filter_beliefs(
         obs = factor_tokens[:, t].T  # [N, B]
         out = torch.bmm(eta, tab.W)
         out[..., VX : 2 * VX].clamp_min_(0.0)
-        eta = _advance(tab, eta, out, _variants(process, obs), obs, guard=True)
+        eta = _advance(tab, eta, out, process.structure.variant_index(obs), obs, guard=True)
         stacked[:, :, t + 1] = eta
     return _split(process, stacked)
 

@@ -39,7 +39,7 @@ def total_correlation(process: FactoredProcess, law: torch.Tensor) -> torch.Tens
 
 def _entropy(process: FactoredProcess, beliefs: list[torch.Tensor]) -> torch.Tensor:
     """Entropy of the next-token law at beliefs (list[N] of [M, S_n]) -> [M]."""
-    if process.structure == "independent" and process.noise == 0 and process.n_factors > 1:
+    if process.law_is_product and process.n_factors > 1:
         # A sum over factors: skip the joint law.
         return sum(_entropy(independent([g]), [b]) for g, b in zip(process.factors, beliefs, strict=True))
     law = next_token_law(process, beliefs)
@@ -89,7 +89,7 @@ def _exact_or_monte_carlo(
     too many prefixes falls back to Monte Carlo unless exact=True."""
     if seq_len < 1:
         raise ValueError(f"seq_len must be >= 1, got {seq_len}")
-    can_exact = process.structure == "independent" and process.noise == 0
+    can_exact = process.law_is_product
     if exact and not can_exact:
         raise ValueError("exact=True needs an independent process with noise 0")
     if can_exact and exact is not False:
@@ -159,8 +159,8 @@ def fidelity_cost(
 
 
 def _check_independent(process: FactoredProcess) -> None:
-    if process.structure != "independent":
-        raise ValueError(f"needs an independent process, got structure {process.structure!r}")
+    if process.structure.parent_picks_variant:
+        raise ValueError(f"needs an independent process, got structure {process.structure.name!r}")
 
 
 def factor_laws(process: FactoredProcess, beliefs: list[torch.Tensor]) -> list[torch.Tensor]:
