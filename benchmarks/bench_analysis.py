@@ -38,7 +38,7 @@ def main() -> None:
     t0 = time.perf_counter()
     data = probing.probe_data(process, acfg.n_sequences, cfg.data.seq_len, acfg.seed)
     t1 = time.perf_counter()
-    acts = probing.collect(model, process, data.tokens, site)
+    acts = probing.activations(model, process, data.tokens, site)
     t2 = time.perf_counter()
     flat = acts.reshape(-1, acts.shape[-1])
     beliefs = [b.reshape(-1, b.shape[-1]) for b in probing.paired_beliefs(data.beliefs, cfg.data.seq_len)]

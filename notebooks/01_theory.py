@@ -230,8 +230,8 @@ noise_cases = {"paper, eps 0.2": products.paper_process(noise=0.2),
                "3 x Mess3(0.05, 0.9), eps 0.2": products.independent(peaked, noise=0.2)}
 rows = []
 for name, proc in noise_cases.items():
-    toks, _ = sampling.sample(proc, n_noise // 4, 8, seed=seed)
-    bel = [b[:, :8] for b in sampling.filter_beliefs(proc, products.decode(proc, toks), dtype=torch.float64)]
+    toks, bel = sampling.sample_exact(proc, n_noise // 4, 8, seed=seed)
+    bel = [b[:, :8] for b in bel]  # the belief before each of the 8 tokens
     log_q = theory.noisy_log_law(proc, bel)
     log_m = torch.log(theory.factored_readout(proc, bel))
     q = log_q.exp()
@@ -291,8 +291,7 @@ for name, by_eps in curves.items():
                          "left, feature c(t)": 0.0})
 print(pd.DataFrame(recovery).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 check_proc = products.independent(peaked, noise=0.5)
-bel = [b[:, :8] for b in sampling.filter_beliefs(
-    check_proc, products.decode(check_proc, sampling.sample(check_proc, 200, 8, seed=seed)[0]), dtype=torch.float64)]
+bel = [b[:, :8] for b in sampling.sample_exact(check_proc, 200, 8, seed=seed)[1]]
 exact = torch.softmax(theory.log_product(check_proc, bel) + theory.joint_correction(check_proc, bel), -1)
 print(f"factor-wise logits + c(t) vs the law: max |diff| = "
       f"{(exact - sampling.next_token_law(check_proc, bel)).abs().max():.1e}")

@@ -127,11 +127,9 @@ plots.vary_one_dims({stage: vary[step] for stage, step in st.items()}, names);
 # %%
 data = probing.probe_data(process, min(acfg.n_sequences, 2000), cfg.data.seq_len, acfg.seed)
 model = run.load_model(st["final"])
-acts = probing.collect(model, process, data.tokens, acfg.site_for(model))
-flat = acts.reshape(-1, acts.shape[-1])
-beliefs = [b.reshape(-1, b.shape[-1]) for b in probing.paired_beliefs(data.beliefs, cfg.data.seq_len)]
-projections = [analysis.project(flat, V, k=2) for V in vary[st["final"]]["directions"]]
-plots.projection_grid(beliefs, projections, kinds, names);
+probed = probing.probe(model, process, data, acfg.site_for(model))
+projections = [analysis.project(probed.flat_acts, V, k=2) for V in vary[st["final"]]["directions"]]
+plots.projection_grid(probed.flat_beliefs, projections, kinds, names);
 
 # %% [markdown]
 # ## What the dimensions beyond the factored ten carry

@@ -170,11 +170,9 @@ final = results[label]["stages"]["final"]
 data = probing.probe_data(process, min(acfg.n_sequences, 2000), cfg.data.seq_len, acfg.seed)
 model = all_runs[label].load_model(final)
 site = acfg.site_for(model)
-acts = probing.collect(model, process, data.tokens, site)
-flat = acts.reshape(-1, acts.shape[-1])
-beliefs = [b.reshape(-1, b.shape[-1]) for b in probing.paired_beliefs(data.beliefs, cfg.data.seq_len)]
-projections = [analysis.project(flat, V, k=2) for V in results[label]["vary"][final]["directions"]]
-plots.projection_grid(beliefs, projections, kinds, names);
+probed = probing.probe(model, process, data, site)
+projections = [analysis.project(probed.flat_acts, V, k=2) for V in results[label]["vary"][final]["directions"]]
+plots.projection_grid(probed.flat_beliefs, projections, kinds, names);
 
 # %% [markdown]
 # ## Are the factor subspaces orthogonal?

@@ -141,7 +141,7 @@ kinds, names = plots.factor_kinds(process), plots.factor_names(plots.factor_kind
 model = run.load_model()
 site_name = acfg.site_for(model)
 data = probing.probe_data(process, acfg.n_sequences, seq_len, acfg.seed)
-acts = probing.collect(model, process, data.tokens, site_name)  # [B, L-1, d]
+acts = probing.activations(model, process, data.tokens, site_name)  # [B, L-1, d]
 k, scan = discovery.scan_and_choose(acts, seed=seed)
 found = scan[k]
 print(f"{run.dir.relative_to(runs.outputs_dir().parent)}, step {run.steps[-1]}, site {site_name}: activations "
@@ -168,24 +168,18 @@ plots.dependence_structure(found.dependence, found.groups, found.shuffled, found
 
 # %%
 final = run.steps[-1]
-vary = probing.vary_one_at(run, [final], acfg)[final]
-reference = list(vary["directions"])
-pairs, overlap = discovery.match_subspaces(found.subspaces, reference)
-flat = acts.reshape(-1, acts.shape[-1])
-flat_beliefs = [b.reshape(-1, b.shape[-1]) for b in probing.paired_beliefs(data.beliefs, seq_len)]
-rows = []
-for f, t in pairs:
-    r2_full = discovery.subspace_r2(flat, flat_beliefs[t])
-    r2_subspace = discovery.subspace_r2(flat, flat_beliefs[t], found.subspaces[f])
-    r2_readout = discovery.subspace_r2(flat, flat_beliefs[t], found.readouts[f])
-    rows.append({"found": f, "matched factor": names[t], "dims": len(found.subspaces[f]),
-                 "overlap (top 2)": overlap[f, t], "R² all": r2_full, "R² subspace": r2_subspace,
-                 "R² readout": r2_readout, "ratio subspace": r2_subspace / r2_full,
-                 "ratio readout": r2_readout / r2_full})
-matches = pd.DataFrame(rows, columns=["found", "matched factor", "dims", "overlap (top 2)", "R² all", "R² subspace",
-                                      "R² readout", "ratio subspace", "ratio readout"])
-print(matches.round(3).to_string(index=False) if rows else "no factors found: nothing to match")
+reference = list(probing.vary_one_at(run, [final], acfg)[final]["directions"])
+probed = probing.Probed(acts, probing.paired_beliefs(data.beliefs, seq_len))
+score = discovery.score_against_truth(found.subspaces, acts, probed.beliefs, reference, readouts=found.readouts)
+pairs = [(f, t) for t, f in enumerate(score["table"]["found"]) if f >= 0]  # (found, true factor), matched
+matches = pd.DataFrame(score["table"]).assign(factor=names).query("found >= 0")
+matches = matches.rename(columns={"factor": "matched factor", "overlap": "overlap (top 2)", "r2_full": "R² all",
+                                  "r2_subspace": "R² subspace", "r2_readout": "R² readout",
+                                  "ratio": "ratio subspace", "ratio_readout": "ratio readout"})  # fmt: skip
+matches.insert(2, "dims", [len(found.subspaces[f]) for f in matches["found"]])
+print(matches.round(3).to_string(index=False) if len(matches) else "no factors found: nothing to match")
 if len(found.subspaces):
+    _, overlap = discovery.match_subspaces(found.subspaces, reference)
     plots.overlap_heatmap(overlap, [f"found {i}" for i in range(found.n_factors)], names,
                           "Discovered vs vary-one subspaces");
 
@@ -197,6 +191,7 @@ if len(found.subspaces):
 # notebooks 01 and 03). Bottom: the ground-truth vary-one projection of that factor, same colours.
 
 # %%
+flat, flat_beliefs = probed.flat_acts, probed.flat_beliefs
 n_show = min(len(flat), 2000 * (seq_len - 1))
 if len(pairs):
     plots.discovered_projections(
@@ -219,7 +214,7 @@ else:
 # %%
 torch.manual_seed(1000 + seed)
 random_model = run.new_model().eval()
-random_acts = probing.collect(random_model, process, data.tokens, site_name)
+random_acts = probing.activations(random_model, process, data.tokens, site_name)
 k_random, scan_random = discovery.scan_and_choose(random_acts, seed=seed)
 random_counts = {kk: d.n_factors for kk, d in scan_random.items()}
 print(f"random init: {scan_random[k_random].n_factors} factors found; per k = {min(random_counts)}.."
@@ -264,9 +259,8 @@ print(vocabulary.round(3).to_string(index=False) if vocab_rows else "no factors 
 
 # %%
 baseline = sae.sae_factors(acts, seed=seed)
-beliefs_3d = probing.paired_beliefs(data.beliefs, seq_len)
-scores = {"independent subspaces (ours)": discovery.score_against_truth(found.subspaces, acts, beliefs_3d, reference),
-          "TopK SAE + clustering": discovery.score_against_truth(baseline.subspaces, acts, beliefs_3d, reference)}
+scores = {"independent subspaces (ours)": score,
+          "TopK SAE + clustering": discovery.score_against_truth(baseline.subspaces, acts, probed.beliefs, reference)}
 side_by_side = pd.concat(
     {method: pd.DataFrame(score["table"]).assign(factor=names).set_index("factor")[["overlap", "r2_subspace",
                                                                                       "ratio"]]

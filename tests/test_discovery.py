@@ -303,6 +303,12 @@ def test_find_factors_reports_and_scores(beliefs):
     score = discovery.score_against_truth(report.subspaces, acts, beliefs[:2], truth)
     assert score["n_recovered"] == 2 and score["n_spurious"] == 0
     assert min(score["table"]["ratio"]) > 0.99 and min(score["table"]["overlap"]) > 0.99
+    assert "r2_readout" not in score["table"]
+    # readouts are scored like subspaces: the same directions give the same numbers, crossed ones read nothing
+    read = discovery.score_against_truth(report.subspaces, acts, beliefs[:2], truth, readouts=report.subspaces)
+    assert read["table"]["ratio_readout"] == read["table"]["ratio"]
+    crossed = discovery.score_against_truth(report.subspaces, acts, beliefs[:2], truth, readouts=report.subspaces[::-1])
+    assert max(crossed["table"]["ratio_readout"]) < 0.5
     nothing = discovery.score_against_truth([], acts, beliefs[:2], truth)
     assert nothing["n_recovered"] == 0 and np.isnan(nothing["table"]["r2_subspace"]).all()
 

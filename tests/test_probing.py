@@ -24,11 +24,11 @@ def test_vary_one_freezes_every_other_factor_within_a_setting():
     assert len(torch.unique(parts[0, :, :, 3], dim=0)) > 40  # the probed factor varies freely
 
 
-def test_collect_drops_bos_and_pairs_with_beliefs_after_the_same_tokens():
+def test_activations_drop_bos_and_pair_with_beliefs_after_the_same_tokens():
     torch.manual_seed(0)
     model = build_model(arch="transformer", d_model=16, n_layers=2, n_heads=2, d_mlp=32).eval()
     tokens, beliefs = sampling.sample(PROCESS, 10, 8, seed=1)
-    acts = probing.collect(model, PROCESS, tokens, "blocks.1.hook_resid_post", batch_size=3)
+    acts = probing.activations(model, PROCESS, tokens, "blocks.1.hook_resid_post", batch_size=3)
     assert acts.shape == (10, 7, 16)  # BOS dropped; positions after x1..x7
     with torch.no_grad():
         inputs = products.add_bos(PROCESS, tokens)[:, :-1]
@@ -37,9 +37,13 @@ def test_collect_drops_bos_and_pairs_with_beliefs_after_the_same_tokens():
     paired = probing.paired_beliefs(beliefs, 8)
     assert [b.shape for b in paired] == [(10, 7, 3)] * 5
     np.testing.assert_allclose(paired[0][:, 0], beliefs[0][:, 1].double().numpy())  # after exactly x1
+    probed = probing.probe(model, PROCESS, probing.ProbeData(tokens, beliefs), "blocks.1.hook_resid_post")
+    assert probed.flat_acts.shape == (70, 16) and [b.shape for b in probed.flat_beliefs] == [(70, 3)] * 5
+    np.testing.assert_array_equal(probed.flat_acts[7], acts[1, 0])  # row = sequence x 7 + position
+    np.testing.assert_array_equal(probed.flat_beliefs[4][8], paired[4][1, 1])
 
     rnn = build_model(arch="lstm", d_model=8, n_layers=1, n_ctx=9)
-    assert probing.collect(rnn, PROCESS, tokens, "rnn.0.hidden").shape == (10, 7, 8)  # inputs x1..x7, no BOS
+    assert probing.activations(rnn, PROCESS, tokens, "rnn.0.hidden").shape == (10, 7, 8)  # inputs x1..x7, no BOS
 
 
 def test_run_analysis_is_cached_and_only_missing_steps_are_computed(tmp_path, monkeypatch):

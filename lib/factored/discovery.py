@@ -318,7 +318,7 @@ def discover_factors(
     min_contrast: float = MIN_CONTRAST,
     seed: int = 0,
 ) -> Discovery:
-    """Factors and their subspaces from activations acts: [B, P, d] alone (P positions, e.g. `probing.collect`).
+    """Factors and their subspaces from activations acts: [B, P, d] alone (P positions, e.g. `probing.activations`).
 
     n_components: how many principal components to separate (default: `n_components_at(acts, variance)`).
     n_shuffles, alpha: the null threshold (`null_threshold`); min_contrast: the cut rule (`group_components`)."""
@@ -471,6 +471,7 @@ def score_against_truth(
     true_subspaces: Sequence[np.ndarray],
     same: float = SAME_FACTOR,
     seed: int = 0,
+    readouts: Sequence[np.ndarray] | None = None,
 ) -> dict:
     """How well found subspaces (any method's: list[F] of orthonormal [m, d]) recover known factors.
 
@@ -478,8 +479,9 @@ def score_against_truth(
     orthonormal [r, d]. Found and true are paired by `match_subspaces`; a true factor counts as found when its
     pair's overlap exceeds `same` (SAME_FACTOR). Returns {"table": {column: list[N]}: factor, found (index, -1:
     none), overlap, r2_subspace (held-out R^2 of the beliefs from the matched subspace; nan when none), r2_full
-    (from all of acts), ratio; "n_found": F, "n_true": N, "n_recovered": true factors found, "n_spurious": found
-    subspaces matching no true factor}."""
+    (from all of acts), ratio; with `readouts` (list[F] of [m, d]: the directions that read each found factor
+    out, `Discovery.readouts`) also r2_readout and ratio_readout; "n_found": F, "n_true": N, "n_recovered": true
+    factors found, "n_spurious": found subspaces matching no true factor}."""
     acts = np.asarray(acts, dtype=np.float64)
     flat = acts.reshape(-1, acts.shape[-1])
     beliefs = [np.asarray(b, dtype=np.float64).reshape(len(flat), -1) for b in true_beliefs]
@@ -487,17 +489,30 @@ def score_against_truth(
         raise ValueError(f"true_beliefs and true_subspaces must be as many, got {len(beliefs)}, {len(true_subspaces)}")
     pairs, overlap = match_subspaces(list(found), list(true_subspaces))
     partner = {int(t): int(f) for f, t in pairs if overlap[f, t] > same}
-    table: dict[str, list] = {k: [] for k in ("factor", "found", "overlap", "r2_subspace", "r2_full", "ratio")}
+    columns = ["factor", "found", "overlap", "r2_subspace", "r2_full", "ratio"]
+    table: dict[str, list] = {k: [] for k in columns + (["r2_readout", "ratio_readout"] if readouts else [])}
+
+    def scored(directions: np.ndarray | None, b: np.ndarray, full: float) -> tuple[float, float]:
+        """(held-out R^2 from these directions, its ratio to the whole stream's); NaN when nothing matched."""
+        if directions is None:
+            return float("nan"), float("nan")
+        sub = subspace_r2(flat, b, directions, seed=seed)
+        return sub, sub / full if full > 0 else float("nan")
+
     for t, b in enumerate(beliefs):
         f = partner.get(t, -1)
         full = subspace_r2(flat, b, seed=seed)
-        sub = subspace_r2(flat, b, found[f], seed=seed) if f >= 0 else float("nan")
         table["factor"].append(t)
         table["found"].append(f)
         table["overlap"].append(float(overlap[:, t].max()) if len(found) else 0.0)
-        table["r2_subspace"].append(sub)
         table["r2_full"].append(full)
-        table["ratio"].append(sub / full if f >= 0 and full > 0 else float("nan"))
+        r2, ratio = scored(found[f] if f >= 0 else None, b, full)
+        table["r2_subspace"].append(r2)
+        table["ratio"].append(ratio)
+        if readouts:
+            r2, ratio = scored(readouts[f] if f >= 0 else None, b, full)
+            table["r2_readout"].append(r2)
+            table["ratio_readout"].append(ratio)
     return {
         "table": table,
         "n_found": len(found),

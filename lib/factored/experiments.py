@@ -131,10 +131,10 @@ def discovery_at(run: Run, step: int, acfg: probing.AnalysisConfig, seed: int = 
     model = run.load_model(step)
     seq_len = run.config.data.seq_len
     data = probing.probe_data(run.process, acfg.n_sequences, seq_len, acfg.seed)
-    acts = probing.collect(model, run.process, data.tokens, acfg.site_for(model))
-    report = discovery.find_factors(acts, seed=seed)
+    probed = probing.probe(model, run.process, data, acfg.site_for(model))
+    report = discovery.find_factors(probed.acts, seed=seed)
     truth = list(probing.vary_one_at(run, [step], acfg)[step]["directions"])
-    score = discovery.score_against_truth(report.subspaces, acts, probing.paired_beliefs(data.beliefs, seq_len), truth)
+    score = discovery.score_against_truth(report.subspaces, probed.acts, probed.beliefs, truth)
     matched = [i for i, f in enumerate(score["table"]["found"]) if f >= 0]
     pick = lambda key: [score["table"][key][i] for i in matched]  # noqa: E731
     return {

@@ -55,7 +55,7 @@ class ProbeData:
 
 
 @torch.no_grad()
-def collect(model: torch.nn.Module, process, tokens: torch.Tensor, site: str, batch_size: int = 4096) -> np.ndarray:
+def activations(model: torch.nn.Module, process, tokens: torch.Tensor, site: str, batch_size: int = 4096) -> np.ndarray:
     """Activations at `site` for every trained position, BOS dropped: tokens [B, L] -> float32 [B, L-1, d].
 
     Position p of the result has read tokens x_1..x_{p+1}: it pairs with beliefs[:, p + 1]."""
@@ -69,8 +69,38 @@ def collect(model: torch.nn.Module, process, tokens: torch.Tensor, site: str, ba
 
 
 def paired_beliefs(beliefs: list[torch.Tensor], seq_len: int) -> list[np.ndarray]:
-    """The beliefs matching `collect`'s positions: list[N] of [B, L+1, S] -> list[N] of float64 [B, L-1, S]."""
+    """The beliefs matching `activations`' positions: list[N] of [B, L+1, S] -> list[N] of float64 [B, L-1, S]."""
     return [b[:, 1:seq_len].double().cpu().numpy() for b in beliefs]
+
+
+def flat(x: np.ndarray) -> np.ndarray:
+    """[..., d] -> [n, d]: every (sequence, position) sample a row."""
+    return x.reshape(-1, x.shape[-1])
+
+
+@dataclass(frozen=True)
+class Probed:
+    """A model's activations on probe data with each factor's belief at the same point of the sequence.
+
+    acts: float32 [B, L-1, d]; beliefs: list[N] of float64 [B, L-1, S_n]; `flat_acts` and `flat_beliefs` put
+    every (sequence, position) sample in a row."""
+
+    acts: np.ndarray
+    beliefs: list[np.ndarray]
+
+    @property
+    def flat_acts(self) -> np.ndarray:
+        return flat(self.acts)
+
+    @property
+    def flat_beliefs(self) -> list[np.ndarray]:
+        return [flat(b) for b in self.beliefs]
+
+
+def probe(model: torch.nn.Module, process, data: ProbeData, site: str) -> Probed:
+    """`activations` of `model` at `site` on the probe data, paired with the data's beliefs."""
+    seq_len = data.tokens.shape[1]
+    return Probed(activations(model, process, data.tokens, site), paired_beliefs(data.beliefs, seq_len))
 
 
 def probe_data(process, n_sequences: int, seq_len: int, seed: int) -> ProbeData:
@@ -96,7 +126,7 @@ def vary_one(model, process, cfg: AnalysisConfig, seq_len: int, site: str) -> di
     subspaces, acts_by_factor = [], []
     for n in range(process.n_factors):
         toks = vary_one_tokens(process, n, cfg.vary_settings, cfg.vary_sequences, seq_len, cfg.seed + 1 + n)
-        acts = collect(model, process, toks.flatten(0, 1), site, cfg.batch_size)
+        acts = activations(model, process, toks.flatten(0, 1), site, cfg.batch_size)
         acts = acts.reshape(cfg.vary_settings, cfg.vary_sequences, *acts.shape[1:])
         acts_by_factor.append(acts)
         subspaces.append(analysis.factor_subspace(acts))
@@ -116,17 +146,14 @@ def vary_one(model, process, cfg: AnalysisConfig, seq_len: int, site: str) -> di
 
 def trajectory_point(model, process, data: ProbeData, site: str, seed: int) -> dict:
     """PCA and held-out belief regression of one model on the probe data (plain floats and lists)."""
-    seq_len = data.tokens.shape[1]
-    acts = collect(model, process, data.tokens, site)
-    flat = acts.reshape(-1, acts.shape[-1])
-    beliefs = [b.reshape(-1, b.shape[-1]) for b in paired_beliefs(data.beliefs, seq_len)]
-    pca = analysis.pca_summary(flat)
-    reg = analysis.belief_regression(flat, beliefs, seed=seed)
+    probed = probe(model, process, data, site)
+    pca = analysis.pca_summary(probed.flat_acts)
+    reg = analysis.belief_regression(probed.flat_acts, probed.flat_beliefs, seed=seed)
     return {"cev": pca["cev"].tolist(), "dims": {str(k): v for k, v in pca["dims"].items()}, **reg.to_dict()}
 
 
 def token_features(process, tokens: torch.Tensor, lag: int = 0) -> np.ndarray:
-    """One-hot of each factor's sub-token `lag` steps before the newest one read, at `collect`'s positions:
+    """One-hot of each factor's sub-token `lag` steps before the newest one read, at `activations`' positions:
     tokens [B, L] -> [B * (L-1), sum V_n] float64 (all-zero rows where that token lies before the sequence)."""
     factor_tokens = products.decode(process, tokens).cpu().numpy()  # [B, L, N]
     B, L, _ = factor_tokens.shape
@@ -145,10 +172,9 @@ def variance_decomposition(model, process, data: ProbeData, site: str, seed: int
     token (which of the joint tokens: any function of it) -> + previous sub-tokens -> + within-factor quadratic
     beliefs -> + joint belief (all cross-factor products)."""
     seq_len = data.tokens.shape[1]
-    acts = collect(model, process, data.tokens, site)
-    flat = acts.reshape(-1, acts.shape[-1])
-    beliefs = [b.reshape(-1, b.shape[-1]) for b in paired_beliefs(data.beliefs, seq_len)]
-    positions = np.tile(np.arange(seq_len - 1), len(acts))
+    probed = probe(model, process, data, site)
+    beliefs = probed.flat_beliefs
+    positions = np.tile(np.arange(seq_len - 1), len(probed.acts))
     feature_sets = {
         "beliefs (linear)": np.hstack(beliefs),
         "+ position": analysis.one_hot(positions, seq_len - 1),
@@ -160,7 +186,7 @@ def variance_decomposition(model, process, data: ProbeData, site: str, seed: int
         "+ beliefs, quadratic within factor": analysis.quadratic_features(beliefs),
         "+ joint belief (cross-factor products)": products.joint_belief(beliefs),
     }
-    return analysis.variance_explained(flat, feature_sets, seed=seed)
+    return analysis.variance_explained(probed.flat_acts, feature_sets, seed=seed)
 
 
 def joint_belief_gain(run: Run, cfg: AnalysisConfig, n_sequences: int = 2_000) -> dict:
@@ -254,7 +280,7 @@ def final_vary_one(run: Run, cfg: AnalysisConfig = AnalysisConfig()) -> tuple[in
 def reference_curves(process, cfg: AnalysisConfig, seq_len: int) -> dict:
     """CEV of the true beliefs on the probe data: concatenated ("factored") and outer product ("joint")."""
     data = probe_data(process, cfg.n_sequences, seq_len, cfg.seed)
-    beliefs = [b.reshape(-1, b.shape[-1]) for b in paired_beliefs(data.beliefs, seq_len)]
+    beliefs = [flat(b) for b in paired_beliefs(data.beliefs, seq_len)]
     factored_cev, joint_cev = analysis.factored_reference(beliefs), analysis.joint_reference(beliefs)
     return {
         "factored_cev": factored_cev,

@@ -13,8 +13,8 @@ import torch
 
 from factored.ghmm import GHMM, position_entropies
 from factored.processes import bloch_walk, mess3
-from factored.products import FactoredProcess, decode, independent
-from factored.sampling import filter_beliefs, next_token_law, sample
+from factored.products import FactoredProcess, independent
+from factored.sampling import next_token_law, sample_exact
 
 
 def total_correlation(process: FactoredProcess, law: torch.Tensor) -> torch.Tensor:
@@ -59,15 +59,14 @@ def _monte_carlo(
     chunk: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard error over n_samples sampled contexts of stat(process, beliefs at position t):
-    ([L], [L]) float64. The contexts come from `sample`, their beliefs from a float64 `filter_beliefs`."""
+    ([L], [L]) float64. The contexts come from `sample`, their beliefs in float64 (`sample_exact`)."""
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2, got {n_samples}")
     gen = torch.Generator().manual_seed(int(seed))
     values = []
     for start in range(0, n_samples, chunk):
         b = min(chunk, n_samples - start)
-        tokens, _ = sample(process, b, seq_len, generator=gen)
-        beliefs = filter_beliefs(process, decode(process, tokens), dtype=torch.float64)
+        _, beliefs = sample_exact(process, b, seq_len, generator=gen)
         per_pos = [stat(process, [x[:, t] for x in beliefs]) for t in range(seq_len)]
         values.append(torch.stack(per_pos, dim=1).numpy())
     v = np.concatenate(values)  # [n_samples, L]
@@ -272,15 +271,14 @@ def noise_samples(
 
     entropy (H of q: the optimal loss), cost (KL(q || m): the fidelity cost), peak (KL(P || uniform) of the clean
     product law: how peaked it is), and cost_k<k> (`cost_with_joint_tokens` with k joint tokens) for k in ks.
-    Contexts come from `sample`, their beliefs from a float64 `filter_beliefs` (as in `fidelity_cost`)."""
+    Contexts come from `sample`, their beliefs in float64 (`sample_exact`) (as in `fidelity_cost`)."""
     _check_independent(process)
     if n_samples < 2:
         raise ValueError(f"n_samples must be >= 2, got {n_samples}")
     gen = torch.Generator().manual_seed(int(seed))
     out: dict[str, list] = {}
     for start in range(0, n_samples, chunk):
-        tokens, _ = sample(process, min(chunk, n_samples - start), seq_len, generator=gen)
-        beliefs = filter_beliefs(process, decode(process, tokens), dtype=torch.float64)
+        _, beliefs = sample_exact(process, min(chunk, n_samples - start), seq_len, generator=gen)
         beliefs = [b[:, :seq_len] for b in beliefs]  # [B, L, S_n]: the belief before each token
         law = torch.exp(noisy_log_law(process, beliefs))
         readout = factored_readout(process, beliefs)
@@ -343,8 +341,7 @@ def optimal_logit_dims(
     """`logit_dims` of the optimal logits log q over the contexts of n_samples sequences (positions 1..L-1; position
     0 has one context), per threshold. Factor-wise logits span at most sum_n (X_n - 1) dimensions; noise adds
     the joint correction's, which a network must hold in its residual stream to predict optimally."""
-    tokens, _ = sample(process, n_samples, seq_len, generator=torch.Generator().manual_seed(int(seed)))
-    beliefs = filter_beliefs(process, decode(process, tokens), dtype=torch.float64)
+    _, beliefs = sample_exact(process, n_samples, seq_len, seed=int(seed))
     beliefs = [b[:, 1:seq_len].reshape(-1, b.shape[-1]) for b in beliefs]  # [n_samples (L-1), S_n]
     logits = noisy_log_law(process, beliefs)
     return {th: logit_dims(logits, th) for th in thresholds}
