@@ -36,10 +36,9 @@ profile: str = ""  # smoke | laptop | paper (sets Monte-Carlo sample sizes); "":
 seed: int = 0
 
 # %%
-from factored import config
+from factored import parameters, profiles
 
-config.check_parameters(globals())  # an unknown, mistyped or out-of-range parameter stops here, before any work
-profile = config.resolve_profile(profile)
+parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
 
 # %%
 import matplotlib.pyplot as plt
@@ -49,7 +48,7 @@ import torch
 
 from factored import ghmm, plots, processes, products, sampling, theory
 
-n_mc = config.profile_record(profile).mc_samples_curves  # Monte-Carlo contexts per point of the eps curves
+n_mc = profiles.profile_record(profile).mc_samples_curves  # Monte-Carlo contexts per point of the eps curves
 np.set_printoptions(precision=5, suppress=True)
 
 # %% [markdown]

@@ -47,9 +47,9 @@ d_mlp: int = 0
 n_mess3: int = 0  # 0: the paper's five factors; N in [1, 8]: N independent Mess3 factors (3^N tokens)
 
 # %%
-from factored import config
+from factored import config, parameters
 
-config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
+parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
 cfg = config.from_parameters(
     profile,
     seed=seed, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp, n_mess3=n_mess3,

@@ -41,14 +41,13 @@ site: str = ""  # "": the model's last residual stream (or last recurrent layer)
 n_random_models: int = 5  # randomly initialised models for the overlap baseline band
 
 # %%
-from factored import config, probing
+from factored import config, parameters, probing
 
-config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
+parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
 cfg = config.from_parameters(
     profile,
     seed=seed, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp, n_mess3=n_mess3,
 )
-profile = config.resolve_profile(profile)
 acfg = probing.analysis_config(profile, run=cfg, site=site or None, n_random_models=n_random_models)  # site too
 print(cfg.describe(), acfg, sep="\n")
 

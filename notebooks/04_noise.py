@@ -48,15 +48,13 @@ n_heads: int = 0
 d_mlp: int = 0
 
 # %%
-from factored import config
+from factored import config, parameters, profiles
 
-config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
-noise = float(noise)  # papermill passes `-p noise 0` as an int; 0 and 0.0 must name the same run
-process_fields = dict(n_mess3=n_mess3, mess3_x=float(mess3_x), mess3_a=float(mess3_a),
+parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
+process_fields = dict(n_mess3=n_mess3, mess3_x=mess3_x, mess3_a=mess3_a,
                       **config.architecture_sizes("transformer", d_model, n_layers, n_heads, d_mlp))  # fmt: skip
 cfg = config.from_parameters(profile, noise=noise, seed=seed, steps=steps, **process_fields)  # bad values stop here
 base_cfg = config.from_parameters(profile, seed=seed, steps=steps, **process_fields)  # eps = 0 (02-03's by default)
-profile = config.resolve_profile(profile)
 print(cfg.describe())
 
 # %%
@@ -68,7 +66,7 @@ from factored import analysis, experiments, plots, probing, products, runs, theo
 from factored import results as across_runs  # `results` below: this notebook's own
 
 acfg = probing.analysis_config(profile)
-n_mc = config.profile_record(profile).mc_samples  # Monte-Carlo contexts for the theory
+n_mc = profiles.profile_record(profile).mc_samples  # Monte-Carlo contexts for the theory
 seq_len = cfg.data.seq_len
 process = products.process_of(cfg.data)
 joint_dim, factored_dim = products.dimension_counts(process.state_dims)

@@ -49,9 +49,9 @@ n_ctx: int = 0  # length of a sequence with its BOS (seq_len + 1); 0: the profil
 steps: int = 0  # 0: the profile's training budget
 
 # %%
-from factored import config
+from factored import config, parameters
 
-config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
+parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
 sizes = config.architecture_sizes(arch, d_model, n_layers, n_heads, d_mlp)  # recurrent defaults, d_mlp = 4 d_model
 cfg = config.from_parameters(profile, arch=arch, seed=seed, steps=steps, n_ctx=n_ctx, **sizes)
 canonical_cfg = config.from_parameters(profile, seed=seed, steps=steps)  # notebooks 02 and 03's run (same budget)
@@ -59,7 +59,6 @@ canonical_cfg = config.from_parameters(profile, seed=seed, steps=steps)  # noteb
 variant = f"transformer{cfg.model.d_model}x{cfg.model.n_layers}-ctx{cfg.data.seq_len + 1}"  # a recurrent net: lstm32x2
 cfg = canonical_cfg if cfg.hash() == canonical_cfg.hash() else cfg if arch != "transformer" else config.RunConfig(
     variant, cfg.data, cfg.model, cfg.train)  # fmt: skip
-profile = config.resolve_profile(profile)
 print(f"this run:\n{cfg.describe()}\ncanonical:\n{canonical_cfg.describe()}")
 
 # %%

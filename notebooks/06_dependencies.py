@@ -36,12 +36,11 @@ seed: int = 0
 steps: int = 0  # 0: the profile's training budget
 
 # %%
-from factored import config
+from factored import config, parameters, profiles
 
-config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
+parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
 cfg = config.from_parameters(profile, structure="chain", seed=seed, steps=steps)
 base_cfg = config.from_parameters(profile, seed=seed, steps=steps)  # independent factors: the run of 02-03
-profile = config.resolve_profile(profile)
 print(cfg.describe())
 
 # %%
@@ -53,7 +52,7 @@ import pandas as pd
 from factored import analysis, experiments, plots, probing, products, runs, theory, train
 
 acfg = probing.analysis_config(profile)
-n_mc = config.profile_record(profile).mc_samples  # Monte-Carlo contexts for the theory
+n_mc = profiles.profile_record(profile).mc_samples  # Monte-Carlo contexts for the theory
 seq_len = cfg.data.seq_len
 process, independent = products.process_of(cfg.data), products.process_of(base_cfg.data)
 joint_dim, factored_dim = products.dimension_counts(process.state_dims)

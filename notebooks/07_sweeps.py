@@ -44,9 +44,9 @@ profile: str = ""  # smoke: trains a tiny grid itself (CI); laptop | paper: coll
 steps: int = 0  # the budget collected; 0: the steps params/sweeps/*.yaml fix at this profile, else the profile's
 
 # %%
-from factored import config
+from factored import config, parameters, profiles
 
-config.check_parameters(globals())  # an unknown or mistyped parameter stops here, before anything is written
+parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
 
 import itertools
 import math
@@ -60,12 +60,11 @@ DEMO_GRID = [
     *(({"n_mess3": n}, 0) for n in (1, 2, 3)),
 ]
 
-profile = config.resolve_profile(profile)
 ref = results.sweep_budget(profile, steps)  # the canonical transformer at the sweep budget: what "same budget" means
 # what the profile decides: the analysis sizes (notebooks 03-05's: their caches are shared), and whether this
 # notebook trains runs of its own or only collects
 acfg = probing.analysis_config(profile)
-own_grid = DEMO_GRID if config.profile_record(profile).trains_demo_grid else []
+own_grid = DEMO_GRID if profiles.profile_record(profile).trains_demo_grid else []
 joint_dim, factored_dim = products.dimension_counts(products.process_of(ref.data).state_dims)
 t = ref.train
 print(f"budget: profile {profile}, {t.steps:,} steps x {t.batch_size} sequences of {ref.data.seq_len} tokens "
@@ -196,7 +195,7 @@ exp_ref = results.sweep_config(results.EXPANSION_SWEEP, profile)
 for noise, seed in itertools.product([0.0, 0.5], range(2)) if own_grid else []:  # smoke: a tiny version
     train.get_or_train(results.sweep_config(results.EXPANSION_SWEEP, profile, noise=noise, seed=seed),
                        progress=False)  # fmt: skip
-n_mc = config.profile_record(profile).mc_samples
+n_mc = profiles.profile_record(profile).mc_samples
 exp_steps, expansion = results.noise_expansion(exp_ref, acfg, results.finished_runs(), n_mc)
 exp_factored = products.dimension_counts(products.process_of(exp_ref.data).state_dims)[1]
 exp_order = [f"{e:g}" for e in sorted(expansion["noise"].unique())]

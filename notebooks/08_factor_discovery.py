@@ -58,11 +58,10 @@ n_mess3: int = 0  # 0: the paper's five factors
 survey: bool = True  # also score every other finished run of this profile and 3 checkpoints of this one
 
 # %%
-from factored import config, probing
+from factored import config, parameters, probing
 
-config.check_parameters(globals())  # an unknown, mistyped or out-of-range parameter stops here
-profile = config.resolve_profile(profile)
-cfg = config.from_parameters(profile, seed=seed, noise=float(noise), arch=arch, n_mess3=n_mess3,
+parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
+cfg = config.from_parameters(profile, seed=seed, noise=noise, arch=arch, n_mess3=n_mess3,
                              **config.architecture_sizes(arch, d_model, n_layers))  # fmt: skip
 acfg = probing.analysis_config(profile, run=cfg, site=site or None)  # an unknown site stops here, before training
 

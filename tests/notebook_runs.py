@@ -4,10 +4,8 @@ from pathlib import Path
 
 import papermill
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-# seconds a kernel may take to start: papermill's default 60 is exceeded when several kernels import torch at
-# once on 2 loaded cores without cached bytecode (PYTHONDONTWRITEBYTECODE), as on the CI machine
-KERNEL_START_TIMEOUT = 300
+from factored.paths import NOTEBOOKS_DIR as NOTEBOOKS
+from factored.render import KERNEL_START_TIMEOUT
 
 
 def execute(name: str, out: Path, **parameters):

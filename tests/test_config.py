@@ -2,8 +2,10 @@ import json
 
 import pytest
 
-from factored import config
-from factored.config import RunConfig, check_parameters, from_parameters, make_config
+from factored import config, profiles
+from factored.config import DataConfig, ModelConfig, RunConfig, TrainConfig, from_parameters, make_config
+from factored.parameters import check as check_parameters
+from factored.parameters import prologue
 
 
 def test_profiles_and_overrides():
@@ -170,12 +172,12 @@ def test_a_recurrent_net_refuses_transformer_sizes_and_hashes_without_them():
 
 
 def test_profiles_are_records_of_run_analysis_and_monte_carlo_sizes():
-    smoke, laptop = config.profile_record("smoke"), config.profile_record("laptop")
+    smoke, laptop = profiles.profile_record("smoke"), profiles.profile_record("laptop")
     assert smoke.trains_demo_grid and not laptop.trains_demo_grid
-    assert smoke.mc_samples < laptop.mc_samples <= config.profile_record("paper").mc_samples
+    assert smoke.mc_samples < laptop.mc_samples <= profiles.profile_record("paper").mc_samples
     assert config.make_config("smoke").model.d_model == smoke.run["model"]["d_model"]
     with pytest.raises(ValueError, match="profile must be one of"):
-        config.profile_record("huge")
+        profiles.profile_record("huge")
 
 
 def test_describe_shows_what_the_run_uses():
@@ -183,3 +185,25 @@ def test_describe_shows_what_the_run_uses():
     assert lstm.startswith("run lstm32x2-") and "n_heads" not in lstm and "d_mlp" not in lstm
     laptop = config.make_config("laptop").describe()
     assert "schedule=cosine" in laptop and "plateau_patience" not in laptop and "device" not in laptop
+
+
+def test_parts_convert_and_check_their_own_fields():
+    assert DataConfig(noise=0).noise == 0.0 and isinstance(DataConfig(noise=1).noise, float)
+    assert make_config("smoke", noise=1).hash() == make_config("smoke", noise=1.0).hash()  # one run, not two
+    assert isinstance(TrainConfig(lr=1).lr, float) and TrainConfig(muon_lr=None).muon_lr is None
+    with pytest.raises(ValueError, match=r"noise must be a number in \[0, 1\], got 2"):
+        DataConfig(noise=2)
+    with pytest.raises(ValueError, match=r"n_heads must be a divisor of d_model=10, got 3"):
+        ModelConfig(d_model=10, n_heads=3)
+    assert ModelConfig(arch="lstm", d_model=10, n_heads=3).d_model == 10  # a recurrent net has no heads
+    with pytest.raises(ValueError, match=r"warmup_steps must be an integer in \[0, steps=5\], got 6"):
+        make_config("smoke", steps=5, warmup_steps=6)
+
+
+def test_the_prologue_checks_converts_and_resolves(monkeypatch):
+    monkeypatch.setenv("FACTORED_PROFILE", "smoke")
+    ns = namespace(noise=0, seed=3)
+    assert prologue(ns) == "smoke" and ns["profile"] == "smoke"
+    assert ns["noise"] == 0.0 and isinstance(ns["noise"], float) and isinstance(ns["seed"], int)
+    with pytest.raises(ValueError, match=r"noise must be a number in \[0, 1\], got 3"):
+        prologue(namespace(noise=3))

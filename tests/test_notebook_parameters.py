@@ -41,5 +41,5 @@ def test_a_bad_parameter_stops_in_the_checking_cell_and_writes_nothing(name, par
     with pytest.raises(papermill.PapermillExecutionError) as info:
         execute(name, tmp_path / "out.ipynb", **parameters)
     assert info.value.ename == "ValueError" and message in info.value.evalue
-    assert "config.check_parameters(globals())" in info.value.source  # the cell right after the parameters
+    assert "parameters.prologue(globals())" in info.value.source  # the cell right after the parameters
     assert run_folders(outputs) == []

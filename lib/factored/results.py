@@ -17,18 +17,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import config, experiments, probing, products, runs, sweep, theory
+from . import config, experiments, probing, products, profiles, runs, sweep_spec, theory
 from .config import RunConfig
+from .paths import SWEEPS_DIR
 
 
-def sweep_budget(profile: str = "", steps: int = 0, sweeps_dir: Path = sweep.SWEEPS_DIR) -> RunConfig:
+def sweep_budget(profile: str = "", steps: int = 0, sweeps_dir: Path = SWEEPS_DIR) -> RunConfig:
     """The reference config results are compared at: the profile's canonical run with `steps` training steps;
     steps 0 means the `steps` that the sweep files in `sweeps_dir` fix for this profile (else the profile's)."""
-    profile = config.resolve_profile(profile)
+    profile = profiles.resolve_profile(profile)
     if not steps:
         found = set()
         for path in sorted(Path(sweeps_dir).glob("*.yaml")):
-            fixed = sweep.load(path).fixed
+            fixed = sweep_spec.load(path).fixed
             # only the sweeps of the comparison (07): a sweep of another model or process (expansion.yaml's
             # small transformer on sharp Mess3 factors) is an experiment of its own, with its own budget
             own_model = set(fixed) & {"d_model", "n_layers", "n_heads", "d_mlp", "mess3_x", "mess3_a"}
@@ -47,8 +48,8 @@ def sweep_config(path: Path, profile: str = "", **overrides) -> RunConfig:
     """The run a sweep file fixes at `profile`: the sweep's process and model, and its steps where `profile` is the
     sweep's own (else the profile's budget); its grid's parameters at their defaults (eps 0, seed 0) unless
     `overrides` sets them."""
-    profile = config.resolve_profile(profile)
-    fixed = dict(sweep.load(path).fixed)
+    profile = profiles.resolve_profile(profile)
+    fixed = dict(sweep_spec.load(path).fixed)
     if fixed.pop("profile", profile) != profile:
         fixed.pop("steps", None)
     return config.from_parameters(profile, **{**fixed, **overrides})
@@ -351,7 +352,7 @@ def intervals_by(frame: pd.DataFrame, by: str, columns: dict[str, str], level: f
     )
 
 
-EXPANSION_SWEEP = sweep.SWEEPS_DIR / "expansion.yaml"
+EXPANSION_SWEEP = SWEEPS_DIR / "expansion.yaml"
 EXPANSION_COLUMNS = {  # column: format, in the order the expansion table shows them
     "fidelity_cost": ".3f", "gap": ".3f", "below_factored": "+.3f", "r2": ".2f", "min_dims95": ".3g",
     "final_dims95": ".3g", "dims_growth": "+.3g", "joint_gain_collapse": "+.4f", "joint_gain_final": "+.4f",

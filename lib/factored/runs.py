@@ -28,21 +28,8 @@ from filelock import FileLock, Timeout
 
 from .config import RunConfig
 from .models import build_model, pick_device
+from .paths import outputs_dir, relative
 from .products import FactoredProcess, process_of
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def outputs_dir() -> Path:
-    """FACTORED_OUTPUTS if set, else outputs/ at the root of this checkout."""
-    env = os.environ.get("FACTORED_OUTPUTS")
-    return Path(env) if env else ROOT / "outputs"
-
-
-def relative(path: Path) -> str:
-    """`path` relative to the project root when it lies inside it (what notebooks print), else as it is."""
-    path = Path(path).resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 # ----------------------------------------------------------------------------------------------- atomic writes

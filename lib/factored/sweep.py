@@ -1,38 +1,26 @@
-"""Sweeps: one notebook executed with papermill at every point of a parameter grid (spec, runner, CLI).
+"""Running sweeps: every point of a `sweep_spec.Sweep` executed by `factored.render` in a process of its own, on a
+local pool or a Dask cluster; signals, progress, the log and the command line.
 
-A sweep is a YAML file (params/sweeps/<name>.yaml):
+    python -m factored.sweep params/sweeps/noise.yaml [--workers N] [--threads N] [--scheduler tcp://host:8786]
 
-    notebook: 04_noise                       # notebooks/04_noise.ipynb (or a path to any notebook)
-    grid:                                    # every combination of these values ...
-      noise: [0.0, 0.2, 0.5]
-      seed: [0, 1, 2]
-    fixed: {profile: laptop, steps: 2000}    # ... each with these
-
-`grid` may also be a list of such mappings: the sweep is the union of their combinations (for values that only
-make sense together, such as a recurrent net's width). Every key must be a parameter of the notebook, with a
-value of its declared type; `validate` reports the first problem in one error, before anything runs.
-
-Each point executes the notebook into outputs/sweeps/<sweep>/<point>.ipynb (e.g. `noise=0.2_seed=1.ipynb`).
-papermill writes `<point>.partial.ipynb`, renamed when the notebook has run to its end, so "finished" means
-the output exists and a rerun after a crash runs only what is left. A failed point leaves
-`<point>.failed.ipynb` (the notebook up to its error) and `<point>.failed.txt` (the error), and does not stop
-the others.
+Each point executes the notebook into outputs/sweeps/<sweep>/<point>.ipynb. `factored.render` writes
+`.<point>.partial.ipynb` and renames it when the notebook has run to its end, so "finished" means the output
+exists and a rerun after a crash runs only what is left. A failed point leaves `<point>.failed.ipynb` (the
+notebook up to its error) and `<point>.failed.txt` (the error), and does not stop the others.
 
 Executors: a local pool of processes (default), or the workers of a Dask cluster (`scheduler=
 "tcp://host:8786"`): the same sweep then spreads over many machines or GPUs, provided they share this
-checkout and its outputs/ folder. Every point runs papermill in a process of its own, its kernel with
-OMP_NUM_THREADS set so that points running at once x torch threads each never exceed the cores of their machine
-(oversubscribed torch threads run 10-50x slower, README "Benchmarks").
+checkout and its outputs/ folder. Every point runs in a process of its own, its kernel with OMP_NUM_THREADS set
+so that points running at once x torch threads each never exceed the cores of their machine (oversubscribed
+torch threads run 10-50x slower, README "Benchmarks").
 
 Points meet in the run store: two points, or a point and a notebook run by hand, that need the same run train it
 once, since `train.get_or_train` holds a lock on the run folder while it trains.
 
-Stopping: Ctrl-C stops the pool (the running points' papermill processes and kernels with it), cancels the
-points not yet started, leaves each stopped point's notebook as `<point>.partial.ipynb` and exits with 130; a
-runner killed outright takes its pool workers and their papermill processes down with it (Linux: a parent-death
-signal; elsewhere the workers watch their parent). On a Dask cluster, points already running run on.
-
-`factored.results` collects what the runs hold, for notebook 07.
+Stopping: Ctrl-C stops the pool (the running points' processes and kernels with it), cancels the points not yet
+started, leaves each stopped point's notebook as `.<point>.partial.ipynb` and exits with 130; a runner killed
+outright takes its pool workers and their processes down with it (Linux: a parent-death signal; elsewhere the
+workers watch their parent). On a Dask cluster, points already running run on.
 """
 
 from __future__ import annotations
@@ -40,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import itertools
 import json
 import os
 import re
@@ -52,7 +39,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -61,46 +48,15 @@ import yaml
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from . import config
-from .config import DataConfig, ModelConfig, TrainConfig
+from .paths import relative
+from .sweep_spec import Point, Sweep, fail, load, point_files, sweep_dir, validate
 
-# Pool workers import this module only to launch papermill, so they start in a fraction of a second: what would
-# slow that is imported in the functions that use it (factored.runs, which imports torch; papermill; nbformat;
-# distributed, an optional dependency).
+# Pool workers import this module only to launch `factored.render`, so they start in a fraction of a second: what
+# would slow that is imported in the functions that use it (nbformat; distributed, an optional dependency).
 
-ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS_DIR = ROOT / "notebooks"
-SWEEPS_DIR = ROOT / "params" / "sweeps"
-SWEEP_KEYS = ("notebook", "grid", "fixed")
 STATUSES = ("done", "skipped", "failed")
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-KERNEL_START_TIMEOUT = 300  # seconds; papermill's default 60 is too short for kernels starting at once on few cores
-# run-config fields a notebook parameter may set (through config.from_parameters, which also knows n_ctx)
-CONFIG_PARAMETERS = frozenset(
-    {f.name for part in (DataConfig, ModelConfig, TrainConfig) for f in fields(part)} | {"n_ctx"}
-)
-
-
-# --- What a sweep is -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """A notebook and the parameter values to run it with. `grid`: one or more mappings parameter -> values."""
-
-    name: str
-    notebook: Path
-    grid: tuple[dict[str, list], ...]
-    fixed: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Point:
-    """One execution of the notebook: its file name (from the grid values) and all its parameters."""
-
-    name: str
-    parameters: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -116,153 +72,7 @@ class Interrupted(KeyboardInterrupt):
     left."""
 
 
-def notebook_path(ref: str) -> Path:
-    """`04_noise` (or `04_noise.ipynb`) -> <project>/notebooks/04_noise.ipynb; anything with a '/' is a path."""
-    if "/" in ref:
-        return Path(ref).expanduser().resolve()
-    return NOTEBOOKS_DIR / (ref if ref.endswith(".ipynb") else f"{ref}.ipynb")
-
-
-def _fail(sweep: str, message: str) -> None:
-    raise ValueError(f"sweep {sweep!r}: {message}")
-
-
-def from_dict(spec: Any, name: str) -> Sweep:
-    """A Sweep from the parsed YAML; ValueError on a malformed file (the notebook is checked by `validate`)."""
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        _fail(name, "a sweep name may hold only letters, digits, '.', '-' and '_'")
-    if not isinstance(spec, dict):
-        _fail(name, f"expected a mapping with keys {list(SWEEP_KEYS)}, got {type(spec).__name__}")
-    unknown = sorted(set(spec) - set(SWEEP_KEYS))
-    if unknown:
-        _fail(name, f"unknown key {unknown[0]!r}; a sweep has the keys {list(SWEEP_KEYS)}")
-    for key in ("notebook", "grid"):
-        if key not in spec:
-            _fail(name, f"missing key {key!r}")
-    if not isinstance(spec["notebook"], str) or not spec["notebook"]:
-        _fail(name, f"notebook must be a notebook name such as 04_noise, got {spec['notebook']!r}")
-    grids = spec["grid"] if isinstance(spec["grid"], list) else [spec["grid"]]
-    if not grids:
-        _fail(name, "grid is empty; give a mapping parameter -> list of values, or a list of such mappings")
-    for grid in grids:
-        if not isinstance(grid, dict) or not grid:
-            _fail(name, f"each grid must be a non-empty mapping parameter -> list of values, got {grid!r}")
-        for key, values in grid.items():
-            if not isinstance(values, list) or not values:
-                _fail(name, f"grid axis {key!r} must be a non-empty list of values, got {values!r}")
-            for v in values:
-                _check_scalar(name, key, v)
-    fixed = spec.get("fixed") or {}
-    if not isinstance(fixed, dict):
-        _fail(name, f"fixed must be a mapping parameter -> value, got {fixed!r}")
-    for key, v in fixed.items():
-        _check_scalar(name, key, v)
-    both = sorted(set(fixed) & set().union(*grids))
-    if both:
-        _fail(name, f"{both[0]!r} is both a grid axis and fixed; keep it in one of them")
-    return Sweep(name, notebook_path(spec["notebook"]), tuple(grids), dict(fixed))
-
-
-def _check_scalar(sweep: str, key: str, value: Any) -> None:
-    if not isinstance(value, str | int | float | bool):
-        _fail(sweep, f"{key} values must be numbers, strings or booleans, got {value!r}")
-
-
-def load(path: str | Path) -> Sweep:
-    """The sweep in a YAML file, named after the file (params/sweeps/noise.yaml -> `noise`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"no sweep file {path}")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
-    return from_dict(spec, path.stem)
-
-
-def _yaml_problem(e: Exception) -> str:
-    """What is wrong and where, in one line (PyYAML's own message takes several)."""
-    problem, mark = getattr(e, "problem", None), getattr(e, "problem_mark", None)
-    if problem and mark:
-        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-    return " ".join(str(e).split())
-
-
-def _format(value: Any) -> str:
-    return re.sub(r"[^A-Za-z0-9.+-]", "-", str(value))
-
-
-def points(sweep: Sweep) -> list[Point]:
-    """Every point of the grid, in order (the first axis varies slowest); names from the grid values only."""
-    out = []
-    for grid in sweep.grid:
-        keys = list(grid)
-        for values in itertools.product(*(grid[k] for k in keys)):
-            chosen = dict(zip(keys, values, strict=True))
-            name = "_".join(f"{k}={_format(v)}" for k, v in chosen.items())
-            out.append(Point(name, {**sweep.fixed, **chosen}))
-    return out
-
-
-def validate(sweep: Sweep) -> list[Point]:
-    """The sweep's points, after checking everything that can be checked before running: the notebook exists,
-    every key is one of its parameters with a value of the declared type (the same test as the notebook's
-    `config.check_parameters`), run-config values are in range, and no two points share a name."""
-    import papermill
-
-    from . import runs
-
-    nb = sweep.notebook
-    if not nb.is_file():
-        known = sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
-        _fail(sweep.name, f"unknown notebook {runs.relative(nb)}; the project's notebooks are {known}")
-    declared = papermill.inspect_notebook(str(nb))
-    if not declared:
-        _fail(sweep.name, f"{nb.name} has no cell tagged 'parameters', so it cannot be swept")
-    values = [(k, v) for k, v in sweep.fixed.items()] + [(k, v) for g in sweep.grid for k, vs in g.items() for v in vs]
-    for key, value in values:
-        if key not in declared:
-            _fail(sweep.name, f"{key!r} is not a parameter of {nb.name}; its parameters are {sorted(declared)}")
-        kind = declared[key]["inferred_type_name"]
-        if kind in config._PARAMETER_CHECKS:
-            ok, expected = config._PARAMETER_CHECKS[kind]
-            if not ok(value):
-                _fail(sweep.name, f"{key} must be {expected} (`{key}: {kind}` in {nb.name}), got {value!r}")
-    pts = points(sweep)
-    seen = Counter(p.name for p in pts)
-    twice = [name for name, n in seen.items() if n > 1]
-    if twice:
-        _fail(sweep.name, f"the point {twice[0]} comes up {seen[twice[0]]} times; each grid point must be unique")
-    for p in pts:
-        run_values = {k: v for k, v in p.parameters.items() if k in CONFIG_PARAMETERS}
-        if run_values or "profile" in p.parameters:  # what the notebook's first cells would reject, rejected now
-            try:
-                config.from_parameters(p.parameters.get("profile", ""), **run_values)
-            except ValueError as e:
-                _fail(sweep.name, f"point {p.name}: {e}")
-    return pts
-
-
 # --- Running a sweep -------------------------------------------------------------------------------------------
-
-
-def sweep_dir(sweep: Sweep, root: Path | None = None) -> Path:
-    """outputs/sweeps/<name>/ (under FACTORED_OUTPUTS when set)."""
-    from . import runs
-
-    return (root or runs.outputs_dir()) / "sweeps" / sweep.name
-
-
-def point_files(out_dir: Path, name: str) -> dict[str, Path]:
-    """The files of one point: done (the executed notebook), partial, failed (notebook), error (text), lock."""
-    suffixes = {
-        "done": ".ipynb",
-        "partial": ".partial.ipynb",
-        "failed": ".failed.ipynb",
-        "error": ".failed.txt",
-        "lock": ".lock",
-    }
-    return {kind: out_dir / f"{name}{suffix}" for kind, suffix in suffixes.items()}
 
 
 def available_cores() -> int:
@@ -309,26 +119,26 @@ def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
-def _error_of(partial: Path, stderr: str) -> tuple[str, str]:
-    """(one line, full text) of why a point failed: the error a cell raised, from the partly executed notebook,
-    else the last line papermill wrote (a kernel that died, a notebook that could not be read)."""
-    if partial.exists():
+def _error_of(failed: Path, stderr: str) -> tuple[str, str]:
+    """(one line, full text) of why a point failed: the error a cell raised, from the notebook as far as it ran,
+    else the last line the process wrote (a kernel that died, a notebook that could not be read)."""
+    if failed.exists():
         import nbformat
 
-        for cell in nbformat.read(partial, as_version=4).cells:
+        for cell in nbformat.read(failed, as_version=4).cells:
             for out in cell.get("outputs", []):
                 if out.get("output_type") == "error":
                     line = f"{out['ename']}: {out['evalue']}".splitlines()[0]
                     where = f" (cell In [{cell.get('execution_count')}])"
                     return line + where, _strip_ansi("\n".join(out.get("traceback", [])))
     lines = [line for line in stderr.splitlines() if line.strip()]
-    return (lines[-1] if lines else "papermill exited with no message"), stderr
+    return (lines[-1] if lines else "the notebook's process exited with no message"), stderr
 
 
 # --- Pool workers die with their runner -----------------------------------------------------------------------
 
-_papermill: subprocess.Popen | None = None  # the papermill process of the point this pool worker runs, if any
-_linked = False  # this is a local pool worker with a parent-death signal: its papermill processes get one too
+_render: subprocess.Popen | None = None  # the process executing the point this pool worker runs, if any
+_linked = False  # this is a local pool worker with a parent-death signal: its point processes get one too
 
 
 def _die_with_parent(sig: int) -> bool:
@@ -337,10 +147,10 @@ def _die_with_parent(sig: int) -> bool:
 
 
 def _end_worker(*_) -> None:
-    """End this pool worker and its point's papermill process; the kernel follows (ipykernel exits when its
-    parent does), and the point's notebook stays `<point>.partial.ipynb`."""
-    if _papermill is not None and _papermill.poll() is None:
-        _papermill.kill()
+    """End this pool worker and its point's process; the kernel follows (ipykernel exits when its parent does),
+    and the point's notebook stays `.<point>.partial.ipynb`."""
+    if _render is not None and _render.poll() is None:
+        _render.kill()
     os._exit(1)
 
 
@@ -353,7 +163,7 @@ def _watch_parent(runner: int) -> None:
 
 def _start_worker(runner: int) -> None:
     """Initializer of a local pool worker. Ctrl-C is the runner's to handle (it stops the pool, so a point never
-    mistakes it for a failure); the runner's stop (SIGTERM) or its death ends the worker and its papermill."""
+    mistakes it for a failure); the runner's stop (SIGTERM) or its death ends the worker and its point's process."""
     global _linked
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _end_worker)
@@ -364,30 +174,31 @@ def _start_worker(runner: int) -> None:
         _end_worker()
 
 
-def _papermill_dies_with_worker() -> None:
-    """Run in the papermill process before it starts (only from a single-threaded pool worker: forked children
-    of threaded processes may deadlock here): a worker killed outright (SIGKILL) takes it along."""
+def _dies_with_worker() -> None:
+    """Run in a point's process before it starts (only from a single-threaded pool worker: forked children of
+    threaded processes may deadlock here): a worker killed outright (SIGKILL) takes it along."""
     _die_with_parent(signal.SIGKILL)
 
 
-def _papermill_run(cmd: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """(exit status, stderr) of papermill, run where `_end_worker` can find it. A session of its own keeps the
-    terminal's Ctrl-C from it: the runner decides what Ctrl-C stops."""
-    global _papermill
-    _papermill = subprocess.Popen(
+def _render_run(cmd: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """(exit status, stderr) of a point's process, run where `_end_worker` can find it. A session of its own keeps
+    the terminal's Ctrl-C from it: the runner decides what Ctrl-C stops."""
+    global _render
+    _render = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        preexec_fn=_papermill_dies_with_worker if _linked else None,
+        preexec_fn=_dies_with_worker if _linked else None,
     )  # fmt: skip
     try:
-        _, stderr = _papermill.communicate()
-        return _papermill.returncode, stderr
+        _, stderr = _render.communicate()
+        return _render.returncode, stderr
     finally:
-        _papermill = None
+        _render = None
 
 
 def run_point(notebook: str, out_dir: str, point: Point, threads: int | dict[str, int]) -> PointResult:
-    """Execute one point in a papermill process of its own (so a kernel of its own), its kernel's torch limited
-    to `threads` threads; never raises for a failing notebook (the result says failed, with the error).
+    """Execute one point with `factored.render` in a process of its own (so a kernel of its own), its kernel's
+    torch limited to `threads` threads; never raises for a failing notebook (the result says failed, with the
+    error).
 
     A lock on the point keeps two sweeps of the same name from executing it at once: the second waits, then finds
     the output and skips it."""
@@ -398,19 +209,14 @@ def run_point(notebook: str, out_dir: str, point: Point, threads: int | dict[str
             return PointResult(point.name, "skipped")
         n = str(_threads_here(threads))
         env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
-        cmd = [sys.executable, "-m", "papermill", notebook, str(files["partial"]), "--no-progress-bar"]
-        cmd += ["--start-timeout", str(KERNEL_START_TIMEOUT)]  # several kernels starting at once start slowly
-        cmd += ["--cwd", str(Path(notebook).parent), "-y", yaml.safe_dump(point.parameters)]
-        returncode, stderr = _papermill_run(cmd, env)
+        cmd = [sys.executable, "-m", "factored.render", notebook, str(files["done"]), "--quiet"]
+        cmd += ["--parameters-yaml", yaml.safe_dump(point.parameters)]
+        returncode, stderr = _render_run(cmd, env)
         seconds = time.perf_counter() - start
         if returncode == 0:
-            os.replace(files["partial"], files["done"])
-            files["failed"].unlink(missing_ok=True)
             files["error"].unlink(missing_ok=True)
             return PointResult(point.name, "done", seconds)
-        line, detail = _error_of(files["partial"], stderr)
-        if files["partial"].exists():
-            os.replace(files["partial"], files["failed"])
+        line, detail = _error_of(files["failed"], stderr)
         header = f"{point.name} failed after {seconds:.1f} s: {line}\nparameters: {json.dumps(point.parameters)}"
         files["error"].write_text(f"{header}\n\n{detail}\n")
         return PointResult(point.name, "failed", seconds, line)
@@ -419,16 +225,14 @@ def run_point(notebook: str, out_dir: str, point: Point, threads: int | dict[str
 def _claim(out_dir: Path, sweep: Sweep) -> None:
     """Create the sweep's folder, or check that it holds points of this very sweep (same notebook and fixed
     values: the point names carry only the grid values, so other fixed values would be mistaken for done)."""
-    from . import runs
-
     spec = {"notebook": sweep.notebook.stem, "fixed": sweep.fixed}
     path = out_dir / "sweep.json"
     if path.exists():
         stored = json.loads(path.read_text())
         if stored != spec:
-            _fail(
+            fail(
                 sweep.name,
-                f"{runs.relative(out_dir)} holds points run with {stored}, not {spec}; "
+                f"{relative(out_dir)} holds points run with {stored}, not {spec}; "
                 "move that folder away or give this sweep another file name",
             )
         return
@@ -481,7 +285,7 @@ def _executor(
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
-    """End every worker of the pool (each takes its papermill process along); its points not started are then
+    """End every worker of the pool (each takes its point's process along); its points not started are then
     cancelled by the broken pool."""
     workers = list((pool._processes or {}).values())  # ProcessPoolExecutor.terminate_workers from Python 3.14
     for worker in workers:
@@ -530,7 +334,7 @@ def run(
         counts = Counter(r.status for r in finished.values())
         raise Interrupted(
             f"sweep {sweep.name} interrupted after {time.time() - started:.0f} s: {counts['done']} done, "
-            f"{counts['failed']} failed, {len(stopped)} stopped (left as <point>.partial.ipynb), "
+            f"{counts['failed']} failed, {len(stopped)} stopped (left as .<point>.partial.ipynb), "
             f"{len(left) - len(stopped)} not started; run it again to do what is left"
         ) from None
     finally:
@@ -580,8 +384,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scheduler", help="address of a Dask scheduler (tcp://host:8786): run on its workers")
     parser.add_argument("--dry-run", action="store_true", help="check the sweep and list its points; run nothing")
     args = parser.parse_args(argv)
-    from . import runs
-
     try:
         sweep = load(args.sweep)
         if args.dry_run:
@@ -590,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
                 files = point_files(out_dir, p.name)
                 state = "done" if files["done"].exists() else "failed before" if files["error"].exists() else "to run"
                 print(f"{state:<13}  {p.name}")
-            print(f"outputs in {runs.relative(out_dir)}")
+            print(f"outputs in {relative(out_dir)}")
             return 0
         results = run(sweep, args.workers, args.threads, args.scheduler)
     except ValueError as e:
@@ -603,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         print(str(e) if isinstance(e, Interrupted) else "interrupted", file=sys.stderr)
         return INTERRUPTED
     print(summary_table(results))
-    out = runs.relative(sweep_dir(sweep))
+    out = relative(sweep_dir(sweep))
     print(
         f"outputs in {out}"
         + (f"; errors in {out}/<point>.failed.txt" if any(r.status == "failed" for r in results) else "")

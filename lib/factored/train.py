@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from . import optim, products, runs, sampling, theory
 from .config import RunConfig
 from .models import inputs_and_targets, pick_device, target_positions
+from .profiles import PROFILES
 from .runs import Run
 
 CHECKPOINT_SCHEDULE = ((10, 1), (500, 10), (1000, 100), (5000, 1000))  # (up to step, every); then every 5000
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import config
 
     parser = argparse.ArgumentParser(prog="python -m factored.train", description=main.__doc__)
-    parser.add_argument("--profile", default="", help=f"one of {config.PROFILES} (default: $FACTORED_PROFILE, laptop)")
+    parser.add_argument("--profile", default="", help=f"one of {PROFILES} (default: $FACTORED_PROFILE, laptop)")
     parser.add_argument("--name", default="", help="the run's name (default: its condition, as the notebooks name it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args, rest = parser.parse_known_args(argv)

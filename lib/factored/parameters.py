@@ -1,0 +1,71 @@
+"""Notebook parameters: the checks of papermill's injected values and the one prologue every notebook calls.
+
+papermill passes unknown names silently and values of any type, so every notebook's first cell after its
+`parameters` cell is
+
+    parameters.prologue(globals())
+
+which stops the notebook, before anything is computed or written, at the first unknown parameter, wrongly typed
+value or run field out of its range (one ValueError naming it), then converts each value to its declared type
+(`-p noise 0` arrives as an int; `noise: float` makes it 0.0) and replaces an empty `profile` by the default one.
+Sweeps check their grids with the same `PARAMETER_CHECKS` before anything runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import PROFILE_DEFAULTED, check_field, field_owners, is_int, is_number, require
+from .profiles import resolve_profile
+
+# Names IPython itself puts in a notebook's namespace; never parameters.
+IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+PARAMETER_TYPES = (str, int, float, bool, list, dict, tuple, type(None))
+# A declared type's name -> (is this value of it?, what it must be). An int is a valid float.
+PARAMETER_CHECKS = {
+    "float": (is_number, "a number"),
+    "int": (is_int, "an integer"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "True or False"),
+}
+
+
+def declared(namespace: dict[str, Any]) -> dict[str, str]:
+    """{parameter: declared type name} of a notebook: the annotated names of its `parameters` cell, which Python
+    records in `__annotations__` (papermill injects plain assignments, without annotations)."""
+    annotations = namespace.get("__annotations__", {})
+    return {name: getattr(kind, "__name__", kind) for name, kind in annotations.items()}  # a type, or its name
+
+
+def check(namespace: dict[str, Any]) -> None:
+    """One ValueError for the first bad parameter of a notebook (call with `globals()`): an unknown name (any other
+    public name holding plain data), a value not of its declared type, or a run field outside its own range (a
+    size or budget of 0 means "the profile's" and is left to `config.from_parameters`, as are the rules between
+    fields, checked on the whole config right after)."""
+    kinds = declared(namespace)
+    unknown = sorted(
+        k
+        for k, v in namespace.items()
+        if not k.startswith("_") and k not in IPYTHON_NAMES and k not in kinds and isinstance(v, PARAMETER_TYPES)
+    )
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r}; this notebook's parameters are {sorted(kinds)}")
+    for name, kind in kinds.items():
+        value = namespace.get(name)
+        if kind in PARAMETER_CHECKS:
+            if name in field_owners() and not (name in PROFILE_DEFAULTED and value == 0):
+                check_field(name, value)  # its own message names its range
+            ok, expected = PARAMETER_CHECKS[kind]
+            require(ok(value), name, expected, value)
+
+
+def prologue(namespace: dict[str, Any]) -> str:
+    """`check` the notebook's parameters, convert each to its declared type in place (an int given for a float),
+    and resolve `profile` ("" -> $FACTORED_PROFILE or laptop) in place. Returns the profile."""
+    check(namespace)
+    for name, kind in declared(namespace).items():
+        if kind == "float" and is_int(namespace[name]):
+            namespace[name] = float(namespace[name])
+    if "profile" in namespace:
+        namespace["profile"] = resolve_profile(namespace["profile"])
+    return namespace.get("profile", "")

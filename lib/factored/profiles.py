@@ -1,0 +1,95 @@
+"""The profiles: named scales for everything a notebook does (`smoke` for CI, `laptop` for a 2-core CPU, `paper`
+for a GPU), one `Profile` record each, and which one is the default.
+
+A profile holds plain field overrides of the run config by part; `config.make_config` applies them. Each
+choice of the `laptop` profile is measured in benchmarks/recipe.md (the time-to-result study).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named scale for everything a notebook does: what a run trains, how large its analyses are, how many
+    Monte-Carlo contexts the theory averages.
+
+    run: field overrides of the run config by part ({"model": {...}, "train": {...}}); analysis: field
+    overrides of `probing.AnalysisConfig`; mc_samples: contexts for one process's optimal loss and fidelity cost
+    (notebooks 04, 06); mc_samples_curves: contexts per point of the theory curves over eps (notebook 01);
+    trains_demo_grid: notebook 07 trains a tiny grid of its own (the smoke profile, where no sweep has run).
+    """
+
+    name: str
+    run: dict[str, dict[str, Any]]
+    analysis: dict[str, Any] = field(default_factory=dict)
+    mc_samples: int = 50_000
+    mc_samples_curves: int = 100_000
+    trains_demo_grid: bool = False
+
+
+PROFILE_RECORDS: dict[str, Profile] = {
+    # seconds on a CPU: a tiny model and a few steps; exercises the whole pipeline in CI
+    "smoke": Profile(
+        "smoke",
+        run={
+            "model": dict(d_model=24, n_layers=1, n_heads=2, d_mlp=48, init="torch"),
+            "train": dict(steps=30, batch_size=64, eval_batch_size=256, plateau_window=10, lr=3e-3),
+        },
+        analysis=dict(n_sequences=300, vary_settings=3, vary_sequences=40, k_max=5, n_random_models=2),
+        mc_samples=2_000,
+        mc_samples_curves=4_000,
+        trains_demo_grid=True,
+    ),
+    # the canonical model on a 2-core CPU in under 8 minutes; chosen by the time-to-result study
+    # (benchmarks/recipe.md): small weights with unit-scale embeddings (the N(0, 1) embedding is what lets the
+    # Mess3 factors be learned at this budget), lr 2e-3 with 100 steps of warmup and a cosine decay, batch 256;
+    # 4,800 steps = 1.23M sequences at the quiet-machine 10 steps/s
+    "laptop": Profile(
+        "laptop",
+        run={
+            "model": dict(init="gpt2", embed_std=1.0),
+            "train": dict(
+                steps=4800,
+                batch_size=256,
+                lr=2e-3,
+                schedule="cosine",
+                warmup_steps=100,
+                eval_batch_size=4096,
+                checkpoint_every=250,
+            ),  # fmt: skip
+        },
+        mc_samples_curves=40_000,  # 8 noise levels x 40k contexts: standard errors near 1% in about a minute
+    ),
+    # the authors' budget: a GPU job
+    "paper": Profile(
+        "paper",
+        run={"train": dict(steps=500_000, batch_size=25_000, lr=5e-4, eval_batch_size=25_000, compile=True)},
+        mc_samples=200_000,
+        mc_samples_curves=400_000,
+    ),
+}
+
+
+def profile_record(profile: str | None = None) -> Profile:
+    """The `Profile` named `profile` (None or "": the default one, see `resolve_profile`)."""
+    return PROFILE_RECORDS[resolve_profile(profile)]
+
+
+def default_profile() -> str:
+    """FACTORED_PROFILE from the environment (CI sets `smoke`), else `laptop`."""
+    return os.environ.get("FACTORED_PROFILE", "laptop")
+
+
+def resolve_profile(profile: str | None = None) -> str:
+    """`profile`, or the default one when None or "" (papermill-friendly); ValueError unless one of PROFILES."""
+    profile = profile or default_profile()
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    return profile
+
+
+PROFILES = tuple(PROFILE_RECORDS)
