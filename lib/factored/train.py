@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +27,6 @@ from .runs import Run
 
 CHECKPOINT_SCHEDULE = ((10, 1), (500, 10), (1000, 100), (5000, 1000))  # (up to step, every); then every 5000
 LATE_EVERY = 5000
-# Checkpoint keys of the optimizers' states, in make_optimizers' order (their schedulers': "scheduler" for
-# "optimizer"); an AdamW run's checkpoint has the first only, as before Muon existed.
-OPTIMIZER_KEYS = ("optimizer", "muon_optimizer")
 
 
 def checkpoint_steps(total: int, every: int = 0) -> list[int]:
@@ -72,132 +69,193 @@ def batch_optimal_loss(
     return np.array(out)
 
 
-def _batches(process, batch_size: int, seq_len: int, generator: torch.Generator, device) -> Iterator[torch.Tensor]:
-    while True:
-        tokens, _ = sampling.sample(process, batch_size, seq_len, generator=generator, device=device)
-        yield tokens
+@dataclass
+class Session:
+    """Everything one run holds while it trains: its config and folder, the model (and the compiled forward that
+    runs it), the optimizers and their lr schedules, the training data's random stream, the loss window of the
+    plateau schedule, and the fixed held-out batch with the optimal predictor's loss on it."""
+
+    cfg: RunConfig
+    run: Run
+    device: torch.device
+    model: torch.nn.Module
+    forward: torch.nn.Module
+    optimizers: list[torch.optim.Optimizer]
+    schedulers: list
+    data_rng: torch.Generator
+    eval_inputs: torch.Tensor
+    eval_targets: torch.Tensor
+    eval_optimum: np.ndarray  # [T] the Bayes-optimal loss per position on the held-out batch
+    window: list[float] = field(default_factory=list)
+
+    @property
+    def autocast(self):
+        """bf16 autocast on CUDA, nothing elsewhere."""
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
 
 
-def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
-    """Train `cfg` in `run_dir`, resuming from its latest checkpoint if there is one. Returns run_dir."""
-    run_dir = Path(run_dir)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+# Checkpoint keys of the optimizers' and their schedulers' states, in `optim.make_optimizers`' order (an AdamW
+# run's checkpoint has the first of each only, as before Muon existed).
+OPTIMIZER_KEYS = ("optimizer", "muon_optimizer")
+SCHEDULER_KEYS = ("scheduler", "muon_scheduler")
+
+
+def setup(cfg: RunConfig, run_dir: Path) -> Session:
+    """A fresh session: the seeded model and optimizers, the data stream, and the held-out batch (drawn from its
+    own seed, never used for training) with its optimal loss."""
     t = cfg.train
     device = pick_device(t.device)
-    run = runs.Run(run_dir, cfg)
+    run = runs.Run(Path(run_dir), cfg)
     process = run.process
-
     torch.manual_seed(t.seed)
     model = run.new_model().to(device)
     optimizers = optim.make_optimizers(model, t)  # [AdamW] or [AdamW, Muon]
-    schedulers = [optim.make_scheduler(o, t) for o in optimizers]
-    data_rng = torch.Generator(device=device).manual_seed(t.seed)
-    eval_rng = torch.Generator(device=device).manual_seed(t.seed + 1)  # held out: never used for training
+    eval_rng = torch.Generator(device=device).manual_seed(t.seed + 1)
     eval_tokens, eval_beliefs = sampling.sample(
         process, t.eval_batch_size, cfg.data.seq_len, generator=eval_rng, device=device
     )
     eval_inputs, eval_targets = inputs_and_targets(process, eval_tokens, model.uses_bos)
     positions = target_positions(cfg.data.seq_len, model.uses_bos)
-    eval_optimum = batch_optimal_loss(process, eval_tokens, eval_beliefs, positions)
+    return Session(
+        cfg=cfg,
+        run=run,
+        device=device,
+        model=model,
+        forward=torch.compile(model) if (t.compile and device.type == "cuda") else model,
+        optimizers=optimizers,
+        schedulers=[optim.make_scheduler(o, t) for o in optimizers],
+        data_rng=torch.Generator(device=device).manual_seed(t.seed),
+        eval_inputs=eval_inputs,
+        eval_targets=eval_targets,
+        eval_optimum=batch_optimal_loss(process, eval_tokens, eval_beliefs, positions),
+    )
 
-    window: list[float] = []
+
+def resume(session: Session) -> int | None:
+    """Restore the session from the run's latest readable checkpoint (damaged ones set aside, leftover temp files
+    removed) and drop the metrics logged after it, which training logs again. Returns that checkpoint's step, or
+    None for a run with no checkpoint yet."""
+    run_dir = session.run.dir
     runs.remove_leftovers(run_dir)
-    resumed = runs.last_good_checkpoint(run_dir, device)
-    start = resumed[0] if resumed else 0
-    done = resumed is not None
-    if resumed:
-        state = resumed[1]
-        model.load_state_dict(state["model"])
-        for key, optimizer, scheduler in zip(OPTIMIZER_KEYS, optimizers, schedulers, strict=False):
-            optimizer.load_state_dict(state[key])
-            scheduler.load_state_dict(state[key.replace("optimizer", "scheduler")])
-        data_rng.set_state(state["rng"]["data"].cpu())
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        window = list(state["loss_window"])
-        # drop metrics logged after the checkpoint we resume from: they will be logged again
-        runs.write_metrics(run_dir, [m for m in run.metrics() if m["step"] <= start])
+    resumed = runs.last_good_checkpoint(run_dir, session.device)
+    if resumed is None:
+        return None
+    step, state = resumed
+    session.model.load_state_dict(state["model"])
+    for optimizer, scheduler, o_key, s_key in zip(
+        session.optimizers, session.schedulers, OPTIMIZER_KEYS, SCHEDULER_KEYS, strict=False
+    ):
+        optimizer.load_state_dict(state[o_key])
+        scheduler.load_state_dict(state[s_key])
+    session.data_rng.set_state(state["rng"]["data"].cpu())
+    torch.set_rng_state(state["rng"]["torch"].cpu())
+    session.window[:] = list(state["loss_window"])
+    runs.write_metrics(run_dir, [m for m in session.run.metrics() if m["step"] <= step])
+    return step
 
-    forward_model = torch.compile(model) if (t.compile and device.type == "cuda") else model
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    schedule = set(checkpoint_steps(t.steps, t.checkpoint_every))
-    log_every = t.plateau_window
-    batches = _batches(process, t.batch_size, cfg.data.seq_len, data_rng, device)
-    tokens_per_step = t.batch_size * (eval_inputs.shape[1])
 
-    def evaluate() -> np.ndarray:
-        model.eval()
-        with torch.no_grad(), autocast:
-            loss = per_position_loss(forward_model, eval_inputs, eval_targets)
-        model.train()
-        return loss.cpu().numpy()
+def train_step(session: Session, tokens: torch.Tensor) -> float:
+    """One optimizer step on a batch of tokens [B, L]; the lr schedules advance (the plateau schedule once per
+    window of steps). Returns the batch's training loss."""
+    t = session.cfg.train
+    inputs, targets = inputs_and_targets(session.run.process, tokens, session.model.uses_bos)
+    with session.autocast:
+        loss = per_position_loss(session.forward, inputs, targets).mean()
+    for optimizer in session.optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for optimizer in session.optimizers:
+        optimizer.step()
+    value = loss.item()
+    session.window.append(value)
+    full = len(session.window) == t.plateau_window
+    for scheduler in session.schedulers:
+        if t.schedule != "plateau":
+            scheduler.step()
+        elif full:
+            scheduler.step(sum(session.window) / len(session.window))
+    if full:
+        session.window.clear()
+    return value
 
-    def log(step: int, train_loss: float, tokens_per_s: float) -> dict:
-        eval_pp = evaluate()
-        row = {
-            "step": step,
-            "train_loss": train_loss,
-            "eval_loss": float(eval_pp.mean()),
-            "eval_optimum": float(eval_optimum.mean()),  # the Bayes-optimal loss on the same held-out batch
-            "gap": float(eval_pp.mean() - eval_optimum.mean()),
-            "eval_loss_per_position": [float(v) for v in eval_pp],
-            "lr": optimizers[0].param_groups[0]["lr"],
-            "tokens_per_s": tokens_per_s,
-        }
-        runs.append_metrics(run_dir, row)
-        return row
 
-    def save(step: int) -> None:
-        runs.atomic_save(
-            {
-                "model": model.state_dict(),
-                **{k: o.state_dict() for k, o in zip(OPTIMIZER_KEYS, optimizers, strict=False)},
-                **{
-                    k.replace("optimizer", "scheduler"): s.state_dict()
-                    for k, s in zip(OPTIMIZER_KEYS, schedulers, strict=False)
-                },
-                "rng": {"data": data_rng.get_state(), "torch": torch.get_rng_state()},
-                "loss_window": list(window),
-                "step": step,
-                "config": cfg.to_dict(),
-            },
-            runs.checkpoint_path(run_dir, step),
-        )
+def evaluate(session: Session) -> np.ndarray:
+    """The model's held-out loss per position: [T] nats."""
+    session.model.eval()
+    with torch.no_grad(), session.autocast:
+        loss = per_position_loss(session.forward, session.eval_inputs, session.eval_targets)
+    session.model.train()
+    return loss.cpu().numpy()
 
-    if not done:
-        log(0, float("nan"), 0.0)
-        save(0)
 
+def log(session: Session, step: int, train_loss: float, tokens_per_s: float) -> dict:
+    """Evaluate and append one metrics row (the gap: held-out loss minus the optimal predictor's on the same
+    sequences); returns the row."""
+    held_out = evaluate(session)
+    row = {
+        "step": step,
+        "train_loss": train_loss,
+        "eval_loss": float(held_out.mean()),
+        "eval_optimum": float(session.eval_optimum.mean()),
+        "gap": float(held_out.mean() - session.eval_optimum.mean()),
+        "eval_loss_per_position": [float(v) for v in held_out],
+        "lr": session.optimizers[0].param_groups[0]["lr"],
+        "tokens_per_s": tokens_per_s,
+    }
+    runs.append_metrics(session.run.dir, row)
+    return row
+
+
+def save(session: Session, step: int) -> None:
+    """Checkpoint everything `resume` needs to continue exactly: model, optimizers, schedules, random states,
+    loss window (an atomic write)."""
+    state = {"model": session.model.state_dict()}
+    state |= {k: o.state_dict() for k, o in zip(OPTIMIZER_KEYS, session.optimizers, strict=False)}
+    state |= {k: s.state_dict() for k, s in zip(SCHEDULER_KEYS, session.schedulers, strict=False)}
+    state |= {
+        "rng": {"data": session.data_rng.get_state(), "torch": torch.get_rng_state()},
+        "loss_window": list(session.window),
+        "step": step,
+        "config": session.cfg.to_dict(),
+    }
+    runs.atomic_save(state, runs.checkpoint_path(session.run.dir, step))
+
+
+def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
+    """Train `cfg` in `run_dir`, resuming from its latest checkpoint if there is one. Returns run_dir.
+
+    Read top to bottom: set up, resume (or log and save step 0), then step through fresh batches, logging every
+    `plateau_window` steps and at checkpoints, saving on the log-spaced checkpoint schedule."""
+    run_dir = Path(run_dir)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    t = cfg.train
+    session = setup(cfg, run_dir)
+    start = resume(session)
+    if start is None:
+        log(session, 0, float("nan"), 0.0)
+        save(session, 0)
+        start = 0
+
+    checkpoints = set(checkpoint_steps(t.steps, t.checkpoint_every))
+    tokens_per_step = t.batch_size * session.eval_inputs.shape[1]
     quiet = {} if progress else {"disable": True}  # progress=True leaves the choice to TQDM_DISABLE
     bar = tqdm(total=t.steps, initial=start, desc=cfg.run_id, dynamic_ncols=True, **quiet)
-    clock, last_logged, loss_value = time.perf_counter(), start, float("nan")
+    clock, last_logged = time.perf_counter(), start
     for step in range(start + 1, t.steps + 1):
-        inputs, targets = inputs_and_targets(process, next(batches), model.uses_bos)
-        with autocast:
-            loss = per_position_loss(forward_model, inputs, targets).mean()
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for optimizer in optimizers:
-            optimizer.step()
-        loss_value = loss.item()
-        window.append(loss_value)
-        for scheduler in schedulers:
-            if t.schedule != "plateau":
-                scheduler.step()
-            elif len(window) == t.plateau_window:
-                scheduler.step(sum(window) / len(window))
-        if len(window) == t.plateau_window:
-            window.clear()
+        tokens, _ = sampling.sample(
+            session.run.process, t.batch_size, cfg.data.seq_len, generator=session.data_rng, device=session.device
+        )
+        loss = train_step(session, tokens)
         bar.update(1)
-        if step % log_every == 0 or step in schedule:
-            elapsed = time.perf_counter() - clock
-            row = log(step, loss_value, tokens_per_step * (step - last_logged) / max(elapsed, 1e-9))
+        if step % t.plateau_window == 0 or step in checkpoints:
+            rate = tokens_per_step * (step - last_logged) / max(time.perf_counter() - clock, 1e-9)
+            row = log(session, step, loss, rate)
             clock, last_logged = time.perf_counter(), step
-            bar.set_postfix(loss=f"{loss_value:.4f}", gap=f"{row['gap']:+.4f}", lr=f"{row['lr']:.1e}")
-        if step in schedule:
-            save(step)
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"training diverged at step {step} (loss {loss_value}); try a smaller lr")
+            bar.set_postfix(loss=f"{loss:.4f}", gap=f"{row['gap']:+.4f}", lr=f"{row['lr']:.1e}")
+        if step in checkpoints:
+            save(session, step)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"training diverged at step {step} (loss {loss}); try a smaller lr")
     bar.close()
     return run_dir
 
