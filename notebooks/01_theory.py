@@ -143,7 +143,7 @@ print(table.to_string(index=False))
 print("paper process (joint, factored):", products.dimension_counts(process.state_dims))
 
 # %%
-plots.dimension_counts(n, table["joint"].to_numpy(), table["factored"].to_numpy());
+plots.dimension_count_curves(n, table["joint"].to_numpy(), table["factored"].to_numpy());
 
 # %% [markdown]
 # ## The exact optimal loss
@@ -190,7 +190,7 @@ print(pd.DataFrame({"eps": eps_grid, "fidelity cost (nats/token)": cost, "std er
 print(f"chain: {chain_pp.mean():.5f} ± {np.sqrt((chain_se**2).mean() / len(chain_se)):.5f} nats/token")
 
 # %%
-plots.fidelity_cost(eps_grid, np.array(cost), np.array(cost_se), float(chain_pp.mean()),
+plots.fidelity_cost_curve(eps_grid, np.array(cost), np.array(cost_se), float(chain_pp.mean()),
                     float(np.sqrt((chain_se**2).mean() / len(chain_se))));
 
 # %% [markdown]

@@ -143,7 +143,7 @@ plots.projection_grid(probed.flat_beliefs, projections, kinds, names);
 # %%
 decomposition = probing.variance_decomposition(model, process, data, acfg.site_for(model), acfg.seed)
 final_dims = trajectory[st["final"]]["dims"]["0.95"]
-plots.variance_decomposition(decomposition, final_dims, factored_dim);
+plots.variance_shares(decomposition, final_dims, factored_dim);
 
 # %%
 print(pd.DataFrame(decomposition).round(3).to_string(index=False))

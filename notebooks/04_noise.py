@@ -62,7 +62,7 @@ import dataclasses
 
 import pandas as pd
 
-from factored import analysis, experiments, plots, probing, products, runs, theory, train
+from factored import analysis, experiments, plots, probing, products, runs, seeds, theory, train, verdicts
 from factored import results as across_runs  # `results` below: this notebook's own
 
 acfg = probing.analysis_config(profile)
@@ -70,7 +70,7 @@ n_mc = profiles.profile_record(profile).mc_samples  # Monte-Carlo contexts for t
 seq_len = cfg.data.seq_len
 process = products.process_of(cfg.data)
 joint_dim, factored_dim = products.dimension_counts(process.state_dims)
-TOL = experiments.FACTORED_TOL  # "near the factored value": dims@95 within 2 of it
+TOL = verdicts.FACTORED_TOL  # "near the factored value": dims@95 within 2 of it
 label = f"eps = {noise:g}"
 
 
@@ -267,29 +267,27 @@ print(f"saved {runs.relative(summary_file)}")
 # %%
 PAPER_EXPANSION_STEP = 10_000  # the paper's dims@95 starts growing with eps after about 1e4 steps
 paper = config.make_config("paper").train
-seen = phases["phase_span"] >= 2
-print(f"Factored phase at {label}: {'yes' if seen else 'no'}. After the collapse to {phases['min_dims95']} "
-      f"dims@95 (step {phases['min_step']}), dims@95 "
-      + (f"is within {TOL} of {factored_dim} at {len(phases['phase_steps'])} consecutive checkpoints (steps "
-         f"{phases['phase_steps'][0]}-{phases['phase_steps'][-1]}, a span of x{phases['phase_span']:.3g}; dims "
-         f"{min(phases['phase_dims95'])}-{max(phases['phase_dims95'])})." if phases["phase_steps"]
-         else f"never comes within {TOL} of {factored_dim}."))
-excess = phases["final_dims95"] - base_phases["final_dims95"]
-expanded = phases["expanded"] and excess > TOL
-band = f"{factored_dim - TOL}-{factored_dim + TOL}"
-if noise:
-    print(f"Expansion at {label}: {'begun' if expanded else 'not begun'} by step {phases['final_step']}: final "
-          f"dims@95 {phases['final_dims95']} against {base_phases['final_dims95']} at eps = 0 ({excess:+d}) and the "
-          f"factored band {band}.")
-else:
-    print(f"Expansion at eps = 0: none is needed, the factored form is lossless; final dims@95 "
-          f"{phases['final_dims95']} at step {phases['final_step']} is "
-          f"{'above' if phases['expanded'] else 'within or below'} the factored band {band}.")
 tokens = cfg.train.steps * cfg.train.batch_size * seq_len
 paper_tokens = PAPER_EXPANSION_STEP * paper.batch_size * seq_len
-if tokens < paper_tokens:
+v = verdicts.noise_phases(phases, base_phases, factored_dim, tokens, paper_tokens)
+low, high = v.band
+print(f"Factored phase at {label}: {'yes' if v.phase_seen else 'no'}. After the collapse to {v.min_dims95} "
+      f"dims@95 (step {v.min_step}), dims@95 "
+      + (f"is within {TOL} of {factored_dim} at {len(v.phase_steps)} consecutive checkpoints (steps "
+         f"{v.phase_steps[0]}-{v.phase_steps[-1]}, a span of x{v.phase_span:.3g}; dims "
+         f"{min(v.phase_dims)}-{max(v.phase_dims)})." if v.phase_steps
+         else f"never comes within {TOL} of {factored_dim}."))
+if noise:
+    print(f"Expansion at {label}: {'begun' if v.expansion_begun else 'not begun'} by step {v.final_step}: final "
+          f"dims@95 {v.final_dims95} against {v.base_final_dims95} at eps = 0 ({v.excess:+d}) and the "
+          f"factored band {low}-{high}.")
+else:
+    print(f"Expansion at eps = 0: none is needed, the factored form is lossless; final dims@95 "
+          f"{v.final_dims95} at step {v.final_step} is {'above' if v.above_band else 'within or below'} the factored "
+          f"band {low}-{high}.")
+if v.budget_share < 1:
     print(f"This run's budget, {cfg.train.steps:,} steps x {cfg.train.batch_size:,} sequences = {tokens:.2g} "
-          f"tokens, is {100 * tokens / paper_tokens:.2g}% of the ~{paper_tokens:.0g} tokens after which the paper's "
+          f"tokens, is {100 * v.budget_share:.2g}% of the ~{paper_tokens:.0g} tokens after which the paper's "
           f"dims@95 grows with eps. The late expansion needs the `paper` profile (-p profile paper: "
           f"{paper.steps:,} steps x {paper.batch_size:,} sequences, a GPU job); what this scale can show is the "
           f"collapse and the factored phase.")
@@ -309,8 +307,8 @@ else:
 exp_ref = across_runs.sweep_config(across_runs.EXPANSION_SWEEP, profile)
 _, expansion = across_runs.noise_expansion(exp_ref, acfg, across_runs.finished_runs(), n_mc)
 if len(expansion):
-    print(across_runs.intervals_by(expansion, "eps", across_runs.EXPANSION_COLUMNS).T.to_string())
+    print(seeds.intervals_by(expansion, "eps", across_runs.EXPANSION_COLUMNS).T.to_string())
     exp_factored = products.dimension_counts(products.process_of(exp_ref.data).state_dims)[1]
-    print("\n".join(across_runs.expansion_findings(expansion, exp_factored)))
+    print("\n".join(f.sentence() for f in verdicts.expansion_findings(expansion, exp_factored)))
 else:
     print("no run of the expansion sweep here yet: make sweep SWEEP=params/sweeps/expansion.yaml")

@@ -49,14 +49,14 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from factored import analysis, experiments, plots, probing, products, runs, theory, train
+from factored import analysis, experiments, plots, probing, products, runs, theory, train, verdicts
 
 acfg = probing.analysis_config(profile)
 n_mc = profiles.profile_record(profile).mc_samples  # Monte-Carlo contexts for the theory
 seq_len = cfg.data.seq_len
 process, independent = products.process_of(cfg.data), products.process_of(base_cfg.data)
 joint_dim, factored_dim = products.dimension_counts(process.state_dims)
-TOL = experiments.FACTORED_TOL  # "near the factored value": dims@95 within 2 of it
+TOL = verdicts.FACTORED_TOL  # "near the factored value": dims@95 within 2 of it
 
 # %% [markdown]
 # ## Theory: the beliefs still factor, the next-token law does not

@@ -51,7 +51,7 @@ parameters.prologue(globals())  # checks, converts and resolves the parameters: 
 import itertools
 import math
 
-from factored import plots, probing, products, results, runs, sweep, train
+from factored import plots, probing, products, results, runs, seeds, sweep, train, verdicts
 
 # (run-config overrides, seed) of each run this notebook trains itself where the profile says so (smoke, where no
 # sweep has run)
@@ -100,7 +100,7 @@ if len(folders):
           f"single-threaded point per core on this machine's {cores} cores")
 finished = results.finished_runs()
 selected = [r for r in finished if results.same_budget(r.config, ref)]
-per_step, per_run = results.collect(selected, ref, acfg)
+per_step, per_run = results.run_frames(selected, ref, acfg)
 for frame in (per_step, per_run):
     frame["eps"] = frame["noise"].map("{:g}".format)
 print(f"{len(finished)} finished runs in {runs.relative(runs.outputs_dir() / 'runs')}, {len(selected)} at this "
@@ -132,7 +132,7 @@ plots.dims_over_training_by(noise_steps, "eps", factored_dim, f"dims@95 over tra
 # linear belief read-out, averaged over seeds.
 
 # %%
-noise_table = results.interval_table(noise_runs, "noise")
+noise_table = seeds.interval_table(noise_runs, "noise")
 noise_table["eps"] = noise_table["noise"].map("{:g}".format)
 plots.final_dims_by(noise_runs, noise_table, "eps", factored_dim, f"Final dims@95 against eps, {ref_model}", "eps");
 
@@ -146,15 +146,13 @@ noise_summary = results.condition_table(noise_runs, "eps")
 print(noise_summary.round(3).to_string() if len(noise_summary) else "no noise runs at this budget")
 
 
-LEARNED_R2 = 0.8  # "the network has learned the beliefs": held-out R² of the linear read-out at least this
-
-
 def unfinished(table, name):
     """Say per condition whether the beliefs are learned (mean R² over seeds), and which conditions have not
     finished collapsing at this budget (computed from the table): dimensions compare only where both hold."""
     for key, row in table.iterrows():
-        print(f"{name}{key}: beliefs {'learned' if row['r2'] >= LEARNED_R2 else 'NOT learned'} (mean R² "
-              f"{row['r2']:.2f} over {row['seeds']} seeds; learned: >= {LEARNED_R2})")
+        v = verdicts.learning(row["r2"])
+        print(f"{name}{key}: beliefs {'learned' if v.learned else 'NOT learned'} (mean R² {v.r2:.2f} over "
+              f"{row['seeds']} seeds; learned: >= {v.threshold})")
     for key, row in table[table["still_falling"] > 0].iterrows():
         print(f"{name}{key}: the smallest dims@95 is at the last checkpoint in {row['still_falling']:g} of "
               f"{row['seeds']} seeds (dims@95 {row['init']:.0f} at init): the collapse is not finished at this "
@@ -171,7 +169,7 @@ unfinished(noise_summary, "eps ")
 # %%
 for value, what in (("final_dims95", "final dims@95"), ("min_dims95", "smallest dims@95 (the collapse)"),
                     ("min_step", "step of the collapse")):
-    for row in results.difference_table(noise_runs, "eps", "0", value).itertuples():
+    for row in seeds.difference_table(noise_runs, "eps", "0", value).itertuples():
         print(f"{what}, eps {row.eps} vs 0: {row.mean:.1f} vs {row.reference_mean:.1f} "
               f"({row.difference:+.1f}; {row.seeds} and {row.reference_seeds} seeds, {welch(row.p_welch)})")
 
@@ -203,9 +201,9 @@ plots.dims_over_training_by(exp_steps, "eps", exp_factored, f"dims@95 over train
                             f"{results.model_label(exp_ref, ref)} on 3 sharp Mess3 factors", exp_order);  # fmt: skip
 
 # %%
-exp_table = results.intervals_by(expansion, "eps", results.EXPANSION_COLUMNS)
+exp_table = seeds.intervals_by(expansion, "eps", results.EXPANSION_COLUMNS)
 print(exp_table.T.to_string() if len(exp_table) else "no expansion runs at this budget")
-print("\n".join(results.expansion_findings(expansion, exp_factored)) if len(expansion) else "")
+print("\n".join(f.sentence() for f in verdicts.expansion_findings(expansion, exp_factored)))
 
 # %% [markdown]
 # ## Architectures
@@ -224,14 +222,14 @@ models = sorted(arch_runs["model"].unique(), key=lambda m: (m != ref_model, m)) 
 plots.dims_over_training_by(arch_steps, "model", factored_dim, "dims@95 over training, by architecture", models);
 
 # %%
-arch_table = results.interval_table(arch_runs, "model").set_index("model").loc[models].reset_index()
+arch_table = seeds.interval_table(arch_runs, "model").set_index("model").loc[models].reset_index()
 plots.final_dims_by(arch_runs, arch_table, "model", factored_dim, "Final dims@95 by architecture", "");
 
 # %%
 arch_summary = results.condition_table(arch_runs, "model").loc[models]
 print(arch_summary.round(3).to_string() if len(arch_summary) else "no noiseless runs at this budget")
 unfinished(arch_summary, "")
-for row in results.difference_table(arch_runs, "model", ref_model).itertuples():
+for row in seeds.difference_table(arch_runs, "model", ref_model).itertuples():
     print(f"final dims@95, {row.model} vs {ref_model}: {row.mean:.1f} vs {row.reference_mean:.1f} "
           f"({row.difference:+.1f}; {welch(row.p_welch)})")
 
@@ -263,9 +261,10 @@ plots.dims_vs_factors(scaling, ref.model.d_model);
 # %%
 print(scaling.round(3).to_string(index=False) if len(scaling) else "no runs on N Mess3 factors at this budget")
 if len(scaling):
-    learned, unlearned = scaling[scaling["r2"] >= LEARNED_R2], scaling[scaling["r2"] < LEARNED_R2]
+    is_learned = scaling["r2"].map(lambda r2: verdicts.learning(r2).learned)
+    learned, unlearned = scaling[is_learned], scaling[~is_learned]
     below = learned[learned["final_dims95"] < learned["beliefs_joint"]]
-    print(f"learned (R² >= {LEARNED_R2}): N = {list(learned['N'])}; final dims@95 "
+    print(f"learned (R² >= {verdicts.LEARNED_R2}): N = {list(learned['N'])}; final dims@95 "
           f"{', '.join(f'{d:g}' for d in learned['final_dims95'])} against joint counts "
           f"{', '.join(str(j) for j in learned['joint'])} and factored counts "
           f"{', '.join(str(f) for f in learned['factored'])}")

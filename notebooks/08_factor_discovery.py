@@ -72,7 +72,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from factored import analysis, discovery, experiments, plots, products, results, runs, sae, sampling, train
+from factored import analysis, discovery, experiments, plots, products, results, runs, sae, sampling, train, verdicts
 
 process = products.paper_process()  # the known answers of section 1 use the paper's five factors
 kinds = plots.factor_kinds(process)
@@ -92,7 +92,7 @@ print(cfg.describe(), acfg, sep="\n")
 
 # %%
 true_beliefs = probing.paired_beliefs(sampling.sample(process, acfg.n_sequences, seq_len, seed=acfg.seed)[1], seq_len)
-synthetic, synthetic_truth = discovery.synthetic_activations(true_beliefs, d=width, noise=0.01, seed=seed)
+synthetic, synthetic_truth = discovery.synthetic_activations(true_beliefs, d=width, noise_std=0.01, seed=seed)
 k_syn, scan_syn = discovery.scan_and_choose(synthetic, seed=seed)
 found_syn = scan_syn[k_syn]
 pairs_syn, overlap_syn = discovery.match_subspaces(found_syn.subspaces, synthetic_truth)
@@ -110,12 +110,12 @@ plots.dependence_structure(found_syn.dependence, found_syn.groups, found_syn.shu
 # independent ones in the second.
 
 # %%
-one_factor, _ = discovery.synthetic_activations(true_beliefs[:1], d=width, noise=0.01, seed=seed)
+one_factor, _ = discovery.synthetic_activations(true_beliefs[:1], d=width, noise_std=0.01, seed=seed)
 k_one, scan_one = discovery.scan_and_choose(one_factor, seed=seed)
 chain_process = products.paper_process("chain")
 chain_beliefs = probing.paired_beliefs(sampling.sample(chain_process, acfg.n_sequences, seq_len, seed=acfg.seed)[1],
                                        seq_len)
-chain_acts, chain_truth = discovery.synthetic_activations(chain_beliefs, d=width, noise=0.01, seed=seed)
+chain_acts, chain_truth = discovery.synthetic_activations(chain_beliefs, d=width, noise_std=0.01, seed=seed)
 k_chain, scan_chain = discovery.scan_and_choose(chain_acts, seed=seed)
 found_chain = scan_chain[k_chain]
 _, overlap_chain = discovery.match_subspaces(found_chain.subspaces, chain_truth)
@@ -267,8 +267,9 @@ side_by_side = pd.concat(
 print(f"SAE: {baseline.sae.W_dec.shape[0]} latents, fraction of variance unexplained {baseline.fvu:.3f}, "
       f"{baseline.n_factors} clusters of >= 2 latents")
 print(side_by_side.round(3).to_string())
-for method, score in scores.items():
-    print(f"{method}: {score['n_recovered']} of {score['n_true']} factors found, {score['n_spurious']} spurious")
+method_verdicts = {method: verdicts.discovery_verdict(score) for method, score in scores.items()}
+for method, v in method_verdicts.items():
+    print(f"{method}: {v.recovered} of {v.true} factors found, {v.spurious} spurious")
 
 # %% [markdown]
 # ## 8 · Every trained model, and this run over training
@@ -285,7 +286,7 @@ def surveyed(r, step):
     settings = {**dataclasses.asdict(acfg), "discovery_seed": seed}
     row = runs.load_summary(r, f"08_discovery-step{step}", settings)
     if row is None:
-        row = {k: v for k, v in experiments.discovery_at(r, step, acfg, seed).items() if k not in ("report", "score")}
+        row = dataclasses.asdict(experiments.discovery_at(r, step, acfg, seed)["verdict"])
         runs.save_summary(r, f"08_discovery-step{step}", row, settings)
     return row
 
@@ -328,7 +329,7 @@ summary = pd.DataFrame(
         ("trained: R² ratios, subspace / all", ", ".join(f"{v:.2f}" for v in matches["ratio subspace"]) or "-"),
         ("trained: vocabulary ARI", ", ".join(f"{v:.2f}" for v in vocabulary["ARI vs that coordinate"]) or "-"),
         ("random init: factors found", scan_random[k_random].n_factors),
-        ("SAE baseline: factors found (of 5)", scores["TopK SAE + clustering"]["n_recovered"]),
+        ("SAE baseline: factors found (of 5)", method_verdicts["TopK SAE + clustering"].recovered),
         ("ours better than the SAE on every factor (overlap)",
          bool((side_by_side[("independent subspaces (ours)", "overlap")]
                > side_by_side[("TopK SAE + clustering", "overlap")].fillna(0)).all())),

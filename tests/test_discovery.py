@@ -161,24 +161,18 @@ def test_project_helper_agrees_with_analysis():
     assert discovery.subspace_r2(acts, beliefs, V) == pytest.approx(analysis.belief_regression(acts, [beliefs]).r2[0])
 
 
-def test_stable_count_needs_two_consecutive_ks():
-    assert discovery.stable_count({2: 1, 3: 0, 4: 5, 5: 5, 6: 3}) == 5
-    assert discovery.stable_count({2: 0, 3: 4, 4: 0, 5: 1, 7: 1}) == 0  # 4 alone; 5 and 7 are not neighbours
-    assert discovery.stable_count({3: 2}) == 0
-
-
 def test_scan_and_choice_on_a_known_answer(beliefs):
     acts, _ = discovery.synthetic_activations(beliefs[3:], seed=4)  # the two Bloch factors: 4 dims
     scan = discovery.scan_components(acts, range(2, 7))
     counts = {k: d.n_factors for k, d in scan.items()}
-    assert counts[4] == counts[5] == 2 and discovery.stable_count(counts) == 2
+    assert counts[4] == counts[5] == 2 and discovery.refound(scan)[4] == 2
     assert scan[discovery.choose_components(scan)].n_factors == 2
     with pytest.raises(ValueError, match="ks"):
         discovery.scan_components(acts, [])
 
 
 def test_synthetic_activations_have_the_stated_subspaces(beliefs):
-    acts, subspaces = discovery.synthetic_activations(beliefs[:2], d=20, noise=0.0)
+    acts, subspaces = discovery.synthetic_activations(beliefs[:2], d=20, noise_std=0.0)
     assert acts.shape == (N_SEQ, SEQ_LEN - 1, 20) and [s.shape for s in subspaces] == [(2, 20), (2, 20)]
     centred = discovery.centre_positions(acts).reshape(-1, 20)
     inside = sum(analysis.project(centred, s, k=2, mean=np.zeros(20)) @ s for s in subspaces)
@@ -242,7 +236,7 @@ def test_exactly_low_rank_activations_do_not_crash():
 
 
 def test_float32_round_off_is_no_direction(beliefs):
-    acts, _ = discovery.synthetic_activations(beliefs, noise=0.0)  # float32 beliefs: fixed sums hold to ~1e-7
+    acts, _ = discovery.synthetic_activations(beliefs, noise_std=0.0)  # float32 beliefs: fixed sums hold to ~1e-7
     assert discovery.numerical_rank(acts) == 10
 
 

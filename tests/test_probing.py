@@ -64,7 +64,7 @@ def test_run_analysis_is_cached_and_only_missing_steps_are_computed(tmp_path, mo
 
 def test_stages_and_summary_from_known_results():
     traj = {s: {"dims": {"0.95": d}, "rmse": [0.1] * 5, "r2": [0.9] * 5} for s, d in [(0, 60), (10, 3), (50, 10)]}
-    assert probing.stages(traj) == {"init": 0, "early": 10, "final": 50}
+    assert probing.stages(traj) == {"init": 0, "collapse": 10, "final": 50}
     vary = {50: {"dims95": np.array([2, 2, 2, 2, 2]), "union_dims95": 10, "mean_overlap": np.array([1e-3, 2e-3])}}
     names = ["a", "b", "c", "d", "e"]
     out = probing.summary(traj, vary, np.array([[0.3, 0.4], [0.5, 0.6]]), 0.05, names)

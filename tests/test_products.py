@@ -419,7 +419,7 @@ def test_single_factor_run_goes_through_every_analysis(tmp_path):
     refs = probing.reference_curves(run.process, acfg, cfg.data.seq_len)
     assert refs["factored_dims95"] <= 2 and refs["joint_dims95"] <= 2  # one factor: joint = factored
     out = probing.analyze_all(run, acfg, ["Mess3 F0"], progress=False)
-    assert sorted(out["trajectory"]) == [0, 1, 2, 3] and set(out["stages"]) == {"init", "early", "final"}
+    assert sorted(out["trajectory"]) == [0, 1, 2, 3] and set(out["stages"]) == {"init", "collapse", "final"}
     final = out["vary"][out["stages"]["final"]]
     assert len(final["dims95"]) == 1 and final["overlap_matrix"].shape == (1, 1, acfg.k_max)
     assert np.isnan(final["mean_overlap"]).all() and out["random_overlaps"].shape == (2, acfg.k_max)

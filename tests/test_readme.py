@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 import nbformat
+import numpy as np
 from notebook_runs import NOTEBOOKS
 
 from factored import config
@@ -57,5 +58,10 @@ def test_the_library_snippet_runs(tmp_path, monkeypatch):
     code = code.replace("sample(process, 1024, 8", "sample(process, 400, 8")
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
-    assert namespace["acts"].shape[:2] == (400, 7) and namespace["report"].n_factors >= 0
+    report = namespace["report"]
+    assert namespace["acts"].shape[:2] == (400, 7) and report.n_factors == len(report.subspaces) == len(
+        report.table()["dims"]
+    )
+    for V in report.subspaces:  # each found subspace is orthonormal
+        np.testing.assert_allclose(V @ V.T, np.eye(len(V)), atol=1e-6)
     assert config.make_config("smoke").run_id in [p.name for p in (tmp_path / "runs").iterdir()]

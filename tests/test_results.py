@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from factored import config, probing, results, train
+from factored import config, probing, results, seeds, train, verdicts
 
 
 def tiny_config(**overrides):
@@ -29,10 +29,10 @@ def test_the_budget_comes_from_the_sweep_files_unless_given(tmp_path):
 
 
 def test_seed_interval_is_the_student_t_interval():
-    mean, low, high = results.seed_interval([10, 12, 14])
+    mean, low, high = seeds.seed_interval([10, 12, 14])
     assert mean == 12 and math.isclose(high - mean, 4.302652729911275 * 2 / math.sqrt(3))
     assert math.isclose(mean - low, high - mean)
-    mean, low, high = results.seed_interval([7])
+    mean, low, high = seeds.seed_interval([7])
     assert mean == 7 and math.isnan(low) and math.isnan(high)
 
 
@@ -46,10 +46,10 @@ def test_collect_reads_finished_runs_of_one_budget(tmp_path):
     selected = [r for r in found if results.same_budget(r.config, ref)]
     assert other.dir not in [r.dir for r in selected] and len(selected) == 3
     acfg = probing.analysis_config("smoke")
-    per_step, per_run = results.collect(selected, ref, acfg)
+    per_step, per_run = results.run_frames(selected, ref, acfg)
     assert len(per_run) == 3 and set(per_step["step"]) == set(range(6))
     assert set(per_run["model"]) == {"transformer 8x1"}
-    table = results.interval_table(per_run, "noise")
+    table = seeds.interval_table(per_run, "noise")
     assert list(table["noise"]) == [0.0, 0.5] and list(table["seeds"]) == [2, 1]
     zero = per_run[per_run["noise"] == 0.0]["final_dims95"]
     assert np.isclose(table["mean"][0], zero.mean())
@@ -81,7 +81,7 @@ def test_factor_scaling_sets_measured_dims_beside_both_predictions():
 
 def test_difference_table_is_welchs_test_against_the_reference():
     finals = pd.DataFrame({"eps": [0, 0, 0, 0.5, 0.5, 0.5, 0.2], "final_dims95": [10, 12, 14, 20, 22, 24, 11]})
-    table = results.difference_table(finals, "eps", 0).set_index("eps")
+    table = seeds.difference_table(finals, "eps", 0).set_index("eps")
     assert list(table.index) == [0.2, 0.5]
     row = table.loc[0.5]
     assert row["seeds"] == 3 and row["reference_mean"] == 12 and row["difference"] == 10
@@ -105,7 +105,7 @@ def test_difference_table_tests_against_a_reference_without_spread_quietly():
     finals = pd.DataFrame({"eps": [0, 0, 0, 0.2, 0.2, 0.2], "final_dims95": [9, 9, 9, 8, 12, 13]})
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every seed of the reference at 9: a valid Welch test, and no warning
-        row = results.difference_table(finals, "eps", 0).iloc[0]
+        row = seeds.difference_table(finals, "eps", 0).iloc[0]
     assert row["difference"] == 2 and 0 < row["p_welch"] < 1
 
 
@@ -143,7 +143,11 @@ def test_noise_growth_measures_the_cost_of_factoring_and_growth_past_the_collaps
     assert clean["fidelity_cost"] == 0  # independent and noiseless: the law is the product of its marginals
     assert noisy["fidelity_cost"] > 1e-2  # sharp Mess3 factors: factoring costs (notebook 01)
     assert math.isclose(noisy["below_factored"], made[1].metrics()[-1]["gap"] - noisy["fidelity_cost"])
-    assert (growth["dims_growth"] >= 0).all()  # the collapse is the smallest dims@95 after init
+    for run in made:  # growth past the collapse: the final dims@95 less the smallest one after init
+        trajectory = probing.analyze_run(run, acfg, progress=False)
+        st = probing.stages(trajectory)
+        dims = {stage: trajectory[st[stage]]["dims"]["0.95"] for stage in ("collapse", "final")}
+        assert growth.loc[run.dir.name, "dims_growth"] == dims["final"] - dims["collapse"]
     for when in ("collapse", "final"):
         assert ((growth[f"beliefs_r2_{when}"] <= 1) & (growth[f"prediction_tc_{when}"] >= 0)).all()
     assert list(tmp_path.glob("runs/*/summaries/noise_growth-*.json"))  # cached: a second call reads the same
@@ -152,7 +156,7 @@ def test_noise_growth_measures_the_cost_of_factoring_and_growth_past_the_collaps
 
 def test_intervals_by_sets_the_t_intervals_of_several_columns_side_by_side():
     frame = pd.DataFrame({"eps": [0, 0, 0, 0.5], "a": [10, 12, 14, 3.0], "b": [1.0, 1.0, 1.0, 2.0]})
-    table = results.intervals_by(frame, "eps", {"a": ".3g", "b": ".1f"})
+    table = seeds.intervals_by(frame, "eps", {"a": ".3g", "b": ".1f"})
     assert list(table["seeds"]) == [3, 1]
     assert table.loc[0, "a"] == "12 (7.03 to 17)" and table.loc[0.5, "a"] == "3 (n/a, 1 seed)"
     assert table.loc[0, "b"] == "1.0 (1.0 to 1.0)"
@@ -167,9 +171,11 @@ def test_expansion_findings_need_a_joint_gain_above_eps_0_and_every_seed_beyond_
               "below_factored": -0.027} for g in (0.052, 0.051, 0.053)]  # fmt: skip
     rows += [{"eps": "0.1", "noise": 0.1, **noisy, "joint_gain_final": g, "prediction_tc_final": 0.009,
               "below_factored": b} for g, b in ((0.014, -0.006), (0.015, 0.001), (0.015, -0.006))]  # fmt: skip
-    lines = results.expansion_findings(pd.DataFrame(rows), factored_dim=6)
-    assert lines[0].startswith("eps 0.1 (3 seeds): beyond the factored beliefs: no.")  # one seed is not beyond
-    assert "2 of 3 seeds predict better than any factored readout" in lines[0]
-    assert lines[1].startswith("eps 0.3 (3 seeds): beyond the factored beliefs: YES.")
-    assert "+5.20% of the final activations" in lines[1] and "Final dims@95 18.0 against 6.0" in lines[1]
-    assert "0 of 3 seeds passed through the factored band (6 +- 2) first" in lines[1]
+    low, high = verdicts.expansion_findings(pd.DataFrame(rows), factored_dim=6)
+    assert (low.eps, low.seeds, low.beyond_factored, low.seeds_below_cost) == (0.1, 3, False, 2)  # one seed is not
+    assert (high.eps, high.beyond_factored, high.seeds_below_cost) == (0.3, True, 3)
+    assert high.joint_gain == pytest.approx(0.052) and high.joint_gain_eps0 == pytest.approx(0.0005)
+    assert high.p_joint_gain < 1e-3 and (high.final_dims95, high.final_dims95_eps0) == (18.0, 6.0)
+    assert high.seeds_factored_first == 0 and high.growth == 0 and high.fidelity_cost == pytest.approx(0.03)
+    assert high.sentence().startswith("eps 0.3 (3 seeds): beyond the factored beliefs: YES.")
+    assert verdicts.expansion_findings(pd.DataFrame(rows[3:]), factored_dim=6) == []  # no eps 0 to compare with

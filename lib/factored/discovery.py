@@ -357,24 +357,15 @@ def scan_components(acts: np.ndarray, ks: Sequence[int], **kwargs) -> dict[int, 
     return {k: discover_factors(acts, k, **kwargs) for k in ks}
 
 
-def stable_count(counts: dict[int, int]) -> int:
-    """The largest number of factors found at two consecutive k: max over k of min(counts[k], counts[k + 1])
-    (consecutive keys of counts). One k alone is not enough: a lucky FastICA rotation can make a pair look
-    apart at a single k; a real factor stays found when one more or one fewer component is kept."""
-    ks = sorted(counts)
-    pairs = [min(counts[a], counts[b]) for a, b in zip(ks, ks[1:], strict=False) if b == a + 1]
-    return max(pairs, default=0)
-
-
 def refound(
     scan: dict[int, Discovery], extra: dict[int, Discovery] | None = None, same: float = SAME_FACTOR
 ) -> dict[int, int]:
     """How many of the factors found at each k of a scan are found again at k - 1 or k + 1: {k: count}.
     extra: more neighbours by k (`scan_and_choose` puts a second FastICA start at the rank there: no k + 1 exists).
 
-    Found again: a factor there whose subspace overlaps this one's by more than `same` at rank 2. The rationale
-    of `stable_count`, per factor: a real factor stays found when one more or one fewer component is kept. Per
-    factor, because the two neighbours fail differently: at k - 1 a factor may lack a dimension, at k + 1 the
+    Found again: a factor there whose subspace overlaps this one's by more than `same` at rank 2. One k alone is
+    not enough (a lucky FastICA rotation can make a pair look apart at a single k): a real factor stays found when
+    one more or one fewer component is kept. Per factor, because the two neighbours fail differently: at k - 1 a factor may lack a dimension, at k + 1 the
     extra component may be a nonlinear image of several factors (a saturating network's harmonics) that blurs
     another; a count that must repeat at one neighbour is lost when each neighbour loses a different factor."""
     every = {**scan, **(extra or {})}
@@ -416,10 +407,10 @@ def scan_and_choose(acts: np.ndarray, variance: float = 0.95, **kwargs) -> tuple
 
 # ------------------------------------------------------------------------------- checks with ground truth
 def synthetic_activations(
-    beliefs: Sequence[np.ndarray], d: int = 120, noise: float = 0.01, seed: int = 0
+    beliefs: Sequence[np.ndarray], d: int = 120, noise_std: float = 0.01, seed: int = 0
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """A known answer: true beliefs (list[N] of [B, P, S_n]) concatenated, rotated at random into d dimensions,
-    plus isotropic Gaussian noise of std `noise` per dimension. Returns (acts [B, P, d], subspaces list[N] of
+    plus isotropic Gaussian noise of std `noise_std` per dimension. Returns (acts [B, P, d], subspaces list[N] of
     orthonormal [r_n, d]: the directions in which factor n's beliefs vary, r_n their rank, 2 for Mess3 and
     Bloch beliefs, which have a fixed sum or a fixed first coordinate; directions below 1e-5 of the largest
     singular value count as fixed)."""
@@ -429,7 +420,7 @@ def synthetic_activations(
         raise ValueError(f"beliefs must be [B, P, S_n] arrays with sum S_n <= d={d}, got {[b.shape for b in parts]}")
     rng = np.random.default_rng(seed)
     Q = np.linalg.qr(rng.normal(size=(d, Y.shape[-1])))[0]  # [d, sum S_n], orthonormal columns
-    acts = Y @ Q.T + noise * rng.normal(size=(*Y.shape[:2], d))
+    acts = Y @ Q.T + noise_std * rng.normal(size=(*Y.shape[:2], d))
     subspaces, start = [], 0
     for b in parts:
         flat = b.reshape(-1, b.shape[-1])

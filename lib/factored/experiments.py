@@ -12,12 +12,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import analysis, probing
+from . import analysis, probing, verdicts
 from .runs import Run
-
-# "Near the factored value": dims@95 within 2 of sum(d_n - 1). Two is one factor's belief (a Mess3 or Bloch
-# belief spans 2 dims), so a network that is one factor short or one factor over still counts as factored.
-FACTORED_TOL = 2
+from .verdicts import FACTORED_TOL
 
 
 def final_results(run: Run, acfg: probing.AnalysisConfig, names: list[str], factored_dim: int) -> dict:
@@ -124,29 +121,16 @@ def overlap_split(directions: Sequence[np.ndarray], own: int = 2, k: int = 6) ->
 def discovery_at(run: Run, step: int, acfg: probing.AnalysisConfig, seed: int = 0) -> dict:
     """Factor discovery from one checkpoint's activations alone (`discovery.find_factors`), then scored against
     what it never saw: the checkpoint's vary-one subspaces and the true beliefs (`score_against_truth`).
-    Returns {"found", "true", "recovered", "spurious", "min_overlap", "min_ratio"} (NaN when nothing matched)
-    and the report and score themselves."""
+    Returns {"verdict": `verdicts.DiscoveryVerdict`, "report": the `FactorReport`, "score": the score}."""
     from . import discovery  # numpy/scikit-learn only; kept out of the import path of notebooks 03-07
 
     model = run.load_model(step)
-    seq_len = run.config.data.seq_len
-    data = probing.probe_data(run.process, acfg.n_sequences, seq_len, acfg.seed)
+    data = probing.probe_data(run.process, acfg.n_sequences, run.config.data.seq_len, acfg.seed)
     probed = probing.probe(model, run.process, data, acfg.site_for(model))
     report = discovery.find_factors(probed.acts, seed=seed)
     truth = list(probing.vary_one_at(run, [step], acfg)[step]["directions"])
     score = discovery.score_against_truth(report.subspaces, probed.acts, probed.beliefs, truth)
-    matched = [i for i, f in enumerate(score["table"]["found"]) if f >= 0]
-    pick = lambda key: [score["table"][key][i] for i in matched]  # noqa: E731
-    return {
-        "found": report.n_factors,
-        "true": score["n_true"],
-        "recovered": score["n_recovered"],
-        "spurious": score["n_spurious"],
-        "min_overlap": float(min(pick("overlap"), default=float("nan"))),
-        "min_ratio": float(min(pick("ratio"), default=float("nan"))),
-        "report": report,
-        "score": score,
-    }
+    return {"verdict": verdicts.discovery_verdict(score), "report": report, "score": score}
 
 
 def beyond_factored_at(run: Run, steps: Sequence[int], acfg: probing.AnalysisConfig, n_sequences: int = 2_000):

@@ -58,7 +58,7 @@ def belief_geometry(beliefs: np.ndarray, kind: str, ax=None, title: str = "", s:
     return ax.figure
 
 
-def dimension_counts(n_factors: np.ndarray, joint: np.ndarray, factored: np.ndarray):
+def dimension_count_curves(n_factors: np.ndarray, joint: np.ndarray, factored: np.ndarray):
     """Joint (exponential) vs factored (linear) belief dimension against the number of factors."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.semilogy(n_factors, joint, "o-", label="joint: prod(d) - 1")
@@ -89,7 +89,7 @@ def per_position(
     return fig
 
 
-def fidelity_cost(eps: np.ndarray, cost: np.ndarray, stderr: np.ndarray, chain_cost: float, chain_stderr: float):
+def fidelity_cost_curve(eps: np.ndarray, cost: np.ndarray, stderr: np.ndarray, chain_cost: float, chain_stderr: float):
     """Mean fidelity cost of factoring vs noise eps, with the chain process as a reference line."""
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     ax.errorbar(eps, cost, yerr=stderr, marker="o", capsize=2, label="noise eps")
@@ -243,7 +243,7 @@ def overlap_vs_k(results: dict[str, np.ndarray], band: tuple[np.ndarray, np.ndar
     return fig
 
 
-def variance_decomposition(rows: Sequence[dict], total_dims95: int, factored_dims: int):
+def variance_shares(rows: Sequence[dict], total_dims95: int, factored_dims: int):
     """Nested encoding models (probing.variance_decomposition): share of the activations' variance explained
     as feature sets are added (bars), and dims@95 of what is still unexplained (line, right axis)."""
     labels = [r["features"] for r in rows]
@@ -398,7 +398,7 @@ def final_dims_by(per_run, intervals, x: str, factored_dims: int, title: str, xl
     """Final dims@95 per condition: one dot per seed, and the mean over seeds with its 95% t-interval.
 
     per_run: a DataFrame with columns `x` and final_dims95, one row per run; intervals: one row per value of `x`
-    (in the order to draw) with columns mean, low, high (`results.interval_table`; NaN bounds for a single seed)."""
+    (in the order to draw) with columns mean, low, high (`seeds.interval_table`; NaN bounds for a single seed)."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     if per_run.empty:
         return _no_data(fig, ax, title, "no finished runs at this budget yet")

@@ -309,11 +309,11 @@ def analysis_config(profile: str | None = None, run: config.RunConfig | None = N
 
 
 def stages(trajectory: dict[int, dict]) -> dict[str, int]:
-    """The three training stages the vary-one analysis compares: init (step 0), early (the step where dims@95
-    is smallest, the collapse), final (the last checkpoint)."""
+    """The three training stages the vary-one analysis compares: init (step 0), collapse (the step after init
+    where dims@95 is smallest), final (the last checkpoint)."""
     steps = sorted(trajectory)
-    early = min(steps[1:] or steps, key=lambda s: (trajectory[s]["dims"]["0.95"], s))
-    return {"init": steps[0], "early": early, "final": steps[-1]}
+    collapse = min(steps[1:] or steps, key=lambda s: (trajectory[s]["dims"]["0.95"], s))
+    return {"init": steps[0], "collapse": collapse, "final": steps[-1]}
 
 
 def summary(
@@ -326,14 +326,14 @@ def summary(
     """One run's results as plain floats, from the cached analyses: final and minimum dims@95, per-factor
     RMSE and R^2, vary-one dims, the mean overlaps at k = 1, 2 against the random-init median, the gap."""
     st = stages(trajectory)
-    final, early = trajectory[st["final"]], trajectory[st["early"]]
+    final, collapse = trajectory[st["final"]], trajectory[st["collapse"]]
     random_median = np.median(random_overlaps, axis=0)
     overlap = vary[st["final"]]["mean_overlap"]
     return {
         "final_step": st["final"],
         "final_dims95": final["dims"]["0.95"],
-        "min_dims95": early["dims"]["0.95"],
-        "min_dims95_step": st["early"],
+        "min_dims95": collapse["dims"]["0.95"],
+        "min_dims95_step": st["collapse"],
         "rmse": dict(zip(names, final["rmse"], strict=True)),
         "r2": dict(zip(names, final["r2"], strict=True)),
         "vary_one_dims95": dict(zip(names, vary[st["final"]]["dims95"].tolist(), strict=True)),
@@ -390,7 +390,7 @@ def dimension_phases(trajectory: dict[int, dict], factored_dims: int, tol: int =
     """
     steps = sorted(trajectory)
     dims = [int(trajectory[s]["dims"][threshold]) for s in steps]
-    low = stages(trajectory)["early"]
+    low = stages(trajectory)["collapse"]
     best: list[int] = []
     current: list[int] = []
     for i, s in enumerate(steps):

@@ -13,13 +13,12 @@ import warnings
 from dataclasses import asdict, fields
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from . import config, experiments, probing, products, profiles, runs, sweep_spec, theory
 from .config import RunConfig
 from .paths import SWEEPS_DIR
+from .seeds import format_interval, interval_table
 
 
 def sweep_budget(profile: str = "", steps: int = 0, sweeps_dir: Path = SWEEPS_DIR) -> RunConfig:
@@ -111,7 +110,7 @@ FINAL_COLUMNS = ["init_dims95", "final_dims95", "min_dims95", "min_step", "final
 JOINT_GAIN_COLUMNS = ("beliefs_r2", "joint_gain")
 
 
-def collect(
+def run_frames(
     run_list: list[runs.Run], ref: RunConfig, acfg: probing.AnalysisConfig
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """dims@95 at every checkpoint (one row per run and step) and each run's final numbers (one row per run).
@@ -141,8 +140,8 @@ def collect(
                 **base,
                 "init_dims95": trajectory[st["init"]]["dims"]["0.95"],
                 "final_dims95": final["dims"]["0.95"],
-                "min_dims95": trajectory[st["early"]]["dims"]["0.95"],
-                "min_step": st["early"],
+                "min_dims95": trajectory[st["collapse"]]["dims"]["0.95"],
+                "min_step": st["collapse"],
                 "final_step": st["final"],
                 "gap": run.metrics()[-1]["gap"],
                 "r2": final["r2_overall"],
@@ -155,62 +154,12 @@ def collect(
     )
 
 
-def seed_interval(values, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): the mean over seeds and its Student-t confidence interval; NaN bounds for one seed."""
-    x = np.asarray(values, dtype=float)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return mean, float(mean - half), float(mean + half)
-
-
-def interval_table(finals: pd.DataFrame, by: str, value: str = "final_dims95", level: float = 0.95) -> pd.DataFrame:
-    """One row per value of `by`: seeds, mean of `value` with its t-interval (low, high), and the seeds' range."""
-    rows = []
-    for key, group in finals.groupby(by, sort=True):
-        mean, low, high = seed_interval(group[value], level)
-        rows.append(
-            {
-                by: key,
-                "seeds": len(group),
-                "mean": mean,
-                "low": low,
-                "high": high,
-                "min": group[value].min(),
-                "max": group[value].max(),
-            }
-        )
-    return pd.DataFrame(rows, columns=[by, "seeds", "mean", "low", "high", "min", "max"])
-
-
-def difference_table(finals: pd.DataFrame, by: str, reference, value: str = "final_dims95") -> pd.DataFrame:
-    """Each condition against a reference condition: one row per value of `by` other than `reference`, with the
-    seeds on each side, the two means of `value`, their difference, and the two-sided p-value of Welch's t-test
-    (NaN with fewer than 2 seeds on a side, or no spread at all). Seeds are independent runs, so the test is
-    the unpaired one."""
-    base = finals.loc[finals[by] == reference, value].to_numpy(float)
-    rows = []
-    for key, group in finals[finals[by] != reference].groupby(by, sort=True):
-        x = group[value].to_numpy(float)
-        testable = len(x) > 1 and len(base) > 1 and (x.std() > 0 or base.std() > 0)
-        with warnings.catch_warnings():  # one side without spread (all seeds equal) is fine for Welch's test,
-            warnings.simplefilter("ignore", RuntimeWarning)  # but scipy warns of "catastrophic cancellation"
-            p = float(stats.ttest_ind(x, base, equal_var=False).pvalue) if testable else float("nan")
-        mean = float(x.mean())
-        ref_mean = float(base.mean()) if len(base) else float("nan")
-        rows.append({by: key, "seeds": len(x), "mean": mean, "reference_seeds": len(base),
-                     "reference_mean": ref_mean, "difference": mean - ref_mean, "p_welch": p})  # fmt: skip
-    columns = [by, "seeds", "mean", "reference_seeds", "reference_mean", "difference", "p_welch"]
-    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
-
-
 def condition_table(finals: pd.DataFrame, by: str, level: float = 0.95) -> pd.DataFrame:
     """One row per value of `by`: seeds, final dims@95 as "mean (low to high)" with its t-interval ("mean (n/a,
     1 seed)" for a single seed), the seeds' range, and averaged over seeds dims@95 at init, the collapse (smallest
     dims@95 after step 0), the step of the collapse (median), how many seeds are still falling (their smallest
     dims@95 is at the last checkpoint, so the final value is a point on the way down, not a settled dimension), the
-    held-out gap to the optimal loss and the R² of the belief read-out. `finals`: `collect`'s second frame."""
+    held-out gap to the optimal loss and the R² of the belief read-out. `finals`: `run_frames`' second frame."""
     dims = interval_table(finals, by, level=level).set_index(by)
     others = finals.assign(falling=finals["min_step"] == finals["final_step"]).groupby(by).agg(
         init=("init_dims95", "mean"), collapse=("min_dims95", "mean"), at_step=("min_step", "median"),
@@ -228,7 +177,7 @@ def condition_table(finals: pd.DataFrame, by: str, level: float = 0.95) -> pd.Da
 def factor_scaling(finals: pd.DataFrame, acfg: probing.AnalysisConfig, seq_len: int) -> pd.DataFrame:
     """Dimension against the number of factors: one row per N among the runs on N independent Mess3 factors.
 
-    finals: `collect`'s second frame (rows with n_mess3 = 0 are ignored). Columns: N, seeds, the measured
+    finals: `run_frames`' second frame (rows with n_mess3 = 0 are ignored). Columns: N, seeds, the measured
     dims@95 at init, at the end and at its smallest (means over seeds), the dimension counts of a factored (2N)
     and a joint (3^N - 1) representation, the dims@95 of the true beliefs on the probe data, concatenated
     (beliefs_factored) and as their outer product (beliefs_joint), the mean gap and R², and where `finals` has them
@@ -261,7 +210,7 @@ def factor_scaling(finals: pd.DataFrame, acfg: probing.AnalysisConfig, seq_len: 
 
 def joint_belief_gains(run_list: list[runs.Run], acfg: probing.AnalysisConfig) -> pd.DataFrame:
     """`probing.joint_belief_gain` of each run at its final checkpoint: columns run (its folder name), beliefs_r2,
-    before_joint_r2, joint_gain; merge it into `collect`'s second frame on `run` before `factor_scaling`."""
+    before_joint_r2, joint_gain; merge it into `run_frames`' second frame on `run` before `factor_scaling`."""
     rows = [{"run": r.dir.name, **probing.joint_belief_gain(r, acfg)} for r in run_list]
     return pd.DataFrame(rows, columns=["run", "beliefs_r2", "before_joint_r2", "joint_gain"])
 
@@ -323,33 +272,14 @@ def _noise_growth_of(run: runs.Run, acfg: probing.AnalysisConfig, n_mc: int) -> 
     cost = float(cost_pp.mean())
     trajectory = probing.analyze_run(run, acfg, progress=False)
     st = probing.stages(trajectory)
-    grown = experiments.beyond_factored_at(run, sorted({st["early"], st["final"]}), acfg)
-    dims = {stage: trajectory[st[stage]]["dims"]["0.95"] for stage in ("early", "final")}
+    grown = experiments.beyond_factored_at(run, sorted({st["collapse"], st["final"]}), acfg)
+    dims = {stage: trajectory[st[stage]]["dims"]["0.95"] for stage in ("collapse", "final")}
     return {
         "fidelity_cost": cost,
         "below_factored": run.metrics()[-1]["gap"] - cost,
-        "dims_growth": dims["final"] - dims["early"],
-        **{f"{k}_{when}": float(grown.loc[st[stage], k]) for when, stage in (("collapse", "early"), ("final", "final"))
-           for k in GROWTH_MEASURES},
+        "dims_growth": dims["final"] - dims["collapse"],
+        **{f"{k}_{stage}": float(grown.loc[st[stage], k]) for stage in ("collapse", "final") for k in GROWTH_MEASURES},
     }  # fmt: skip
-
-
-def format_interval(mean: float, low: float, high: float, fmt: str = ".3g") -> str:
-    """ "mean (low to high)", or "mean (n/a, 1 seed)" where the interval is undefined (NaN bounds)."""
-    return f"{mean:{fmt}} (n/a, 1 seed)" if np.isnan(low) else f"{mean:{fmt}} ({low:{fmt}} to {high:{fmt}})"
-
-
-def interval_text(values, fmt: str = ".3g", level: float = 0.95) -> str:
-    """The mean of `values` over seeds with its t-interval, as `format_interval`."""
-    return format_interval(*seed_interval(values, level), fmt)
-
-
-def intervals_by(frame: pd.DataFrame, by: str, columns: dict[str, str], level: float = 0.95) -> pd.DataFrame:
-    """One row per value of `by` (the number of seeds, then each column of `columns` {column: format} as
-    `interval_text`), one column per entry: the means over seeds with their t-intervals, side by side."""
-    return frame.groupby(by, sort=True).agg(
-        seeds=(by, "size"), **{c: (c, lambda v, f=f: interval_text(v, f, level)) for c, f in columns.items()}
-    )
 
 
 EXPANSION_SWEEP = SWEEPS_DIR / "expansion.yaml"
@@ -363,49 +293,11 @@ EXPANSION_COLUMNS = {  # column: format, in the order the expansion table shows 
 def noise_expansion(
     ref: RunConfig, acfg: probing.AnalysisConfig, run_list: list[runs.Run], n_mc: int = 20_000
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The runs of `ref`'s process, model and budget at every eps and seed found in `run_list`: `collect`'s two
+    """The runs of `ref`'s process, model and budget at every eps and seed found in `run_list`: `run_frames`' two
     frames, the second merged with `noise_growth`, each with a column eps (the noise as text: "0", "0.3")."""
     chosen = [r for r in run_list if same_but_noise(r.config, ref)]
-    per_step, per_run = collect(chosen, ref, acfg)
+    per_step, per_run = run_frames(chosen, ref, acfg)
     per_run = per_run.merge(noise_growth(chosen, acfg, n_mc), on="run")
     for frame in (per_step, per_run):
         frame["eps"] = frame["noise"].map("{:g}".format)
     return per_step, per_run
-
-
-def expansion_findings(per_run: pd.DataFrame, factored_dim: int, tol: int = experiments.FACTORED_TOL) -> list[str]:
-    """What the runs of `noise_expansion` say, one line per eps > 0 against eps 0, computed from them.
-
-    The verdict, "beyond the factored beliefs", needs both: the joint belief (every cross-factor product of belief
-    coordinates) explains more of the final activations than at eps 0 (Welch's test over seeds, p < 0.05), and
-    every seed predicts better than any factored readout can (held-out gap below the fidelity cost). Beside it,
-    the dimension: final dims@95 against eps 0's, whether the run passed through the factored band (its
-    smallest dims@95 within `tol` of `factored_dim`) and how much dims@95 grew after that smallest value; and the
-    cross-factor dependence (total correlation) of the network's own next-token law against the true law's."""
-    if "0" not in set(per_run["eps"]):
-        return ["no eps = 0 runs to compare with"]
-    lines = []
-    against = {
-        value: difference_table(per_run, "eps", "0", value).set_index("eps")
-        for value in ("final_dims95", "dims_growth", "joint_gain_final", "prediction_tc_final")
-    }
-    for eps, group in per_run[per_run["eps"] != "0"].groupby("noise", sort=True):
-        key = f"{eps:g}"
-        d, g, j, c = (against[v].loc[key] for v in against)
-        beyond = int((group["below_factored"] < 0).sum())
-        cost = group["fidelity_cost"].mean()  # also the true law's total correlation
-        factored_first = int((group["min_dims95"] <= factored_dim + tol).sum())
-        verdict = j["difference"] > 0 and j["p_welch"] < 0.05 and beyond == len(group)  # NaN p: no verdict of yes
-        lines.append(
-            f"eps {key} ({len(group)} seeds): beyond the factored beliefs: {'YES' if verdict else 'no'}. The joint "
-            f"belief explains {100 * j['mean']:+.2f}% of the final activations beyond beliefs, position and tokens "
-            f"against {100 * j['reference_mean']:+.2f}% at eps 0 (Welch p = {j['p_welch']:.2g}); {beyond} of "
-            f"{len(group)} seeds predict better than any factored readout (gap {group['gap'].mean():.4f} against a "
-            f"fidelity cost of {cost:.4f} nats/token); the network's own next-token law "
-            f"carries {c['mean']:.4f} nats/token of cross-factor dependence, the true law {cost:.4f} "
-            f"(eps 0: {c['reference_mean']:.4f}). Final dims@95 {d['mean']:.1f} against {d['reference_mean']:.1f} at "
-            f"eps 0 (p = {d['p_welch']:.2g}); {factored_first} of {len(group)} seeds passed through the factored "
-            f"band ({factored_dim} +- {tol}) first, smallest dims@95 {group['min_dims95'].mean():.1f} at step "
-            f"{group['min_step'].median():g}, then {g['mean']:+.1f} to the end (eps 0: {g['reference_mean']:+.1f})."
-        )
-    return lines

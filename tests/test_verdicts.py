@@ -1,0 +1,45 @@
+"""The conclusions notebooks state, as data: each verdict's fields on known cases."""
+
+import math
+
+import pytest
+
+from factored import verdicts
+
+
+def test_learning_is_a_threshold_on_the_read_out():
+    assert verdicts.learning(0.81).learned and not verdicts.learning(0.79).learned
+    assert verdicts.learning(0.8).learned and verdicts.learning(0.5, threshold=0.4).learned
+    assert not verdicts.learning(math.nan).learned  # no read-out, no claim
+
+
+def phases(steps, dims, final, expanded, span):
+    return {"phase_steps": steps, "phase_dims95": dims, "phase_span": span, "min_dims95": 8, "min_step": 500,
+            "final_dims95": final, "final_step": 4000, "expanded": expanded}  # fmt: skip
+
+
+def test_noise_phases_need_a_plateau_and_growth_beyond_the_noiseless_run():
+    base = phases([], [], 18, True, 0.0)
+    plateau = verdicts.noise_phases(phases([1000, 1500, 2000], [10, 11, 12], 30, True, 2.0), base, 10, 1e8, 2e9)
+    assert plateau.phase_seen and plateau.expansion_begun and plateau.excess == 12 and plateau.band == (8, 12)
+    assert plateau.budget_share == pytest.approx(0.05)
+    passing = verdicts.noise_phases(phases([1000, 1250], [12, 11], 19, True, 1.25), base, 10, 1e8, 2e9)
+    assert not passing.phase_seen  # through the band on the way up: no plateau
+    assert not passing.expansion_begun and passing.above_band  # above the band, but only 1 above eps = 0
+
+
+def score(found, overlap, ratio, n_found):
+    return {"table": {"found": found, "overlap": overlap, "ratio": ratio}, "n_found": n_found,
+            "n_true": len(found), "n_recovered": sum(f >= 0 for f in found),
+            "n_spurious": n_found - sum(f >= 0 for f in found)}  # fmt: skip
+
+
+def test_discovery_verdicts_count_and_match():
+    every = verdicts.discovery_verdict(score([1, 0, 2], [0.99, 0.95, 0.93], [0.97, 0.9, 0.96], 3))
+    assert every.right_count and every.all_matched and every.min_overlap == 0.93 and every.min_ratio == 0.9
+    weak = verdicts.discovery_verdict(score([1, 0, 2], [0.99, 0.85, 0.93], [1, 1, 1], 3))
+    assert weak.right_count and not weak.all_matched  # a match below MATCHED_OVERLAP
+    extra = verdicts.discovery_verdict(score([0, -1], [0.99, 0.2], [1.0, math.nan], 3))
+    assert (extra.recovered, extra.spurious, extra.right_count, extra.all_matched) == (1, 2, False, False)
+    none = verdicts.discovery_verdict(score([-1, -1], [0.1, 0.2], [math.nan, math.nan], 0))
+    assert math.isnan(none.min_overlap) and not none.all_matched
