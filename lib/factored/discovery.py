@@ -365,9 +365,10 @@ def refound(
 
     Found again: a factor there whose subspace overlaps this one's by more than `same` at rank 2. One k alone is
     not enough (a lucky FastICA rotation can make a pair look apart at a single k): a real factor stays found when
-    one more or one fewer component is kept. Per factor, because the two neighbours fail differently: at k - 1 a factor may lack a dimension, at k + 1 the
-    extra component may be a nonlinear image of several factors (a saturating network's harmonics) that blurs
-    another; a count that must repeat at one neighbour is lost when each neighbour loses a different factor."""
+    one more or one fewer component is kept. Per factor, because the two neighbours fail differently: at k - 1
+    a factor may lack a dimension, at k + 1 the extra component may be a nonlinear image of several factors (a
+    saturating network's harmonics) that blurs another; a count that must repeat at one neighbour is lost when
+    each neighbour loses a different factor."""
     every = {**scan, **(extra or {})}
     out = {}
     for k, found in scan.items():
