@@ -93,7 +93,7 @@ plots.dims_over_training(trajectory, factored_dim, joint_dim);
 # %%
 st = probing.stages(trajectory)
 dims = {s: trajectory[s]["dims"]["0.95"] for s in sorted(trajectory)}
-print(f"dims@95: init {dims[st['init']]}, minimum {dims[st['early']]} at step {st['early']}, "
+print(f"dims@95: init {dims[st['init']]}, minimum {dims[st['collapse']]} at step {st['collapse']}, "
       f"final {dims[st['final']]} at step {st['final']}")
 
 # %% [markdown]
@@ -108,7 +108,7 @@ plots.rmse_over_training(trajectory, names, kinds);
 # %% [markdown]
 # ## Vary-one subspaces at three stages
 #
-# *init* is the untrained network, *early* the checkpoint where dims@95 is smallest (the collapse), *final*
+# *init* is the untrained network, *collapse* the checkpoint where dims@95 is smallest, *final*
 # the end of training. For each factor we keep its top directions; the projections below use the top two.
 
 # %%

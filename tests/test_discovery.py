@@ -303,8 +303,9 @@ def test_find_factors_reports_and_scores(beliefs):
     assert read["table"]["ratio_readout"] == read["table"]["ratio"]
     crossed = discovery.score_against_truth(report.subspaces, acts, beliefs[:2], truth, readouts=report.subspaces[::-1])
     assert max(crossed["table"]["ratio_readout"]) < 0.5
-    nothing = discovery.score_against_truth([], acts, beliefs[:2], truth)
+    nothing = discovery.score_against_truth([], acts, beliefs[:2], truth, readouts=[])
     assert nothing["n_recovered"] == 0 and np.isnan(nothing["table"]["r2_subspace"]).all()
+    assert np.isnan(nothing["table"]["ratio_readout"]).all()  # nothing found: the column is there, all NaN
 
 
 def test_refound_counts_factors_seen_at_a_neighbouring_k(beliefs):

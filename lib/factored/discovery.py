@@ -482,7 +482,8 @@ def score_against_truth(
     pairs, overlap = match_subspaces(list(found), list(true_subspaces))
     partner = {int(t): int(f) for f, t in pairs if overlap[f, t] > same}
     columns = ["factor", "found", "overlap", "r2_subspace", "r2_full", "ratio"]
-    table: dict[str, list] = {k: [] for k in columns + (["r2_readout", "ratio_readout"] if readouts else [])}
+    with_readouts = readouts is not None
+    table: dict[str, list] = {k: [] for k in columns + (["r2_readout", "ratio_readout"] if with_readouts else [])}
 
     def scored(directions: np.ndarray | None, b: np.ndarray, full: float) -> tuple[float, float]:
         """(held-out R^2 from these directions, its ratio to the whole stream's); NaN when nothing matched."""
@@ -501,7 +502,7 @@ def score_against_truth(
         r2, ratio = scored(found[f] if f >= 0 else None, b, full)
         table["r2_subspace"].append(r2)
         table["ratio"].append(ratio)
-        if readouts:
+        if with_readouts:
             r2, ratio = scored(readouts[f] if f >= 0 else None, b, full)
             table["r2_readout"].append(r2)
             table["ratio_readout"].append(ratio)

@@ -59,13 +59,13 @@ def check(namespace: dict[str, Any]) -> None:
             require(ok(value), name, expected, value)
 
 
-def prologue(namespace: dict[str, Any]) -> str:
+def prologue(namespace: dict[str, Any]) -> None:
     """`check` the notebook's parameters, convert each to its declared type in place (an int given for a float),
-    and resolve `profile` ("" -> $FACTORED_PROFILE or laptop) in place. Returns the profile."""
+    and resolve `profile` ("" -> $FACTORED_PROFILE or laptop) in place. Returns nothing, so the notebook cell that
+    calls it prints nothing."""
     check(namespace)
     for name, kind in declared(namespace).items():
         if kind == "float" and is_int(namespace[name]):
             namespace[name] = float(namespace[name])
     if "profile" in namespace:
         namespace["profile"] = resolve_profile(namespace["profile"])
-    return namespace.get("profile", "")
