@@ -93,6 +93,34 @@ OPTIMIZER_STUDY: dict[str, dict] = {
     "o_muon_4800": MUON | dict(steps=4800),
 }
 
+# Recipes per architecture: each recurrent net of the paper with AdamW and with Muon (muon_lr = lr: one lr for
+# both parts) at three learning rates, on the laptop budget and schedule (the transformer-only init is not theirs).
+RECURRENT_NETS = {"rnn32": ("rnn", 32), "rnn64": ("rnn", 64), "rnn256": ("rnn", 256), "lstm32": ("lstm", 32),
+                  "gru32": ("gru", 32)}  # fmt: skip
+ARCH_LRS = (3e-3, 1e-2, 3e-2)
+ARCH_STUDY: dict[str, dict] = {
+    f"a_{net}_{opt}_lr{lr:g}": dict(arch=arch, d_model=width, n_layers=2, lr=lr)
+    | (dict(optimizer="muon", muon_lr=lr) if opt == "muon" else {})
+    for net, (arch, width) in RECURRENT_NETS.items()
+    for opt in ("adamw", "muon")
+    for lr in ARCH_LRS
+}
+# The noisy processes and the largest number of factors, on the chosen recipe (`MUON`) at one and two budgets.
+HARDER_STUDY: dict[str, dict] = {
+    f"h_{what}_{steps}": MUON | changes | dict(steps=steps)
+    for what, changes in (("eps0.2", dict(noise=0.2)), ("eps0.5", dict(noise=0.5)), ("mess3x6", dict(n_mess3=6)))
+    for steps in (OPT_STEPS, 2 * OPT_STEPS)
+}
+# Long budgets for both optimizers (cosine to 0 at each budget) and the batch at equal training sequences.
+LONG_STUDY: dict[str, dict] = {
+    "l_adamw_10000": dict(steps=10_000),
+    "l_adamw_20000": dict(steps=20_000),
+    "l_muon_10000": MUON | dict(steps=10_000),
+    "l_muon_20000": MUON | dict(steps=20_000),
+    "l_muon_b1024_5000": MUON | dict(steps=20_000, batch_size=1024),  # 20,000 x 256 sequences in 5,000 steps
+}
+STUDIES = {"optimizer": OPTIMIZER_STUDY, "arch": ARCH_STUDY, "harder": HARDER_STUDY, "long": LONG_STUDY}
+
 PROFILE_ROWS = {  # rows that are whole profiles rather than candidates, by name without the seed
     "laptop_seed": "the chosen laptop profile (init=gpt2, embed_std=1, cosine lr 2e-3, batch 256, 4,800 steps)",
     "torch_plateau_seed": "the earlier laptop profile (torch init, plateau lr 1e-3, batch 512, 5,000 steps)",
@@ -101,15 +129,18 @@ PROFILE_ROWS = {  # rows that are whole profiles rather than candidates, by name
 
 def candidate_changes(name: str) -> dict:
     """What a screened or combined candidate changes from BASE (an optimizer candidate: from OPT_BASE)."""
-    if name in OPTIMIZER_STUDY:
-        return OPTIMIZER_STUDY[name]
+    for study in STUDIES.values():
+        if name in study:
+            return study[name]
     return CANDIDATES[name] if name in CANDIDATES else SMALL_WEIGHTS | COMBINATIONS[name]
 
 
-def optimizer_config(name: str, seed: int = 0) -> config.RunConfig:
-    """An optimizer candidate: OPT_BASE with its changes; the batch changes the steps and warmup, not the
-    number of sequences."""
-    over = OPT_BASE | dict(steps=OPT_STEPS) | OPTIMIZER_STUDY[name]
+def study_config(name: str, seed: int = 0) -> config.RunConfig:
+    """A candidate of one of STUDIES: OPT_BASE with its changes; the batch changes the steps and warmup, not the
+    number of sequences (steps are given at batch 256); a recurrent net drops the transformer's init."""
+    over = OPT_BASE | dict(steps=OPT_STEPS) | candidate_changes(name)
+    if over.get("arch", "transformer") != "transformer":
+        del over["init"]
     scale = 256 / over["batch_size"]
     over["steps"], over["warmup_steps"] = round(over["steps"] * scale), round(over["warmup_steps"] * scale)
     suffix = f"_seed{seed}" if seed else ""
@@ -397,10 +428,10 @@ def main() -> None:
         for name in args.names or list(COMBINATIONS):
             run = train.get_or_train(candidate_config(name, STUDY_SEQUENCES))
             results = record(name, score(run), results["machine"])
-    elif args.what == "optimizer":  # NAME or NAME@SEED
-        for item in args.names or list(OPTIMIZER_STUDY):
+    elif args.what in STUDIES:  # NAME or NAME@SEED
+        for item in args.names or list(STUDIES[args.what]):
             name, _, seed = item.partition("@")
-            run = train.get_or_train(optimizer_config(name, int(seed or 0)))
+            run = train.get_or_train(study_config(name, int(seed or 0)))
             results = record(item if seed else name, score(run), results["machine"])
     elif args.what == "seeds":
         for seed in [int(n) for n in args.names] or [0, 1, 2]:

@@ -2,11 +2,12 @@
 
 import json
 import math
+from contextlib import nullcontext
 
 import pytest
 import torch
 
-from factored import runs
+from factored import runs, sampling
 from factored import train as train_mod
 from factored.config import make_config
 from factored.models import pick_device
@@ -241,3 +242,21 @@ def test_muon_resume_after_interrupt_matches_uninterrupted(tmp_path):
     state = runs.load_checkpoint(resumed.dir, 25)
     assert state["muon_optimizer"]["state"] and state["muon_optimizer"]["param_groups"][0]["momentum"] == 0.95
     assert state["muon_scheduler"]["last_epoch"] == state["scheduler"]["last_epoch"] == 25
+
+
+@pytest.mark.parametrize("arch", ["transformer", "rnn", "lstm", "gru"])
+@pytest.mark.parametrize("compiled", [False, True], ids=["bf16", "bf16+compile"])
+def test_the_accelerated_path_trains_every_architecture_on_the_cpu(tmp_path, arch, compiled):
+    # what CUDA runs (bf16 autocast, torch.compile), forced on the CPU: one step changes the weights, finitely
+    transformer = dict(n_heads=1, d_mlp=16, init="gpt2") if arch == "transformer" else {}
+    cfg = make_config("smoke", arch=arch, d_model=8, n_layers=1, optimizer="muon", batch_size=16, eval_batch_size=32,
+                      device="cpu", **transformer)  # fmt: skip
+    session = train_mod.setup(cfg, tmp_path)
+    session.forward, session.autocast = train_mod.speedups(session.model, session.device, compiled, accelerate=True)
+    with session.autocast():
+        assert session.forward(session.eval_inputs)[0].dtype == torch.bfloat16  # computed in bf16
+    before = [p.detach().clone() for p in session.model.parameters()]
+    loss = train_mod.train_step(session, sampling.sample(session.run.process, 16, 8, seed=0)[0])
+    assert math.isfinite(loss) and all(p.dtype == torch.float32 for p in session.model.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(before, session.model.parameters(), strict=True))
+    assert train_mod.speedups(session.model, session.device, compiled) == (session.model, nullcontext)  # CPU default

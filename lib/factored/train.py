@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -86,18 +88,21 @@ class Session:
     eval_inputs: torch.Tensor
     eval_targets: torch.Tensor
     eval_optimum: np.ndarray  # [T] the Bayes-optimal loss per position on the held-out batch
+    autocast: Callable[[], AbstractContextManager] = nullcontext  # the precision every forward pass runs in
     window: list[float] = field(default_factory=list)
 
-    @property
-    def autocast(self):
-        """bf16 autocast on CUDA, nothing elsewhere."""
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else nullcontext()
 
-
-# Checkpoint keys of the optimizers' and their schedulers' states, in `optim.make_optimizers`' order (an AdamW
-# run's checkpoint has the first of each only, as before Muon existed).
-OPTIMIZER_KEYS = ("optimizer", "muon_optimizer")
-SCHEDULER_KEYS = ("scheduler", "muon_scheduler")
+def speedups(
+    model: torch.nn.Module, device: torch.device, compile_: bool, accelerate: bool | None = None
+) -> tuple[torch.nn.Module, Callable[[], AbstractContextManager]]:
+    """(the module that runs the forward pass, the precision context it runs in): with `accelerate`, bf16 autocast
+    on `device` and, if `compile_`, torch.compile; without, the model itself in float32. accelerate defaults to
+    "on CUDA only": on a CPU neither pays at these sizes (benchmarks/recipe.md). The tests force it on the CPU,
+    so the GPU path's dtype and compile logic runs without a GPU."""
+    if not (device.type == "cuda" if accelerate is None else accelerate):
+        return model, nullcontext
+    autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16)
+    return (torch.compile(model) if compile_ else model), autocast
 
 
 def setup(cfg: RunConfig, run_dir: Path) -> Session:
@@ -116,12 +121,14 @@ def setup(cfg: RunConfig, run_dir: Path) -> Session:
     )
     eval_inputs, eval_targets = inputs_and_targets(process, eval_tokens, model.uses_bos)
     positions = target_positions(cfg.data.seq_len, model.uses_bos)
+    forward, autocast = speedups(model, device, t.compile)
     return Session(
         cfg=cfg,
         run=run,
         device=device,
         model=model,
-        forward=torch.compile(model) if (t.compile and device.type == "cuda") else model,
+        forward=forward,
+        autocast=autocast,
         optimizers=optimizers,
         schedulers=[optim.make_scheduler(o, t) for o in optimizers],
         data_rng=torch.Generator(device=device).manual_seed(t.seed),
@@ -159,7 +166,7 @@ def train_step(session: Session, tokens: torch.Tensor) -> float:
     window of steps). Returns the batch's training loss."""
     t = session.cfg.train
     inputs, targets = inputs_and_targets(session.run.process, tokens, session.model.uses_bos)
-    with session.autocast:
+    with session.autocast():
         loss = per_position_loss(session.forward, inputs, targets).mean()
     for optimizer in session.optimizers:
         optimizer.zero_grad(set_to_none=True)
@@ -182,7 +189,7 @@ def train_step(session: Session, tokens: torch.Tensor) -> float:
 def evaluate(session: Session) -> np.ndarray:
     """The model's held-out loss per position: [T] nats."""
     session.model.eval()
-    with torch.no_grad(), session.autocast:
+    with torch.no_grad(), session.autocast():
         loss = per_position_loss(session.forward, session.eval_inputs, session.eval_targets)
     session.model.train()
     return loss.cpu().numpy()
