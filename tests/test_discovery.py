@@ -229,7 +229,7 @@ def test_a_saturating_nonlinearity_keeps_the_factors(beliefs):
 
 
 def test_exactly_low_rank_activations_do_not_crash():
-    acts, truth = discovery.synthetic_activations(_beliefs_of([MESS3, MESS3, MESS3, BLOCH, BLOCH]), noise=0.0)
+    acts, truth = discovery.synthetic_activations(_beliefs_of([MESS3, MESS3, MESS3, BLOCH, BLOCH]), noise_std=0.0)
     assert discovery.numerical_rank(acts) == 10  # 5 factors x 2 free coordinates, in 120 dims
     n, matched = _found(acts, truth)
     assert n == 5 and matched.min() >= 0.99
