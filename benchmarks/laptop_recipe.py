@@ -78,6 +78,7 @@ COMBINATIONS: dict[str, dict] = {  # every one: SMALL_WEIGHTS on top of BASE, th
 OPT_STEPS = 3600  # 0.92M sequences: under 5 quiet minutes on 2 cores at batch 256
 OPT_BASE = dict(init="gpt2", embed_std=1.0, schedule="cosine", lr=2e-3, batch_size=256, warmup_steps=100)
 MUON = dict(optimizer="muon", muon_lr=4e-3)
+RECIPE = dict(optimizer="muon", lr=4e-3)  # the chosen one: Muon and AdamW both at 4e-3 (the laptop profile)
 OPTIMIZER_STUDY: dict[str, dict] = {
     "o_adamw": {},
     "o_muon_lr2e-3": MUON | dict(muon_lr=2e-3),
@@ -105,9 +106,9 @@ ARCH_STUDY: dict[str, dict] = {
     for opt in ("adamw", "muon")
     for lr in ARCH_LRS
 }
-# The noisy processes and the largest number of factors, on the chosen recipe (`MUON`) at one and two budgets.
+# The noisy processes and the largest number of factors, on the chosen recipe at one and two budgets.
 HARDER_STUDY: dict[str, dict] = {
-    f"h_{what}_{steps}": MUON | changes | dict(steps=steps)
+    f"h_{what}_{steps}": RECIPE | changes | dict(steps=steps)
     for what, changes in (("eps0.2", dict(noise=0.2)), ("eps0.5", dict(noise=0.5)), ("mess3x6", dict(n_mess3=6)))
     for steps in (OPT_STEPS, 2 * OPT_STEPS)
 }
@@ -115,14 +116,17 @@ HARDER_STUDY: dict[str, dict] = {
 LONG_STUDY: dict[str, dict] = {
     "l_adamw_10000": dict(steps=10_000),
     "l_adamw_20000": dict(steps=20_000),
-    "l_muon_10000": MUON | dict(steps=10_000),
-    "l_muon_20000": MUON | dict(steps=20_000),
-    "l_muon_b1024_5000": MUON | dict(steps=20_000, batch_size=1024),  # 20,000 x 256 sequences in 5,000 steps
+    "l_muon_10000": RECIPE | dict(steps=10_000),
+    "l_muon_20000": RECIPE | dict(steps=20_000),
+    "l_muon_b1024_5000": RECIPE | dict(steps=20_000, batch_size=1024),  # 20,000 x 256 sequences in 5,000 steps
 }
 STUDIES = {"optimizer": OPTIMIZER_STUDY, "arch": ARCH_STUDY, "harder": HARDER_STUDY, "long": LONG_STUDY}
 
 PROFILE_ROWS = {  # rows that are whole profiles rather than candidates, by name without the seed
-    "laptop_seed": "the chosen laptop profile (init=gpt2, embed_std=1, cosine lr 2e-3, batch 256, 4,800 steps)",
+    "laptop_seed": "the laptop profile (init=gpt2, embed_std=1, Muon + AdamW at lr 4e-3, cosine, batch 256, 3,600 "
+    "steps)",
+    "adamw_laptop_seed": "the earlier laptop profile (init=gpt2, embed_std=1, AdamW cosine lr 2e-3, batch 256, "
+    "4,800 steps)",
     "torch_plateau_seed": "the earlier laptop profile (torch init, plateau lr 1e-3, batch 512, 5,000 steps)",
 }
 
@@ -409,7 +413,7 @@ def figure(results: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("throughput", "levers", "screen", "combine", "seeds", "optimizer", "report"))
+    parser.add_argument("what", choices=("throughput", "levers", "screen", "combine", "seeds", *STUDIES, "report"))
     parser.add_argument(
         "names", nargs="*", help=f"screen: these candidates (default all: {list(CANDIDATES)}); seeds: these seeds"
     )
@@ -437,7 +441,9 @@ def main() -> None:
         for seed in [int(n) for n in args.names] or [0, 1, 2]:
             run = train.get_or_train(config.make_config("laptop", seed=seed))
             results = record(f"laptop_seed{seed}", score(run), results["machine"])
-    save(results)
+    with FileLock(str(RESULTS) + ".lock"):  # merged with what other study processes recorded meanwhile
+        results = load() | {k: v for k, v in results.items() if k != "runs"}
+        save(results)
     (HERE / "recipe.md").write_text(report(results))
     figure(results, HERE / "recipe.png")
 
