@@ -105,6 +105,12 @@ def speedups(
     return (torch.compile(model) if compile_ else model), autocast
 
 
+# Checkpoint keys of the optimizers' and their schedulers' states, in `optim.make_optimizers`' order (an AdamW
+# run's checkpoint has the first of each only, as before Muon existed).
+OPTIMIZER_KEYS = ("optimizer", "muon_optimizer")
+SCHEDULER_KEYS = ("scheduler", "muon_scheduler")
+
+
 def setup(cfg: RunConfig, run_dir: Path) -> Session:
     """A fresh session: the seeded model and optimizers, the data stream, and the held-out batch (drawn from its
     own seed, never used for training) with its optimal loss."""
