@@ -94,11 +94,17 @@ def test_condition_table_counts_the_seeds_still_falling_at_the_end():
     finals = pd.DataFrame(
         {"eps": [0, 0, 0.5, 0.5], "init_dims95": [89, 87, 89, 89], "final_dims95": [9, 10, 80, 84],
          "min_dims95": [8, 10, 80, 84], "min_step": [600, 1000, 1000, 1000], "final_step": [1000] * 4,
-         "gap": [0.1, 0.1, 0.03, 0.05], "r2": [0.3, 0.4, 0.2, 0.2]}
+         "gap": [0.01, 0.1, 0.01, 0.05], "r2": [0.93, 0.4, 0.92, 0.2], "worst_r2": [0.92, 0.3, 0.91, 0.1],
+         "learned": [True, False, True, False]}
     )  # fmt: skip
     table = results.condition_table(finals, "eps")
     assert list(table["still_falling"]) == [1, 2] and list(table["init"]) == [88, 89]
     assert list(table["collapse"]) == [9, 82] and table.loc[0.5, "seeds' range"] == "80-84"
+    assert (
+        list(table["learned"]) == [1, 1]
+        and list(table["worst_r2"]) == [0.3, 0.1]
+        and list(table["steps"]) == [1000] * 2
+    )
 
 
 def test_difference_table_tests_against_a_reference_without_spread_quietly():
@@ -112,7 +118,8 @@ def test_difference_table_tests_against_a_reference_without_spread_quietly():
 def test_a_single_seed_has_no_interval_and_says_so():
     finals = pd.DataFrame(
         {"eps": [0, 0, 0.5], "init_dims95": [89, 87, 89], "final_dims95": [9, 11, 80], "min_dims95": [8, 10, 80],
-         "min_step": [600, 1000, 1000], "final_step": [1000] * 3, "gap": [0.1, 0.1, 0.03], "r2": [0.3, 0.4, 0.2]}
+         "min_step": [600, 1000, 1000], "final_step": [1000] * 3, "gap": [0.1, 0.1, 0.03], "r2": [0.3, 0.4, 0.2],
+         "worst_r2": [0.2, 0.3, 0.1], "learned": [False] * 3}
     )  # fmt: skip
     shown = results.condition_table(finals, "eps")["final dims@95 (95% interval)"]
     assert shown[0.5] == "80.0 (n/a, 1 seed)" and "nan" not in shown[0.0] and shown[0.0].startswith("10.0 (")

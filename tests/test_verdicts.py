@@ -7,10 +7,13 @@ import pytest
 from factored import verdicts
 
 
-def test_learning_is_a_threshold_on_the_read_out():
-    assert verdicts.learning(0.81).learned and not verdicts.learning(0.79).learned
-    assert verdicts.learning(0.8).learned and verdicts.learning(0.5, threshold=0.4).learned
-    assert not verdicts.learning(math.nan).learned  # no read-out, no claim
+def test_learning_needs_every_factor_read_out_and_a_small_gap():
+    assert verdicts.learning([0.95, 0.91, 0.9], 0.012).learned
+    weak = verdicts.learning([0.95, 0.89, 0.99], 0.012)
+    assert not weak.learned and weak.worst_r2 == 0.89 and weak.reason == "not learned: worst R² 0.89 < 0.9"
+    far = verdicts.learning([0.95, 0.95], 0.03)
+    assert not far.learned and far.reason == "not learned: gap 0.030 > 0.02"
+    assert not verdicts.learning([0.95, math.nan], 0.01).learned and not verdicts.learning([], 0.01).learned
 
 
 def phases(steps, dims, final, expanded, span):

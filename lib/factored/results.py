@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import config, experiments, probing, products, profiles, runs, sweep_spec, theory
+from . import config, experiments, probing, products, profiles, runs, sweep_spec, theory, verdicts
 from .config import RunConfig
 from .paths import SWEEPS_DIR
 from .seeds import format_interval, interval_table
@@ -106,7 +106,17 @@ def model_label(cfg: RunConfig, ref: RunConfig) -> str:
     return ", ".join([label, *extra])
 
 
-FINAL_COLUMNS = ["init_dims95", "final_dims95", "min_dims95", "min_step", "final_step", "gap", "r2"]
+FINAL_COLUMNS = [
+    "init_dims95",
+    "final_dims95",
+    "min_dims95",
+    "min_step",
+    "final_step",
+    "gap",
+    "r2",
+    "worst_r2",
+    "learned",
+]
 JOINT_GAIN_COLUMNS = ("beliefs_r2", "joint_gain")
 
 
@@ -118,7 +128,8 @@ def run_frames(
     The analyses come from `probing.analyze_run` with `acfg`, cached in each run folder (so shared with the
     notebooks that made the runs when they used the same settings). Columns: run, model, arch, noise,
     structure, n_mess3 (0: the paper's five factors), seed, plus step, dims95 (first frame) or init_dims95,
-    final_dims95, min_dims95, min_step, final_step, gap, r2 (second)."""
+    final_dims95, min_dims95, min_step, final_step, gap, r2 (over all factors), worst_r2 (the smallest factor's)
+    and learned (`verdicts.learning`) (second)."""
     per_step, per_run = [], []
     for run in run_list:
         c = run.config
@@ -145,6 +156,8 @@ def run_frames(
                 "final_step": st["final"],
                 "gap": run.metrics()[-1]["gap"],
                 "r2": final["r2_overall"],
+                "worst_r2": float(min(final["r2"])),
+                "learned": verdicts.learning(final["r2"], run.metrics()[-1]["gap"]).learned,
             }
         )
     columns = ["run", "model", "arch", "noise", "structure", "n_mess3", "seed"]
@@ -159,11 +172,14 @@ def condition_table(finals: pd.DataFrame, by: str, level: float = 0.95) -> pd.Da
     1 seed)" for a single seed), the seeds' range, and averaged over seeds dims@95 at init, the collapse (smallest
     dims@95 after step 0), the step of the collapse (median), how many seeds are still falling (their smallest
     dims@95 is at the last checkpoint, so the final value is a point on the way down, not a settled dimension), the
-    held-out gap to the optimal loss and the R² of the belief read-out. `finals`: `run_frames`' second frame."""
+    held-out gap to the optimal loss and the R² of the belief read-out (over all factors, and the worst factor's
+    worst seed), the training steps, and how many seeds have learned their beliefs (`verdicts.learning`).
+    `finals`: `run_frames`' second frame."""
     dims = interval_table(finals, by, level=level).set_index(by)
     others = finals.assign(falling=finals["min_step"] == finals["final_step"]).groupby(by).agg(
         init=("init_dims95", "mean"), collapse=("min_dims95", "mean"), at_step=("min_step", "median"),
-        still_falling=("falling", "sum"), gap=("gap", "mean"), r2=("r2", "mean"),
+        still_falling=("falling", "sum"), gap=("gap", "mean"), r2=("r2", "mean"), worst_r2=("worst_r2", "min"),
+        steps=("final_step", "max"), learned=("learned", "sum"),
     )  # fmt: skip
     table = dims.join(others)
     table[f"final dims@95 ({level:.0%} interval)"] = [
@@ -171,7 +187,7 @@ def condition_table(finals: pd.DataFrame, by: str, level: float = 0.95) -> pd.Da
     ]
     table["seeds' range"] = [f"{lo:g}-{hi:g}" for lo, hi in zip(table["min"], table["max"], strict=True)]
     shown = ["seeds", f"final dims@95 ({level:.0%} interval)", "seeds' range", "init", "collapse", "at_step"]
-    return table[[*shown, "still_falling", "gap", "r2"]]
+    return table[[*shown, "still_falling", "gap", "r2", "worst_r2", "steps", "learned"]]
 
 
 def factor_scaling(finals: pd.DataFrame, acfg: probing.AnalysisConfig, seq_len: int) -> pd.DataFrame:
