@@ -150,9 +150,10 @@ def unfinished(table, name):
     """Say per condition whether the beliefs are learned (mean R² over seeds), and which conditions have not
     finished collapsing at this budget (computed from the table): dimensions compare only where both hold."""
     for key, row in table.iterrows():
-        v = verdicts.learning(row["r2"])
-        print(f"{name}{key}: beliefs {'learned' if v.learned else 'NOT learned'} (mean R² {v.r2:.2f} over "
-              f"{row['seeds']} seeds; learned: >= {v.threshold})")
+        status = "learned" if row["learned"] == row["seeds"] else f"NOT learned ({row['learned']:g} of {row['seeds']})"
+        print(f"{name}{key}: beliefs {status} (worst factor's R² {row['worst_r2']:.2f}, mean gap {row['gap']:.3f} "
+              f"after {row['steps']:,} steps; learned: every factor's R² >= {verdicts.LEARNED_R2} and gap <= "
+              f"{verdicts.LEARNED_GAP})")
     for key, row in table[table["still_falling"] > 0].iterrows():
         print(f"{name}{key}: the smallest dims@95 is at the last checkpoint in {row['still_falling']:g} of "
               f"{row['seeds']} seeds (dims@95 {row['init']:.0f} at init): the collapse is not finished at this "
@@ -261,10 +262,9 @@ plots.dims_vs_factors(scaling, ref.model.d_model);
 # %%
 print(scaling.round(3).to_string(index=False) if len(scaling) else "no runs on N Mess3 factors at this budget")
 if len(scaling):
-    is_learned = scaling["r2"].map(lambda r2: verdicts.learning(r2).learned)
-    learned, unlearned = scaling[is_learned], scaling[~is_learned]
+    learned, unlearned = scaling[scaling["learned"]], scaling[~scaling["learned"]]
     below = learned[learned["final_dims95"] < learned["beliefs_joint"]]
-    print(f"learned (R² >= {verdicts.LEARNED_R2}): N = {list(learned['N'])}; final dims@95 "
+    print(f"learned (every factor's R² >= {verdicts.LEARNED_R2}): N = {list(learned['N'])}; final dims@95 "
           f"{', '.join(f'{d:g}' for d in learned['final_dims95'])} against joint counts "
           f"{', '.join(str(j) for j in learned['joint'])} and factored counts "
           f"{', '.join(str(f) for f in learned['factored'])}")
@@ -275,7 +275,7 @@ if len(scaling):
           + ", ".join(f"N = {row.N}: {100 * row.joint_gain:+.1f}% (beliefs alone {100 * row.beliefs_r2:.0f}%)"
                       for row in learned.itertuples()))
     for row in unlearned.itertuples():
-        print(f"N = {row.N}: not learned at this budget (R² {row.r2:.2f}, gap {row.gap:.3f} nats; dims@95 "
+        print(f"N = {row.N}: not learned at this budget (worst R² {row.worst_r2:.2f}, gap {row.gap:.3f} nats; dims@95 "
               f"{row.init_dims95:g} at init, {row.final_dims95:g} at the end): no conclusion about its dimension")
 
 # %% [markdown]

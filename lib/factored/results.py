@@ -196,7 +196,8 @@ def factor_scaling(finals: pd.DataFrame, acfg: probing.AnalysisConfig, seq_len: 
     finals: `run_frames`' second frame (rows with n_mess3 = 0 are ignored). Columns: N, seeds, the measured
     dims@95 at init, at the end and at its smallest (means over seeds), the dimension counts of a factored (2N)
     and a joint (3^N - 1) representation, the dims@95 of the true beliefs on the probe data, concatenated
-    (beliefs_factored) and as their outer product (beliefs_joint), the mean gap and R², and where `finals` has them
+    (beliefs_factored) and as their outer product (beliefs_joint), the mean gap and R², the worst factor's R² of
+    the worst seed, whether every seed has learned its beliefs (`verdicts.learning`), and where `finals` has them
     (merged from `joint_belief_gains`) the mean beliefs_r2 and joint_gain, else NaN."""
     rows = []
     for n, group in finals[finals["n_mess3"] > 0].groupby("n_mess3", sort=True):
@@ -216,12 +217,14 @@ def factor_scaling(finals: pd.DataFrame, acfg: probing.AnalysisConfig, seq_len: 
                 "beliefs_joint": refs["joint_dims95"],
                 "gap": group["gap"].mean(),
                 "r2": group["r2"].mean(),
+                "worst_r2": group["worst_r2"].min(),
+                "learned": bool(group["learned"].all()),
                 **{k: group[k].mean() if k in group else float("nan") for k in JOINT_GAIN_COLUMNS},
             }
         )
     columns = ["N", "seeds", "init_dims95", "final_dims95", "min_dims95", "factored", "joint"]
     columns += ["beliefs_factored", "beliefs_joint"]
-    return pd.DataFrame(rows, columns=[*columns, "gap", "r2", *JOINT_GAIN_COLUMNS])
+    return pd.DataFrame(rows, columns=[*columns, "gap", "r2", "worst_r2", "learned", *JOINT_GAIN_COLUMNS])
 
 
 def joint_belief_gains(run_list: list[runs.Run], acfg: probing.AnalysisConfig) -> pd.DataFrame:
