@@ -61,6 +61,9 @@ def test_shapes_and_capture_every_site(arch):
 
 def test_transformer_site_names_and_values():
     model = tiny("transformer")
+    with torch.no_grad():  # a final LayerNorm that is not the identity map, so before and after its affine map differ
+        model.ln_final.weight.uniform_(0.5, 2.0)
+        model.ln_final.bias.normal_()
     expected = ["hook_embed", "hook_pos_embed"]
     expected += [f"blocks.{i}.hook_resid_{s}" for i in range(2) for s in ("pre", "mid", "post")]
     assert model.sites == expected + ["ln_final.hook_normalized"]
@@ -70,9 +73,14 @@ def test_transformer_site_names_and_values():
     block = model.blocks[1]
     mid = a["blocks.1.hook_resid_pre"] + block.attn(block.ln1(a["blocks.1.hook_resid_pre"]))
     torch.testing.assert_close(mid, a["blocks.1.hook_resid_mid"])
-    torch.testing.assert_close(F.layer_norm(a["blocks.1.hook_resid_post"], (12,), model.ln_final.weight,
-                                            model.ln_final.bias), a["ln_final.hook_normalized"])  # fmt: skip
-    torch.testing.assert_close(model.unembed(a["ln_final.hook_normalized"]), logits)
+    # ln_final.hook_normalized is TransformerLens' site: centred, divided by the scale, before the affine map
+    resid = a["blocks.1.hook_resid_post"]
+    centred = resid - resid.mean(-1, keepdim=True)
+    by_hand = centred / (centred.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt()
+    torch.testing.assert_close(a["ln_final.hook_normalized"], by_hand, atol=1e-6, rtol=0)
+    final = model.ln_final.weight * a["ln_final.hook_normalized"] + model.ln_final.bias
+    torch.testing.assert_close(final, F.layer_norm(resid, (12,), model.ln_final.weight, model.ln_final.bias))
+    torch.testing.assert_close(model.unembed(final), logits)
     # a single site given as a string is one site, not its characters
     assert list(model(tokens(), capture="hook_embed")[1]) == ["hook_embed"]
 

@@ -65,3 +65,21 @@ def test_the_library_snippet_runs(tmp_path, monkeypatch):
     for V in report.subspaces:  # each found subspace is orthonormal
         np.testing.assert_allclose(V @ V.T, np.eye(len(V)), atol=1e-6)
     assert config.make_config("smoke").run_id in [p.name for p in (tmp_path / "runs").iterdir()]
+
+
+def test_the_transformerlens_export_snippet_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACTORED_OUTPUTS", str(tmp_path))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README, re.DOTALL) if "lens.to_hooked" in b)
+    code = block.replace('make_config("laptop")', 'make_config("smoke")')  # seconds, not minutes
+    code = code.replace('"blocks.3.hook_resid_post"', '"blocks.0.hook_resid_post"')  # the smoke model has 1 layer
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    assert (
+        max(namespace["lens"].site_differences(namespace["model"], namespace["hooked"], namespace["inputs"]).values())
+        < 1e-5
+    )
+    assert namespace["acts"].shape[:2] == (64, 7) and namespace["cache"]["ln_final.hook_normalized"].shape[:2] == (
+        64,
+        9,
+    )

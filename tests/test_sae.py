@@ -1,8 +1,10 @@
-"""The sparse-autoencoder baseline: the TopK SAE's invariants, and one quick scored run on known factors."""
+"""The sparse-autoencoder baseline: the TopK SAE's invariants, the same SAE trained by SAELens, and one quick scored
+run of each on known factors."""
 
 import numpy as np
 import pytest
 import torch
+from sae_lens import TopKSAE, TopKSAEConfig
 
 from factored import discovery, ghmm, processes, sae
 
@@ -74,3 +76,49 @@ def test_sae_subspaces_are_scored_like_discovery(data):
     assert score["n_true"] == 2 and score["n_found"] == found.n_factors
     assert set(score["table"]) == {"factor", "found", "overlap", "r2_subspace", "r2_full", "ratio"}
     assert min(score["table"]["r2_full"]) > 0.95
+
+
+@pytest.fixture(scope="module")
+def trained_by_saelens(data):
+    x, _ = sae.prepare(data[0])
+    return x, sae.train_saelens(x, n_latents=32, k=3, steps=400, seed=1)
+
+
+def test_saelens_trains_a_topk_sae_that_reconstructs_as_saelens_computes(trained_by_saelens):
+    x, model = trained_by_saelens
+    assert model.W_enc.shape == (16, 32) and model.W_dec.shape == (32, 16) and model.k == 3
+    assert len(model.losses) == 400 and model.losses[-50:].mean() < 0.2 * model.losses[:10].mean()
+    np.testing.assert_allclose(np.linalg.norm(model.W_dec, axis=1), 1, atol=1e-5)  # norms folded into the encoder
+    codes = sae.encode(model, x)
+    assert ((codes > 0).sum(axis=1) <= 3).all() and ((codes > 0).sum(axis=1) == 3).mean() > 0.99
+    recon = sae.decode(model, codes)
+    assert ((recon - x) ** 2).sum() < 0.2 * ((x - x.mean(axis=0)) ** 2).sum()
+    # SAELens' own inference SAE with these weights gives the same reconstruction as our encode/decode
+    theirs = TopKSAE(TopKSAEConfig(d_in=16, d_sae=32, k=3))
+    theirs.load_state_dict({name: torch.from_numpy(getattr(model, name)) for name in sae.SAE_WEIGHTS})
+    with torch.no_grad():
+        np.testing.assert_allclose(theirs(torch.from_numpy(x)).numpy(), recon, atol=1e-5)
+
+
+def test_saelens_training_is_seeded_and_leaves_the_global_rng_alone(trained_by_saelens):
+    x, model = trained_by_saelens
+    state = torch.random.get_rng_state()
+    again = sae.train_saelens(x, n_latents=32, k=3, steps=400, seed=1)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    np.testing.assert_array_equal(again.W_dec, model.W_dec)
+    np.testing.assert_array_equal(again.losses, model.losses)
+    other = sae.train_saelens(x, n_latents=32, k=3, steps=20, seed=2)
+    assert not np.array_equal(other.W_dec, model.W_dec) and len(other.losses) == 20
+    with pytest.raises(ValueError, match="k must be"):
+        sae.train_saelens(x, n_latents=4, k=5)
+
+
+def test_saelens_subspaces_recover_the_known_factors(data):
+    acts, beliefs, truth = data
+    found = sae.saelens_factors(acts, n_clusters=2, n_latents=32, k=3, steps=400)
+    assert isinstance(found, sae.SAEFactors) and found.n_factors == 2 and found.fvu < 0.2
+    for s in found.subspaces:
+        np.testing.assert_allclose(s @ s.T, np.eye(len(s)), atol=1e-8)
+    score = discovery.score_against_truth(found.subspaces, acts, beliefs, truth)
+    assert score["n_recovered"] == 2 and score["n_spurious"] == 0
+    assert min(score["table"]["ratio"]) > 0.5  # each factor's belief read from its found subspace

@@ -6,8 +6,9 @@ One interface for every architecture (nanoGPT shape, TransformerLens names):
     logits, acts = model(tokens, capture=["blocks.3.hook_resid_post"])   # tokens [B, T] -> logits [B, T, V]
 
 `acts` maps each requested site to its activations [B, T, d]. Sites are identity `HookPoint` modules named by
-where they sit in the model, so the names read like TransformerLens (`blocks.{l}.hook_resid_post`,
-`ln_final.hook_normalized`) for the transformer and `rnn.{l}.hidden` (output of recurrent layer l) for the
+where they sit in the model: for the transformer TransformerLens' names (`blocks.{l}.hook_resid_post`,
+`ln_final.hook_normalized`), each holding what TransformerLens holds there (`lens` converts a trained
+transformer to and from a `HookedTransformer`), and `rnn.{l}.hidden` (output of recurrent layer l) for the
 recurrent nets. The requested sites travel down the forward pass in a plain dict, so capturing keeps no
 global state, and the no-capture path costs one `is None` check per hook and traces cleanly under
 `torch.compile(fullgraph=True)`. Captured tensors are the live activations (not detached, not copied).
@@ -89,14 +90,18 @@ class SiteModel(nn.Module):
 
 
 class LayerNorm(nn.LayerNorm):
-    """nn.LayerNorm whose output (after the affine map) is the site `<name>.hook_normalized`."""
+    """nn.LayerNorm with the site `<name>.hook_normalized` where TransformerLens has it: the centred input divided
+    by its scale sqrt(mean(x_centred^2) + eps), before the affine map; the output is that times weight plus bias.
+
+    x: [B, T, D] -> [B, T, D]. The same parameters (weight, bias) and the same output as nn.LayerNorm."""
 
     def __init__(self, d_model: int) -> None:
         super().__init__(d_model)
         self.hook_normalized = HookPoint()
 
     def forward(self, x: Tensor, cache: Cache | None = None) -> Tensor:
-        return self.hook_normalized(super().forward(x), cache)
+        normalized = self.hook_normalized(F.layer_norm(x, self.normalized_shape, eps=self.eps), cache)
+        return normalized * self.weight + self.bias
 
 
 class CausalSelfAttention(nn.Module):

@@ -12,11 +12,16 @@ list of orthonormal [m, d] subspaces, so both are scored by `discovery.score_aga
 
 Input is what `discovery` sees: activations [B, P, d] centred at each position, flattened, scaled to unit mean
 squared norm (so that the learning rate means the same for every model).
+
+Two trainers give the same `SAE` record and go through the same clustering: `train_sae`, a TopK SAE written
+here in a few lines, and `train_saelens`, SAELens' own TopK SAE and trainer fed the same rows (`sae_factors` and
+`saelens_factors` run the whole baseline with each).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -27,6 +32,7 @@ from .discovery import centre_positions
 
 LATENTS_PER_DIM = 4  # d_sae = 4 d: the small end of common expansion factors, enough to tile 2-d geometries
 TOP_K = 6  # active latents per input: a few per factor (5 factors, ~1 each, plus one)
+SAE_WEIGHTS = ("W_enc", "b_enc", "W_dec", "b_dec")  # the SAE record's weights, by their names in SAELens too
 ENERGY = 0.95  # a cluster's subspace keeps the directions holding this share of its latents' weighted energy
 
 
@@ -61,6 +67,23 @@ def _topk(pre: torch.Tensor, k: int) -> torch.Tensor:
     return torch.zeros_like(pre).scatter_(-1, index, values.relu())
 
 
+def _rows_and_latents(x: np.ndarray, n_latents: int | None, k: int) -> tuple[np.ndarray, int]:
+    """Check the rows x [n >= 2, d] and k in 1..n_latents; -> (float32 x, n_latents: default LATENTS_PER_DIM d)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"x must be [n >= 2, d], got shape {x.shape}")
+    m = LATENTS_PER_DIM * x.shape[1] if n_latents is None else int(n_latents)
+    if not 1 <= k <= m:
+        raise ValueError(f"k must be in 1..n_latents={m}, got {k}")
+    return x, m
+
+
+def _random_rows(data: torch.Tensor, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless batches [min(batch_size, n), d] of rows of data [n, d], drawn with replacement."""
+    while True:
+        yield data[torch.randint(len(data), (min(batch_size, len(data)),), generator=gen)]
+
+
 def train_sae(
     x: np.ndarray,
     n_latents: int | None = None,
@@ -74,13 +97,8 @@ def train_sae(
     + b_dec, mean squared error. n_latents: default LATENTS_PER_DIM d. Decoder rows are renormalised to unit norm
     after every step (so sparsity cannot be bought by shrinking codes); the encoder starts as the decoder's
     transpose and b_dec at the mean (the usual initialisation). Seeded: the same seed, the same SAE."""
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2 or len(x) < 2:
-        raise ValueError(f"x must be [n >= 2, d], got shape {x.shape}")
-    n, d = x.shape
-    m = LATENTS_PER_DIM * d if n_latents is None else int(n_latents)
-    if not 1 <= k <= m:
-        raise ValueError(f"k must be in 1..n_latents={m}, got {k}")
+    x, m = _rows_and_latents(x, n_latents, k)
+    d = x.shape[1]
     gen = torch.Generator().manual_seed(seed)
     data = torch.from_numpy(x)
     W_dec = torch.randn(m, d, generator=gen)
@@ -93,8 +111,9 @@ def train_sae(
     }
     opt = torch.optim.Adam(params.values(), lr=lr)
     losses = np.empty(steps)
+    batches = _random_rows(data, batch_size, gen)
     for step in range(steps):
-        rows = data[torch.randint(n, (min(batch_size, n),), generator=gen)]
+        rows = next(batches)
         codes = _topk((rows - params["b_dec"]) @ params["W_enc"] + params["b_enc"], k)
         loss = ((codes @ params["W_dec"] + params["b_dec"] - rows) ** 2).sum(dim=1).mean()
         opt.zero_grad()
@@ -105,6 +124,59 @@ def train_sae(
         losses[step] = loss.item()
     out = {name: p.detach().numpy().copy() for name, p in params.items()}
     return SAE(out["W_enc"], out["b_enc"], out["W_dec"], out["b_dec"], k, 1.0, losses)
+
+
+def train_saelens(
+    x: np.ndarray,
+    n_latents: int | None = None,
+    k: int = TOP_K,
+    steps: int = 2000,
+    batch_size: int = 512,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> SAE:
+    """A TopK SAE trained on x [n, d] (`prepare`d rows) by SAELens: its `TopKTrainingSAE` and `SAETrainer.fit`,
+    fed batches of rows drawn at random as `train_sae` draws them, with `train_sae`'s Adam lr, batch and steps.
+
+    The rest is SAELens' recipe: decoder rows initialised at norm 0.1 and the encoder their transpose, b_dec 0,
+    the top k chosen on pre-activations times decoder norms, an auxiliary loss that has dead latents reconstruct
+    the residual, gradients clipped at norm 1, no activation normalisation (the rows are already scaled). At the
+    end the decoder norms are folded into the encoder (SAELens' `fold_W_dec_norm`), so W_dec has unit rows as in
+    `train_sae` and `encode`/`decode` give SAELens' reconstruction. losses: [steps], SAELens' mse_loss per step.
+    Seeded: the same seed, the same SAE; the global torch RNG is left as it was."""
+    # imported here: SAELens takes seconds to import, and only this function needs it
+    from sae_lens import SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.config import LoggingConfig, SAETrainerConfig
+
+    class Trainer(SAETrainer):  # SAELens' trainer, keeping each step's reconstruction loss
+        losses: list[float]
+
+        def step(self, batch: torch.Tensor):
+            out = super().step(batch)
+            self.losses.append(out.losses["mse_loss"].item())
+            return out
+
+    x, m = _rows_and_latents(x, n_latents, k)
+    n, d = x.shape
+    batch = min(batch_size, n)
+    with torch.random.fork_rng(devices=[]):  # SAELens initialises from the global RNG
+        torch.manual_seed(seed)
+        model = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d, d_sae=m, k=k, device="cpu"))
+    config = SAETrainerConfig(
+        total_training_samples=steps * batch,
+        train_batch_size_samples=batch,
+        lr=lr,
+        lr_end=lr,  # unused by the constant schedule (SAELens' default), but the trainer needs it set
+        device="cpu",
+        logger=LoggingConfig(log_to_wandb=False),
+    )
+    rows = _random_rows(torch.from_numpy(x), batch, torch.Generator().manual_seed(seed))
+    trainer = Trainer(config, model, rows)
+    trainer.losses = []
+    trainer.fit()
+    model.fold_W_dec_norm()
+    out = {name: getattr(model, name).detach().cpu().numpy().astype(np.float32) for name in SAE_WEIGHTS}
+    return SAE(out["W_enc"], out["b_enc"], out["W_dec"], out["b_dec"], k, 1.0, np.asarray(trainer.losses))
 
 
 def encode(sae: SAE, x: np.ndarray) -> np.ndarray:
@@ -183,11 +255,34 @@ def sae_factors(
     seed: int = 0,
     max_clusters: int = 10,
 ) -> SAEFactors:
-    """The whole baseline on activations acts [B, P, d] (or [n, d]): `prepare`, `train_sae`, `cluster_latents`,
-    a `cluster_subspace` per cluster of >= 2 latents (a lone latent spans no geometry)."""
+    """The whole baseline on activations acts [B, P, d] (or [n, d]): `prepare`, `train_sae`, `factors_of`."""
     x, scale = prepare(acts)
-    sae = train_sae(x, n_latents, k, steps, seed=seed)
-    sae = SAE(sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec, sae.k, scale, sae.losses)
+    sae = replace(train_sae(x, n_latents, k, steps, seed=seed), scale=scale)
+    return factors_of(sae, x, n_clusters, max_clusters, seed)
+
+
+def saelens_factors(
+    acts: np.ndarray,
+    n_clusters: int | None = None,
+    *,
+    n_latents: int | None = None,
+    k: int = TOP_K,
+    steps: int = 2000,
+    seed: int = 0,
+    max_clusters: int = 10,
+) -> SAEFactors:
+    """`sae_factors` with the SAE trained by SAELens (`train_saelens`) on the same rows: the same arguments, the
+    same clustering, the same result type, so both baselines are scored side by side."""
+    x, scale = prepare(acts)
+    sae = replace(train_saelens(x, n_latents, k, steps, seed=seed), scale=scale)
+    return factors_of(sae, x, n_clusters, max_clusters, seed)
+
+
+def factors_of(
+    sae: SAE, x: np.ndarray, n_clusters: int | None = None, max_clusters: int = 10, seed: int = 0
+) -> SAEFactors:
+    """A trained SAE's factors on its rows x [n, d]: `cluster_latents`, a `cluster_subspace` per cluster of >= 2
+    latents (a lone latent spans no geometry), by decreasing weighted energy, and the reconstruction's FVU."""
     live, labels, scores = cluster_latents(sae, x, n_clusters, max_clusters, seed)
     codes = encode(sae, x)
     fvu = float(((decode(sae, codes) - x) ** 2).sum() / ((x - x.mean(axis=0)) ** 2).sum())
