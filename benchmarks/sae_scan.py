@@ -79,7 +79,7 @@ def main() -> None:
     acfg = probing.analysis_config("laptop")
     site, seq_len, process = acfg.site_for(model), run.config.data.seq_len, run.process
     data = probing.probe_data(process, acfg.n_sequences, seq_len, acfg.seed)
-    acts = probing.collect(model, process, data.tokens, site)  # [B, L-1, d]
+    acts = probing.activations(model, process, data.tokens, site)  # [B, L-1, d]
     beliefs = probing.paired_beliefs(data.beliefs, seq_len)
     reference = list(probing.vary_one(model, process, acfg, seq_len, site)["directions"])
     names = plots.factor_names(plots.factor_kinds(process))

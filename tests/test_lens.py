@@ -148,15 +148,15 @@ def test_recurrent_nets_are_refused_in_one_line():
         assert "\n" not in str(e.value)
 
 
-def test_collect_through_run_with_cache_matches_probing_collect():
+def test_activations_through_run_with_cache_match_probing_activations():
     process = products.paper_process()
     model = ours(process.model_vocab_size, 9, d_model=24, n_layers=2, n_heads=2, d_mlp=32)
     hooked = lens.to_hooked(model)
     tokens, _ = sampling.sample(process, 32, 8, seed=0)
     for site in ("blocks.1.hook_resid_post", "ln_final.hook_normalized"):
-        mine = probing.collect(model, process, tokens, site)
-        theirs = lens.collect(hooked, process, tokens, site, batch_size=10)
+        mine = probing.activations(model, process, tokens, site)
+        theirs = lens.activations(hooked, process, tokens, site, batch_size=10)
         assert theirs.shape == mine.shape == (32, 7, 24) and theirs.dtype == np.float32
         np.testing.assert_allclose(theirs, mine, atol=TOL, rtol=0)
     with pytest.raises(ValueError, match="site"):
-        lens.collect(hooked, process, tokens, "blocks.9.hook_resid_post")
+        lens.activations(hooked, process, tokens, "blocks.9.hook_resid_post")

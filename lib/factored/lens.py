@@ -235,8 +235,8 @@ def site_differences(
 
 
 @torch.no_grad()
-def collect(hooked: HookedTransformer, process, tokens: Tensor, site: str, batch_size: int = 4096) -> np.ndarray:
-    """`probing.collect` through TransformerLens: activations at `site` from `run_with_cache`, BOS dropped.
+def activations(hooked: HookedTransformer, process, tokens: Tensor, site: str, batch_size: int = 4096) -> np.ndarray:
+    """`probing.activations` through TransformerLens: activations at `site` from `run_with_cache`, BOS dropped.
 
     tokens [B, L] (a process's tokens, no BOS) -> float32 [B, L-1, d]; position p pairs with beliefs[:, p + 1]."""
     if site not in hooked.hook_dict:
