@@ -72,7 +72,20 @@ import pandas as pd
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from factored import analysis, discovery, experiments, plots, products, results, runs, sae, sampling, train, verdicts
+from factored import (
+    analysis,
+    discovery,
+    experiments,
+    lens,
+    plots,
+    products,
+    results,
+    runs,
+    sae,
+    sampling,
+    train,
+    verdicts,
+)
 
 process = products.paper_process()  # the known answers of section 1 use the paper's five factors
 kinds = plots.factor_kinds(process)
@@ -252,24 +265,51 @@ print(vocabulary.round(3).to_string(index=False) if vocab_rows else "no factors 
 # The published alternative for finding belief geometries without ground truth: a TopK sparse autoencoder
 # trained on the same activations (4 latents per dimension, 6 active per input), its decoder directions grouped
 # into subspaces by spectral clustering of their cosine similarities (the number of clusters by silhouette),
-# each cluster's subspace spanned by its latents' directions (`factored.sae`). Both methods are scored the same
-# way against the same ground truth: the vary-one subspaces and the true beliefs. A true factor counts as found
-# when a found subspace shares more than half of its top-2 plane (overlap > 0.5).
+# each cluster's subspace spanned by its latents' directions (`factored.sae`). The SAE is trained twice: by a
+# few lines of our own, and by SAELens, the field's library (its `TopKTrainingSAE` and `SAETrainer`, with its
+# initialisation, its auxiliary loss for dead latents and gradient clipping; same size, sparsity and steps, on the
+# same prepared activations). All methods are scored the same way against the same ground truth: the vary-one
+# subspaces and the true beliefs. A true factor counts as found when a found subspace shares more than half of its
+# top-2 plane (overlap > 0.5); `benchmarks/sae_scan.md` scans the dictionary size and the sparsity.
 
 # %%
 baseline = sae.sae_factors(acts, seed=seed)
+by_saelens = sae.saelens_factors(acts, seed=seed)
 scores = {"independent subspaces (ours)": score,
-          "TopK SAE + clustering": discovery.score_against_truth(baseline.subspaces, acts, probed.beliefs, reference)}
+          "TopK SAE + clustering": discovery.score_against_truth(baseline.subspaces, acts, probed.beliefs, reference),
+          "TopK SAE by SAELens + clustering": discovery.score_against_truth(by_saelens.subspaces, acts,
+                                                                            probed.beliefs, reference)}  # fmt: skip
 side_by_side = pd.concat(
     {method: pd.DataFrame(score["table"]).assign(factor=names).set_index("factor")[["overlap", "r2_subspace",
                                                                                       "ratio"]]
      for method, score in scores.items()}, axis=1)  # fmt: skip
-print(f"SAE: {baseline.sae.W_dec.shape[0]} latents, fraction of variance unexplained {baseline.fvu:.3f}, "
-      f"{baseline.n_factors} clusters of >= 2 latents")
+for method, fitted in (("TopK SAE + clustering", baseline), ("TopK SAE by SAELens + clustering", by_saelens)):
+    print(f"{method}: {fitted.sae.W_dec.shape[0]} latents, fraction of variance unexplained {fitted.fvu:.3f}, "
+          f"{fitted.n_factors} clusters of >= 2 latents")
 print(side_by_side.round(3).to_string())
 method_verdicts = {method: verdicts.discovery_verdict(score) for method, score in scores.items()}
 for method, v in method_verdicts.items():
     print(f"{method}: {v.recovered} of {v.true} factors found, {v.spurious} spurious")
+
+# %% [markdown]
+# ### The run in TransformerLens
+#
+# The same network as a TransformerLens `HookedTransformer` (`lens.to_hooked`: the trained weights as they are,
+# no folding): its `run_with_cache` gives the activations analysed here, and the subspaces found above read the
+# same beliefs from them. Any tool built on TransformerLens (activation patching, attribution) can take it from
+# here; `lens.from_hooked` brings a `HookedTransformer` of this shape back into these analyses.
+
+# %%
+if cfg.model.arch == "transformer":
+    hooked = lens.to_hooked(model)
+    tl_acts = lens.activations(hooked, process, data.tokens, site_name)  # run_with_cache, BOS dropped
+    tl_score = discovery.score_against_truth(found.subspaces, tl_acts, probed.beliefs, reference)
+    print(f"TransformerLens run_with_cache at {site_name}: largest difference from ours "
+          f"{np.abs(tl_acts - acts).max():.1e}; the subspaces found above, read on its activations: overlaps "
+          f"{np.round(tl_score['table']['overlap'], 3).tolist()}, R² ratios "
+          f"{np.round(tl_score['table']['ratio'], 3).tolist()}")
+else:
+    print("a recurrent net: TransformerLens holds transformers only")
 
 # %% [markdown]
 # ## 8 · Every trained model, and this run over training
@@ -330,6 +370,7 @@ summary = pd.DataFrame(
         ("trained: vocabulary ARI", ", ".join(f"{v:.2f}" for v in vocabulary["ARI vs that coordinate"]) or "-"),
         ("random init: factors found", scan_random[k_random].n_factors),
         ("SAE baseline: factors found (of 5)", method_verdicts["TopK SAE + clustering"].recovered),
+        ("SAE trained by SAELens: factors found (of 5)", method_verdicts["TopK SAE by SAELens + clustering"].recovered),
         ("ours better than the SAE on every factor (overlap)",
          bool((side_by_side[("independent subspaces (ours)", "overlap")]
                > side_by_side[("TopK SAE + clustering", "overlap")].fillna(0)).all())),
