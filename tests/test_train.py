@@ -241,3 +241,23 @@ def test_muon_resume_after_interrupt_matches_uninterrupted(tmp_path):
     state = runs.load_checkpoint(resumed.dir, 25)
     assert state["muon_optimizer"]["state"] and state["muon_optimizer"]["param_groups"][0]["momentum"] == 0.95
     assert state["muon_scheduler"]["last_epoch"] == state["scheduler"]["last_epoch"] == 25
+
+
+def test_a_torn_metrics_row_of_the_checkpoint_resumed_from_is_restored(tmp_path):
+    cfg = tiny(steps=25)
+    whole = get_or_train(cfg, root=tmp_path / "whole", progress=False).metrics()
+    run = get_or_train(cfg, root=tmp_path / "cut", progress=False)
+    for step in run.steps:
+        if step > 20:
+            runs.checkpoint_path(run.dir, step).unlink()
+    before = [m for m in run.metrics() if m["step"] <= 20]
+    torn = json.dumps(before[-1])[:30]  # the row of step 20, the checkpoint resumed from, torn
+    runs.metrics_path(run.dir).write_text("".join(json.dumps(m) + "\n" for m in before[:-1]) + torn)
+    with pytest.warns(UserWarning, match="dropped a torn last line"):
+        resumed = get_or_train(cfg, root=tmp_path / "cut", progress=False).metrics()
+    assert resumed[: len(before)] == before  # step 20's row is back as it was logged
+
+    def timeless(rows):
+        return [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in rows]
+
+    assert timeless(resumed) == timeless(whole)  # and every row as an uninterrupted run's

@@ -2,8 +2,9 @@
 `get_or_train`, the one call notebooks make for a run.
 
 Runs are stored by `runs` (the run folder: config, metrics, checkpoints, lock). Each checkpoint carries model,
-optimizer, scheduler, RNG states and the loss window, so training killed at any moment continues from the last
-checkpoint and (on a CPU, same seed) ends with exactly the loss an uninterrupted run reaches.
+optimizer, scheduler, RNG states, the loss window and its own metrics row, so training killed at any moment
+continues from the last checkpoint, with every metrics row up to it, and (on a CPU, same seed) ends with exactly
+the loss an uninterrupted run reaches.
 """
 
 from __future__ import annotations
@@ -133,8 +134,9 @@ def setup(cfg: RunConfig, run_dir: Path) -> Session:
 
 def resume(session: Session) -> int | None:
     """Restore the session from the run's latest readable checkpoint (damaged ones set aside, leftover temp files
-    removed) and drop the metrics logged after it, which training logs again. Returns that checkpoint's step, or
-    None for a run with no checkpoint yet."""
+    removed) and its metrics up to that checkpoint: the rows logged after it are dropped (training logs them
+    again), and the checkpoint's own row, kept in the checkpoint, is put back if the file lost it (a torn last
+    line). Returns that checkpoint's step, or None for a run with no checkpoint yet."""
     run_dir = session.run.dir
     runs.remove_leftovers(run_dir)
     resumed = runs.last_good_checkpoint(run_dir, session.device)
@@ -150,8 +152,17 @@ def resume(session: Session) -> int | None:
     session.data_rng.set_state(state["rng"]["data"].cpu())
     torch.set_rng_state(state["rng"]["torch"].cpu())
     session.window[:] = list(state["loss_window"])
-    runs.write_metrics(run_dir, [m for m in session.run.metrics() if m["step"] <= step])
+    runs.write_metrics(run_dir, metrics_until(session.run.metrics(), step, state.get("metrics")))
     return step
+
+
+def metrics_until(rows: list[dict], step: int, checkpoint_row: dict | None) -> list[dict]:
+    """The metrics rows up to `step`, ending with the checkpoint's own row (`checkpoint_row`, the row logged when
+    that checkpoint was saved; None in checkpoints written before it was kept there) when `rows` lost it."""
+    kept = [m for m in rows if m["step"] <= step]
+    if checkpoint_row is not None and not any(m["step"] == step for m in kept):
+        kept.append(checkpoint_row)
+    return kept
 
 
 def train_step(session: Session, tokens: torch.Tensor) -> float:
@@ -206,9 +217,10 @@ def log(session: Session, step: int, train_loss: float, tokens_per_s: float) -> 
     return row
 
 
-def save(session: Session, step: int) -> None:
+def save(session: Session, step: int, row: dict) -> None:
     """Checkpoint everything `resume` needs to continue exactly: model, optimizers, schedules, random states,
-    loss window (an atomic write)."""
+    loss window, and the metrics row logged at this step (`row`, so that resume can rebuild a torn last line of
+    metrics.jsonl); an atomic write."""
     state = {"model": session.model.state_dict()}
     state |= {k: o.state_dict() for k, o in zip(OPTIMIZER_KEYS, session.optimizers, strict=False)}
     state |= {k: s.state_dict() for k, s in zip(SCHEDULER_KEYS, session.schedulers, strict=False)}
@@ -217,6 +229,7 @@ def save(session: Session, step: int) -> None:
         "loss_window": list(session.window),
         "step": step,
         "config": session.cfg.to_dict(),
+        "metrics": row,
     }
     runs.atomic_save(state, runs.checkpoint_path(session.run.dir, step))
 
@@ -232,8 +245,7 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
     session = setup(cfg, run_dir)
     start = resume(session)
     if start is None:
-        log(session, 0, float("nan"), 0.0)
-        save(session, 0)
+        save(session, 0, log(session, 0, float("nan"), 0.0))
         start = 0
 
     checkpoints = set(checkpoint_steps(t.steps, t.checkpoint_every))
@@ -247,13 +259,13 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
         )
         loss = train_step(session, tokens)
         bar.update(1)
-        if step % t.plateau_window == 0 or step in checkpoints:
+        if step % t.plateau_window == 0 or step in checkpoints:  # every checkpoint step is logged
             rate = tokens_per_step * (step - last_logged) / max(time.perf_counter() - clock, 1e-9)
             row = log(session, step, loss, rate)
             clock, last_logged = time.perf_counter(), step
             bar.set_postfix(loss=f"{loss:.4f}", gap=f"{row['gap']:+.4f}", lr=f"{row['lr']:.1e}")
         if step in checkpoints:
-            save(session, step)
+            save(session, step, row)
         if not math.isfinite(loss):
             raise FloatingPointError(f"training diverged at step {step} (loss {loss}); try a smaller lr")
     bar.close()
