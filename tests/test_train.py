@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -261,3 +262,30 @@ def test_a_torn_metrics_row_of_the_checkpoint_resumed_from_is_restored(tmp_path)
         return [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in rows]
 
     assert timeless(resumed) == timeless(whole)  # and every row as an uninterrupted run's
+
+
+class Payload:
+    """What a malicious checkpoint can hold: unpickling it runs a command (here, one that creates `marker`)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_that_cannot_be_loaded_safely_is_refused_set_aside_and_retrained(tmp_path):
+    cfg = tiny(steps=25)
+    run = get_or_train(cfg, root=tmp_path, progress=False)
+    final_loss = run.metrics()[-1]["eval_loss"]
+    path, marker = runs.checkpoint_path(run.dir, 25), tmp_path / "code-ran"
+    torch.save({**torch.load(path, weights_only=True), "payload": Payload(marker)}, path)
+    with pytest.raises(runs.UnsafeCheckpoint) as refused:
+        run.load_model(25)
+    message = str(refused.value)
+    assert "step_0000025.pt" in message and "could run code" in message and len(message.splitlines()) == 1
+    assert "weights_only" not in message  # no advice to load an untrusted pickle
+    with pytest.warns(UserWarning, match=r"step_0000025.pt cannot be loaded safely: moved aside to .*refused"):
+        again = get_or_train(cfg, root=tmp_path, progress=False)
+    assert (path.parent / "step_0000025.pt.refused").exists() and not marker.exists()
+    assert again.finished and again.metrics()[-1]["eval_loss"] == final_loss

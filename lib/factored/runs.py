@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import sys
 import threading
 import warnings
@@ -68,32 +69,57 @@ def saved_steps(run_dir: Path) -> list[int]:
 class DamagedCheckpoint(RuntimeError):
     """A checkpoint file that cannot be read (truncated by a full disk or a kill outside `atomic_save`)."""
 
+    state = "is damaged"  # what `set_aside` says of the file
+    suffix = ".damaged"  # what it appends to the file's name
+
+
+class UnsafeCheckpoint(DamagedCheckpoint):
+    """A checkpoint holding more than tensors and plain data, which torch.load(weights_only=True) refuses because
+    unpickling it could run code. It is never loaded: it is set aside like a damaged one."""
+
+    state = "cannot be loaded safely"
+    suffix = ".refused"
+
 
 def load_checkpoint(run_dir: Path, step: int, device: str | torch.device = "cpu") -> dict:
-    """The state saved at `step` (model, optimizer, scheduler, rng, loss_window, step, config); a file that
-    cannot be read raises DamagedCheckpoint naming it."""
+    """The state saved at `step` (model, optimizer, scheduler, rng, loss_window, step, config, metrics); a file
+    that cannot be read raises DamagedCheckpoint naming it, one that cannot be read safely UnsafeCheckpoint."""
     path = checkpoint_path(run_dir, step)
     try:
         return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpoint(
+            f"checkpoint {relative(path)} holds more than tensors and plain data{_refused_object(e)}; "
+            "refused, since unpickling it could run code"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise DamagedCheckpoint(f"checkpoint {relative(path)} is damaged and cannot be read ({e})") from None
 
 
-def set_aside(path: Path) -> Path:
-    """Rename a damaged file to <name>.damaged (kept for inspection, no longer seen as a checkpoint)."""
-    aside = path.with_name(path.name + ".damaged")
+def _refused_object(error: Exception) -> str:
+    """` (<what torch refused>)` from torch's refusal, without its advice to load the file unsafely; "" if none."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    refused = [line for line in lines if "global" in line.lower() and "weights_only" not in line]
+    return f" ({refused[0]})" if refused else ""
+
+
+def set_aside(path: Path, problem: type[DamagedCheckpoint] = DamagedCheckpoint) -> Path:
+    """Rename a damaged (or unsafe) checkpoint to <name>.damaged (<name>.refused): kept for inspection, no longer
+    seen as a checkpoint."""
+    aside = path.with_name(path.name + problem.suffix)
     os.replace(path, aside)
-    warnings.warn(f"{relative(path)} is damaged: moved aside to {aside.name}", stacklevel=2)
+    warnings.warn(f"{relative(path)} {problem.state}: moved aside to {aside.name}", stacklevel=2)
     return aside
 
 
 def last_good_checkpoint(run_dir: Path, device: str | torch.device = "cpu") -> tuple[int, dict] | None:
-    """(step, state) of the latest readable checkpoint, setting aside every damaged one after it; None if none."""
+    """(step, state) of the latest readable checkpoint, setting aside every damaged or unsafe one after it; None
+    if none."""
     for step in reversed(saved_steps(run_dir)):
         try:
             return step, load_checkpoint(run_dir, step, device)
-        except DamagedCheckpoint:
-            set_aside(checkpoint_path(run_dir, step))
+        except DamagedCheckpoint as e:
+            set_aside(checkpoint_path(run_dir, step), type(e))
     return None
 
 
@@ -157,14 +183,14 @@ class Run:
         return bool(steps) and steps[-1] == self.config.train.steps
 
     def verified(self) -> bool:
-        """Finished, and its final checkpoint readable: a damaged final checkpoint is set aside (so that training
-        resumes from the last good one) and the run counts as unfinished."""
+        """Finished, and its final checkpoint readable: a damaged or unsafe final checkpoint is set aside (so that
+        training resumes from the last good one) and the run counts as unfinished."""
         if not self.finished:
             return False
         try:
             load_checkpoint(self.dir, self.steps[-1])
-        except DamagedCheckpoint:
-            set_aside(checkpoint_path(self.dir, self.steps[-1]))
+        except DamagedCheckpoint as e:
+            set_aside(checkpoint_path(self.dir, self.steps[-1]), type(e))
             return False
         return True
 
