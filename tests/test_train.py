@@ -113,6 +113,39 @@ def test_folder_with_other_config_is_not_overwritten(tmp_path):
     assert (run.dir / "config.json").read_text() == text
 
 
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ('{"name": "canonical", "data": {', "not valid JSON (Expecting property name enclosed in double quotes"),
+        ('{"name": "canonical"}', "'data' is missing"),
+        ("[1, 2]", "a run config is a mapping with the keys ['name', 'data', 'model', 'train'], got a list"),
+        ('{"name": "c", "data": {}, "model": {"width": 3}, "train": {}}', "unknown field 'width' in 'model'"),
+        ('{"name": "c", "data": [], "model": {}, "train": {}}', "'data' must be a mapping of its fields, got a list"),
+        ('{"name": "c", "data": {}, "model": {}, "train": {"lr": 5}}', "lr must be a number in (0, 1], got 5"),
+    ],
+)
+def test_a_broken_config_file_is_one_line_naming_it_and_nothing_changes(tmp_path, text, problem):
+    cfg = tiny()
+    folder = runs.run_dir_for(cfg, tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(text)
+    with pytest.raises(ValueError) as e:
+        get_or_train(cfg, root=tmp_path, progress=False)
+    message = str(e.value)
+    assert str(folder / "config.json") in message and problem in message and len(message.splitlines()) == 1, message
+    assert [p.name for p in folder.iterdir()] == ["config.json"] and (folder / "config.json").read_text() == text
+
+
+def test_the_command_line_reports_a_broken_run_folder_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FACTORED_OUTPUTS", str(tmp_path))
+    folder = runs.run_dir_for(make_config("smoke", steps=5), tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("[1, 2]")
+    assert train_mod.main(["--profile", "smoke", "--steps", "5", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and str(folder / "config.json") in err[-1], err
+
+
 def test_unavailable_device_is_a_clear_error():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device 'cuda' is not available"):

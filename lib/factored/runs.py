@@ -221,12 +221,26 @@ def run_dir_for(cfg: RunConfig, root: Path | None = None) -> Path:
     return (root or outputs_dir()) / "runs" / cfg.run_id
 
 
+def read_config(path: Path) -> RunConfig:
+    """The RunConfig in a run folder's config.json `path`; a file that is not one is a one-line ValueError naming
+    it and saying what is wrong (the file is left as it is)."""
+    try:
+        return RunConfig.from_dict(json.loads(Path(path).read_text()))
+    except json.JSONDecodeError as e:
+        problem = f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
+    except UnicodeDecodeError:
+        problem = "not text (UTF-8)"
+    except ValueError as e:
+        problem = str(e)
+    raise ValueError(f"{relative(path)} is not a readable run config: {problem}; repair it or move its run folder away")
+
+
 def open_run(cfg: RunConfig, root: Path | None = None) -> Run:
     """The run folder for cfg, created with its config.json if new; an existing folder must hold the same config."""
     path = run_dir_for(cfg, root)
     config_file = path / "config.json"
     if config_file.exists():
-        stored = RunConfig.from_dict(json.loads(config_file.read_text()))
+        stored = read_config(config_file)
         if stored.hash() != cfg.hash():  # the hash leaves out device and compile: they change speed, not results
             raise ValueError(f"{path} holds a different config; refusing to overwrite it")
     else:

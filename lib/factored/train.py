@@ -340,7 +340,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"training {cfg.run_id} into {runs.relative(runs.run_dir_for(cfg))}", file=sys.stderr)
-    run = get_or_train(cfg, progress=not args.no_progress)
+    try:
+        run = get_or_train(cfg, progress=not args.no_progress)
+    except ValueError as e:  # a run folder holding another config or a broken config.json
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     last = run.metrics()[-1]
     print(f"{runs.relative(run.dir)}: step {last['step']}, held-out loss {last['eval_loss']:.5f}, "
           f"gap {last['gap']:+.4f}")  # fmt: skip
