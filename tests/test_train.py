@@ -262,6 +262,31 @@ def test_the_command_line_trains_into_the_run_store_and_refuses_a_bad_field(tmp_
     assert "unknown config field 'nosie'" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="/dev/full (Linux) stands in for a full disk")
+def test_a_full_disk_is_one_line_naming_the_folder_and_the_run_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FACTORED_OUTPUTS", str(tmp_path / "cut"))
+    args = ["--profile", "smoke", "--steps", "12", "--no-progress"]
+    whole = get_or_train(make_config("smoke", steps=12), root=tmp_path / "whole", progress=False)
+    real_temp_path = runs._temp_path
+
+    def full_at_step_10(path):  # the disk is full when the checkpoint of step 10 is written
+        temp = real_temp_path(path)
+        if path.name == "step_0000010.pt":
+            temp.symlink_to("/dev/full")  # every write to it fails with ENOSPC, as on a full disk
+        return temp
+
+    monkeypatch.setattr(runs, "_temp_path", full_at_step_10)
+    assert train_mod.main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    folder = runs.run_dir_for(make_config("smoke", steps=12), tmp_path / "cut")
+    assert err[-1].startswith(f"error: no space left on the device of {folder / 'checkpoints'}: "), err
+    assert "writing step_0000010.pt needs " in err[-1] and "Traceback" not in "\n".join(err)
+    assert saved_steps(folder)[-1] == 9 and not list(folder.glob("checkpoints/.*"))  # no temp file left
+    monkeypatch.setattr(runs, "_temp_path", real_temp_path)  # space freed
+    assert train_mod.main(args) == 0
+    assert runs.read_metrics(folder)[-1]["eval_loss"] == whole.metrics()[-1]["eval_loss"]
+
+
 def test_muon_resume_after_interrupt_matches_uninterrupted(tmp_path):
     # Muon's momentum buffers are in the checkpoint: a resumed run ends exactly where an uninterrupted one does
     cfg = tiny(steps=25, optimizer="muon", muon_lr=2e-2, schedule="cosine", warmup_steps=3)

@@ -11,15 +11,18 @@ a time: `run_lock` holds <run>/.lock, an OS file lock released when its holder e
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
 import pickle
+import shutil
 import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -34,23 +37,65 @@ from .products import FactoredProcess, process_of
 
 
 # ----------------------------------------------------------------------------------------------- atomic writes
+class DiskFull(OSError):
+    """No space left where a run store file is written; the message names the folder and the space the write needs.
+    Nothing saved before is lost: a run resumes from its last checkpoint once there is space."""
+
+
+def _size(n: float) -> str:
+    """A byte count for people: 812 B, 35.2 kB, 1.4 MB."""
+    if n < 1000:
+        return f"{n:.0f} B"
+    for unit in ("kB", "MB"):
+        n /= 1000
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} GB"
+
+
+def disk_full(path: Path, needed: int) -> DiskFull:
+    """The one-line error for a write of `needed` bytes to `path` that found its device full."""
+    try:
+        free = f", {_size(shutil.disk_usage(path.parent).free)} free"
+    except OSError:
+        free = ""
+    return DiskFull(
+        f"no space left on the device of {relative(path.parent)}: writing {path.name} needs {_size(needed)}{free}; "
+        "free some space there and run again (a run resumes from its last checkpoint)"
+    )
+
+
 def _temp_path(path: Path) -> Path:
     """A temp file beside `path`, private to this process and thread, so concurrent writers of one file (two
     notebooks analysing the same run) never rename each other's half-written temp file."""
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
 
 
-def atomic_save(obj: object, path: Path) -> None:
-    """torch.save to a temp file, then rename: a reader sees the old file or the whole new one, never a part."""
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a temp file, then rename it: a reader sees the old file or the whole new one, never a part. A full
+    device is DiskFull (the temp file removed)."""
     tmp = _temp_path(path)
-    torch.save(obj, tmp)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            raise disk_full(path, len(data)) from None
+        raise
     os.replace(tmp, path)
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    """torch.save, atomically (`atomic_write_bytes`: serialised in memory first, so a full disk is one clear error,
+    not an error from inside torch's writer)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = _temp_path(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode())
 
 
 def write_json(path: Path, data: object) -> None:
@@ -156,8 +201,18 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def append_metrics(run_dir: Path, row: dict) -> None:
-    with open(metrics_path(run_dir), "a") as f:
-        f.write(json.dumps(row) + "\n")
+    """Append one row; on a full device, DiskFull, and the file cut back to its rows before (no torn line)."""
+    path, line = metrics_path(run_dir), (json.dumps(row) + "\n").encode()
+    size = path.stat().st_size if path.exists() else 0
+    try:
+        with open(path, "ab") as f:
+            f.write(line)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        with suppress(OSError):  # cutting a file back needs no space; if it fails, a torn line stays
+            os.truncate(path, size)
+        raise disk_full(path, len(line)) from None
 
 
 def write_metrics(run_dir: Path, rows: list[dict]) -> None:

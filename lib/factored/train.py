@@ -345,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # a run folder holding another config or a broken config.json
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk (DiskFull says where and how much), a folder that cannot be written
+        print(f"error: {f'{e.filename}: {e.strerror}' if e.filename else e}", file=sys.stderr)
+        return 1
     last = run.metrics()[-1]
     print(f"{runs.relative(run.dir)}: step {last['step']}, held-out loss {last['eval_loss']:.5f}, "
           f"gap {last['gap']:+.4f}")  # fmt: skip
