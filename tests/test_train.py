@@ -153,6 +153,17 @@ def test_unavailable_device_is_a_clear_error():
     assert pick_device("cpu").type == "cpu"
 
 
+def test_an_unavailable_device_is_refused_before_a_run_folder_exists(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without CUDA
+    with pytest.raises(ValueError, match="device 'cuda' is not available here"):
+        get_or_train(tiny(device="cuda"), root=tmp_path, progress=False)
+    monkeypatch.setenv("FACTORED_OUTPUTS", str(tmp_path))
+    assert train_mod.main(["--profile", "smoke", "--device", "cuda", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "error: device 'cuda' is not available here; choose 'auto' or 'cpu'", err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_cosine_schedule_warms_up_then_decays_to_zero():
     from factored.optim import cosine_factor
 

@@ -298,7 +298,9 @@ def get_or_train(cfg: RunConfig, root: Path | None = None, progress: bool = True
 
     A finished run loads at once. Otherwise the run folder's lock is held while checking and training, so two
     processes asking for one run train it once: the second waits (up to `timeout` seconds, None: no limit;
-    TimeoutError after that), then loads it."""
+    TimeoutError after that), then loads it. A device this machine does not have is refused (ValueError) before
+    a run folder is created."""
+    pick_device(cfg.train.device)
     path = runs.run_dir_for(cfg, root)
     if (path / "config.json").exists():
         run = runs.open_run(cfg, root)  # checks the stored config
