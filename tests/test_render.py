@@ -57,3 +57,15 @@ def test_only_the_project_notebooks_are_paired(name):
 
     assert load_jupytext_config(str(NOTEBOOKS)).default_formats(str(NOTEBOOKS / name)) is None
     assert nbformat.read(NOTEBOOKS / "04_noise.ipynb", as_version=4).metadata.jupytext.formats == "ipynb,py:percent"
+
+
+def test_a_relative_outputs_folder_means_the_same_folder_in_the_notebook_s_kernel(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    notebook = tiny_notebook(
+        tmp_path / "notebooks" / "nb.ipynb", "from factored import paths\nprint(paths.outputs_dir())"
+    )
+    monkeypatch.chdir(tmp_path)  # the kernel works in notebooks/, the user started here
+    monkeypatch.setenv("FACTORED_OUTPUTS", "relout")
+    assert render.main([str(notebook), "out.ipynb"]) == 0
+    printed = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[-1].outputs[0]["text"]
+    assert printed.strip() == str(tmp_path / "relout")

@@ -171,6 +171,19 @@ def test_a_failing_point_is_reported_and_the_other_completes(notebook, outputs, 
     assert "failed before  x=-1.0" in capsys.readouterr().out
 
 
+def test_a_relative_outputs_folder_holds_both_the_sweep_and_its_points_runs(notebook, tmp_path, monkeypatch):
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells[-1].source = "from factored import paths\nprint('outputs', paths.outputs_dir())"  # where runs go
+    nbformat.write(nb, notebook)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({"notebook": str(notebook), "grid": {"x": [1.0]}}))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")  # the user's working folder; kernels work in the notebook's
+    monkeypatch.setenv("FACTORED_OUTPUTS", "relout")
+    assert sweep.main([str(tmp_path / "tiny.yaml")]) == 0
+    done = tmp_path / "work" / "relout" / "sweeps" / "tiny" / "x=1.0.ipynb"
+    assert f"outputs {tmp_path / 'work' / 'relout'}" in printed(done)
+
+
 def test_dask_local_cluster_runs_the_same_sweep(notebook, outputs):
     distributed = pytest.importorskip("distributed")
     s = make_sweep(notebook, {"x": [1.0, 2.0]})

@@ -298,6 +298,15 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_the_run_resumes(tmp_path,
     assert runs.read_metrics(folder)[-1]["eval_loss"] == whole.metrics()[-1]["eval_loss"]
 
 
+def test_the_command_line_refuses_an_outputs_folder_that_is_a_file_in_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "outputs").write_text("a file")
+    monkeypatch.setenv("FACTORED_OUTPUTS", str(tmp_path / "outputs"))
+    assert train_mod.main(["--profile", "smoke", "--steps", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: FACTORED_OUTPUTS={tmp_path / 'outputs'} cannot be"), err
+    assert (tmp_path / "outputs").read_text() == "a file"
+
+
 def test_muon_resume_after_interrupt_matches_uninterrupted(tmp_path):
     # Muon's momentum buffers are in the checkpoint: a resumed run ends exactly where an uninterrupted one does
     cfg = tiny(steps=25, optimizer="muon", muon_lr=2e-2, schedule="cosine", warmup_steps=3)

@@ -6,8 +6,9 @@ papermill passes unknown names silently and values of any type, so every noteboo
     parameters.prologue(globals())
 
 which stops the notebook, before anything is computed or written, at the first unknown parameter, wrongly typed
-value or run field out of its range (one ValueError naming it), then converts each value to its declared type
-(`-p noise 0` arrives as an int; `noise: float` makes it 0.0) and replaces an empty `profile` by the default one.
+value or run field out of its range, or at an outputs folder that is a file (one ValueError naming it), then
+converts each value to its declared type (`-p noise 0` arrives as an int; `noise: float` makes it 0.0) and
+replaces an empty `profile` by the default one.
 Sweeps check their grids with the same `PARAMETER_CHECKS` before anything runs.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import PROFILE_DEFAULTED, check_field, field_owners, is_int, is_number, require
+from .paths import outputs_dir
 from .profiles import resolve_profile
 
 # Names IPython itself puts in a notebook's namespace; never parameters.
@@ -60,10 +62,11 @@ def check(namespace: dict[str, Any]) -> None:
 
 
 def prologue(namespace: dict[str, Any]) -> None:
-    """`check` the notebook's parameters, convert each to its declared type in place (an int given for a float),
-    and resolve `profile` ("" -> $FACTORED_PROFILE or laptop) in place. Returns nothing, so the notebook cell that
-    calls it prints nothing."""
+    """`check` the notebook's parameters and the outputs folder (`paths.outputs_dir`: not a file), convert each
+    parameter to its declared type in place (an int given for a float), and resolve `profile` ("" ->
+    $FACTORED_PROFILE or laptop) in place. Returns nothing, so the notebook cell that calls it prints nothing."""
     check(namespace)
+    outputs_dir()
     for name, kind in declared(namespace).items():
         if kind == "float" and is_int(namespace[name]):
             namespace[name] = float(namespace[name])

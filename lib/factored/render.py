@@ -19,6 +19,8 @@ from pathlib import Path
 import nbformat
 import yaml
 
+from .paths import pin_outputs_dir
+
 WIDGET = "application/vnd.jupyter.widget-view+json"
 KERNEL_START_TIMEOUT = 300  # seconds; papermill's 60 is too short for kernels importing torch at once on 2 cores
 
@@ -86,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-y", "--parameters-yaml", default="{}", help="parameters as one YAML mapping")
     parser.add_argument("--quiet", action="store_true", help="do not echo the cells' output")
     args = parser.parse_args(argv)
+    try:
+        pin_outputs_dir()  # the kernel works in the notebook's folder: it gets the outputs folder as an absolute path
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     parameters = yaml.safe_load(args.parameters_yaml) | {name: yaml.safe_load(value) for name, value in args.p}
     try:
         execute(args.notebook, args.target, parameters, log_output=not args.quiet)

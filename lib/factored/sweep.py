@@ -48,7 +48,7 @@ import yaml
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from .paths import relative
+from .paths import outputs_dir, pin_outputs_dir, relative
 from .sweep_spec import Point, Sweep, fail, load, point_files, sweep_dir, validate
 
 # Pool workers import this module only to launch `factored.render`, so they start in a fraction of a second: what
@@ -195,10 +195,10 @@ def _render_run(cmd: list[str], env: dict[str, str]) -> tuple[int, str]:
         _render = None
 
 
-def run_point(notebook: str, out_dir: str, point: Point, threads: int | dict[str, int]) -> PointResult:
+def run_point(notebook: str, out_dir: str, point: Point, threads: int | dict[str, int], outputs: str) -> PointResult:
     """Execute one point with `factored.render` in a process of its own (so a kernel of its own), its kernel's
-    torch limited to `threads` threads; never raises for a failing notebook (the result says failed, with the
-    error).
+    torch limited to `threads` threads and its runs written under `outputs` (the runner's outputs folder, wherever
+    this worker runs); never raises for a failing notebook (the result says failed, with the error).
 
     A lock on the point keeps two sweeps of the same name from executing it at once: the second waits, then finds
     the output and skips it."""
@@ -208,7 +208,7 @@ def run_point(notebook: str, out_dir: str, point: Point, threads: int | dict[str
         if files["done"].exists():
             return PointResult(point.name, "skipped")
         n = str(_threads_here(threads))
-        env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+        env = {**os.environ, "FACTORED_OUTPUTS": outputs, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
         cmd = [sys.executable, "-m", "factored.render", notebook, str(files["done"]), "--quiet"]
         cmd += ["--parameters-yaml", yaml.safe_dump(point.parameters)]
         returncode, stderr = _render_run(cmd, env)
@@ -305,9 +305,11 @@ def run(
     """Run every point not yet done; one result per point, in grid order. See the module docstring.
 
     Each call appends a line to <sweep folder>/log.jsonl: when it started, how long it took, the workers and
-    threads it used, and how many points were done, skipped and failed."""
+    threads it used, and how many points were done, skipped and failed. Points write their notebooks and their
+    runs under one outputs folder: `root` if given, else FACTORED_OUTPUTS (or outputs/)."""
     pts = validate(sweep)
-    out_dir = sweep_dir(sweep, root)
+    outputs = Path(root).absolute() if root else outputs_dir()
+    out_dir = sweep_dir(sweep, outputs)
     _claim(out_dir, sweep)
     todo = [p for p in pts if not point_files(out_dir, p.name)["done"].exists()]
     results = {p.name: PointResult(p.name, "skipped") for p in pts}
@@ -318,7 +320,10 @@ def run(
     try:
         if todo:
             with _executor(len(todo), workers, threads, scheduler) as (executor, per_point, chosen):
-                futures = {executor.submit(run_point, str(sweep.notebook), str(out_dir), p, per_point): p for p in todo}
+                futures = {
+                    executor.submit(run_point, str(sweep.notebook), str(out_dir), p, per_point, str(outputs)): p
+                    for p in todo
+                }
                 for future in as_completed(futures):
                     result = _result_of(future, futures[future])
                     finished[result.name] = results[result.name] = result
@@ -385,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="check the sweep and list its points; run nothing")
     args = parser.parse_args(argv)
     try:
+        pin_outputs_dir()  # one outputs folder for the runner and every point's process, wherever they work
         sweep = load(args.sweep)
         if args.dry_run:
             out_dir = sweep_dir(sweep)

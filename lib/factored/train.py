@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from . import optim, products, runs, sampling, theory
 from .config import RunConfig
 from .models import inputs_and_targets, pick_device, target_positions
+from .paths import pin_outputs_dir
 from .profiles import PROFILES
 from .runs import Run
 
@@ -335,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"run fields come as --name value pairs, got {rest}")
     fields = {k[2:].replace("-", "_"): yaml.safe_load(v) for k, v in zip(rest[::2], rest[1::2], strict=True)}
     try:
+        pin_outputs_dir()  # a relative FACTORED_OUTPUTS is this working folder's; an outputs file is refused here
         cfg = config.from_parameters(args.profile, **fields)
         if args.name:
             cfg = config.RunConfig(args.name, cfg.data, cfg.model, cfg.train)
