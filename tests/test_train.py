@@ -307,6 +307,21 @@ def test_the_command_line_refuses_an_outputs_folder_that_is_a_file_in_one_line(t
     assert (tmp_path / "outputs").read_text() == "a file"
 
 
+def test_the_command_line_reads_1e_3_as_a_number_and_refuses_unreadable_values_in_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("FACTORED_OUTPUTS", str(tmp_path))
+    assert train_mod.main(["--profile", "smoke", "--steps", "2", "--lr", "1e-3", "--no-progress"]) == 0
+    assert runs.finished_run(make_config("smoke", steps=2, lr=0.001), tmp_path) is not None
+    capsys.readouterr()
+    marker = tmp_path / "code-ran"
+    for value in ["[0.1", f"!!python/object/apply:os.system ['touch {marker}']"]:
+        assert train_mod.main(["--profile", "smoke", "--noise", value]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: noise: cannot read {value!r} ("), err
+    assert not marker.exists()
+
+
 def test_muon_resume_after_interrupt_matches_uninterrupted(tmp_path):
     # Muon's momentum buffers are in the checkpoint: a resumed run ends exactly where an uninterrupted one does
     cfg = tiny(steps=25, optimizer="muon", muon_lr=2e-2, schedule="cosine", warmup_steps=3)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
 from .config import PROFILE_DEFAULTED, check_field, field_owners, is_int, is_number, require
 from .paths import outputs_dir
 from .profiles import resolve_profile
@@ -72,3 +74,28 @@ def prologue(namespace: dict[str, Any]) -> None:
             namespace[name] = float(namespace[name])
     if "profile" in namespace:
         namespace["profile"] = resolve_profile(namespace["profile"])
+
+
+def parse_value(name: str, text: str) -> Any:
+    """A parameter's value given on a command line (`factored.train --lr 1e-3`, `factored.render -p lr 1e-3`):
+    read as YAML (0.2, true, lstm, [1, 2]), except that a number is read as Python and papermill read it (YAML 1.1
+    reads `1e-3` as a string). What YAML cannot read, a `!!python` tag among it, is one ValueError naming `name`."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"{name}: cannot read {text!r} ({yaml_problem(e)})") from None
+    if isinstance(value, str):  # a plain number YAML 1.1 does not know (a quoted one keeps its quotes in `text`)
+        for number in (int, float):
+            try:
+                return number(text)
+            except ValueError:
+                pass
+    return value
+
+
+def yaml_problem(e: Exception) -> str:
+    """What is wrong and where, in one line (PyYAML's own message takes several)."""
+    problem, mark = getattr(e, "problem", None), getattr(e, "problem_mark", None)
+    if problem and mark:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(e).split())

@@ -319,13 +319,12 @@ def get_or_train(cfg: RunConfig, root: Path | None = None, progress: bool = True
 def main(argv: list[str] | None = None) -> int:
     """`python -m factored.train --profile paper --seed 0 --noise 0.2 ...`: train one run into the run store, the
     same folder the notebooks read (they then load it instead of training). Any field of the run config may be
-    given as --name value (read as YAML: 0.2, 1e-3, true); a bad one is one error naming it, before training."""
+    given as --name value (read as YAML, numbers as Python reads them: 0.2, 1e-3, true); a bad one is one error
+    naming it, before training."""
     import argparse
     import sys
 
-    import yaml
-
-    from . import config
+    from . import config, parameters
 
     parser = argparse.ArgumentParser(prog="python -m factored.train", description=main.__doc__)
     parser.add_argument("--profile", default="", help=f"one of {PROFILES} (default: $FACTORED_PROFILE, laptop)")
@@ -334,8 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if len(rest) % 2 or not all(k.startswith("--") for k in rest[::2]):
         parser.error(f"run fields come as --name value pairs, got {rest}")
-    fields = {k[2:].replace("-", "_"): yaml.safe_load(v) for k, v in zip(rest[::2], rest[1::2], strict=True)}
     try:
+        names = [k[2:].replace("-", "_") for k in rest[::2]]
+        fields = {name: parameters.parse_value(name, v) for name, v in zip(names, rest[1::2], strict=True)}
         pin_outputs_dir()  # a relative FACTORED_OUTPUTS is this working folder's; an outputs file is refused here
         cfg = config.from_parameters(args.profile, **fields)
         if args.name:
