@@ -17,10 +17,12 @@ torch threads run 10-50x slower, README "Benchmarks").
 Points meet in the run store: two points, or a point and a notebook run by hand, that need the same run train it
 once, since `train.get_or_train` holds a lock on the run folder while it trains.
 
-Stopping: Ctrl-C stops the pool (the running points' processes and kernels with it), cancels the points not yet
-started, leaves each stopped point's notebook as `.<point>.partial.ipynb` and exits with 130; a runner killed
-outright takes its pool workers and their processes down with it (Linux: a parent-death signal; elsewhere the
-workers watch their parent). On a Dask cluster, points already running run on.
+Stopping: Ctrl-C (SIGINT) or SIGTERM, however the runner was started (a script's background job inherits an
+ignored SIGINT: the command line restores it), stops the pool (the running points' processes and kernels with
+it), cancels the points not yet started, leaves each stopped point's notebook as `.<point>.partial.ipynb` and
+exits with 130 (SIGTERM: 143) and a one-line summary; further signals while it cleans up are ignored. A runner
+killed outright takes its pool workers and their processes down with it (Linux: a parent-death signal; elsewhere
+the workers watch their parent). On a Dask cluster, points already running run on.
 """
 
 from __future__ import annotations
@@ -55,7 +57,6 @@ from .sweep_spec import Point, Sweep, fail, load, point_files, sweep_dir, valida
 # would slow that is imported in the functions that use it (nbformat; distributed, an optional dependency).
 
 STATUSES = ("done", "skipped", "failed")
-INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -68,8 +69,20 @@ class PointResult:
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C stopped `run` (its pool already stopped); the message says in one line what was done and what is
-    left."""
+    """Ctrl-C (or SIGTERM) stopped `run` (its pool already stopped); the message says in one line what was done and
+    what is left; `signum` is the signal that stopped it."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived (raised by the runner's handler, `_stop_on_signals`); `signum` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 # --- Running a sweep -------------------------------------------------------------------------------------------
@@ -133,6 +146,27 @@ def _error_of(failed: Path, stderr: str) -> tuple[str, str]:
                     return line + where, _strip_ansi("\n".join(out.get("traceback", [])))
     lines = [line for line in stderr.splitlines() if line.strip()]
     return (lines[-1] if lines else "the notebook's process exited with no message"), stderr
+
+
+# --- Signals: the runner stops on SIGINT and SIGTERM however it was started -------------------------------------
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _stop_on_signals() -> None:
+    """Make SIGINT (Ctrl-C) and SIGTERM stop this runner, whatever it inherited: a shell script's background job
+    (`python -m factored.sweep s.yaml &`) starts with SIGINT ignored, and Python keeps an ignored signal ignored.
+    The command line calls it before `main`."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _on_stop_signal)
+
+
+def _on_stop_signal(signum: int, _frame) -> None:
+    """The first stop signal raises Stopped, which stops the pool and the sweep; the later ones are ignored, so that
+    pressing Ctrl-C again while the runner cleans up cannot break the cleanup (or its exit) with a traceback."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Stopped(signum)
 
 
 # --- Pool workers die with their runner -----------------------------------------------------------------------
@@ -332,15 +366,17 @@ def run(
                     bar.update()
                     counts = Counter(r.status for r in results.values())
                     bar.set_postfix(done=counts["done"], failed=counts["failed"])
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
         left = [p.name for p in todo if p.name not in finished]
         stopped = [n for n in left if _touched_since(point_files(out_dir, n)["partial"], started)]
         _log(out_dir, started, chosen, finished.values(), interrupted=True)
         counts = Counter(r.status for r in finished.values())
         raise Interrupted(
-            f"sweep {sweep.name} interrupted after {time.time() - started:.0f} s: {counts['done']} done, "
-            f"{counts['failed']} failed, {len(stopped)} stopped (left as .<point>.partial.ipynb), "
-            f"{len(left) - len(stopped)} not started; run it again to do what is left"
+            f"sweep {sweep.name} interrupted ({signal.Signals(signum).name}) after {time.time() - started:.0f} s: "
+            f"{counts['done']} done, {counts['failed']} failed, {len(stopped)} stopped (left as "
+            f".<point>.partial.ipynb), {len(left) - len(stopped)} not started; run it again to do what is left",
+            signum,
         ) from None
     finally:
         bar.close()
@@ -407,9 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # an outputs folder that cannot be written, a sweep file that cannot be read
         print(f"error: {f'{e.filename}: {e.strerror}' if e.filename else e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as e:
-        print(str(e) if isinstance(e, Interrupted) else "interrupted", file=sys.stderr)
-        return INTERRUPTED
+    except KeyboardInterrupt as e:  # exit status 128 + the signal, as a shell reports a command it stopped
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(str(e) if isinstance(e, Interrupted) else f"interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
     print(summary_table(results))
     out = relative(sweep_dir(sweep))
     print(
@@ -422,4 +459,5 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":  # through the module object, so pool workers unpickle the same classes
     from factored import sweep as _sweep
 
+    _sweep._stop_on_signals()  # the command line's own process only: main() called from Python keeps its handlers
     sys.exit(_sweep.main())
