@@ -340,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.from_parameters(args.profile, **fields)
         if args.name:
             cfg = config.RunConfig(args.name, cfg.data, cfg.model, cfg.train)
+        pick_device(cfg.train.device)  # an unavailable device is a bad value too: refused before "training ..."
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
