@@ -322,21 +322,6 @@ def test_the_command_line_reads_1e_3_as_a_number_and_refuses_unreadable_values_i
     assert not marker.exists()
 
 
-def test_muon_resume_after_interrupt_matches_uninterrupted(tmp_path):
-    # Muon's momentum buffers are in the checkpoint: a resumed run ends exactly where an uninterrupted one does
-    cfg = tiny(steps=25, optimizer="muon", muon_lr=2e-2, schedule="cosine", warmup_steps=3)
-    whole = get_or_train(cfg, root=tmp_path / "whole", progress=False)
-    run = get_or_train(cfg, root=tmp_path / "cut", progress=False)
-    for step in run.steps:
-        if step > 12:
-            runs.checkpoint_path(run.dir, step).unlink()
-    resumed = get_or_train(cfg, root=tmp_path / "cut", progress=False)
-    assert resumed.metrics()[-1]["eval_loss"] == whole.metrics()[-1]["eval_loss"]
-    state = runs.load_checkpoint(resumed.dir, 25)
-    assert state["muon_optimizer"]["state"] and state["muon_optimizer"]["param_groups"][0]["momentum"] == 0.95
-    assert state["muon_scheduler"]["last_epoch"] == state["scheduler"]["last_epoch"] == 25
-
-
 def test_a_torn_metrics_row_of_the_checkpoint_resumed_from_is_restored(tmp_path):
     cfg = tiny(steps=25)
     whole = get_or_train(cfg, root=tmp_path / "whole", progress=False).metrics()
@@ -382,3 +367,18 @@ def test_a_checkpoint_that_cannot_be_loaded_safely_is_refused_set_aside_and_retr
         again = get_or_train(cfg, root=tmp_path, progress=False)
     assert (path.parent / "step_0000025.pt.refused").exists() and not marker.exists()
     assert again.finished and again.metrics()[-1]["eval_loss"] == final_loss
+
+
+def test_muon_resume_after_interrupt_matches_uninterrupted(tmp_path):
+    # Muon's momentum buffers are in the checkpoint: a resumed run ends exactly where an uninterrupted one does
+    cfg = tiny(steps=25, optimizer="muon", muon_lr=2e-2, schedule="cosine", warmup_steps=3)
+    whole = get_or_train(cfg, root=tmp_path / "whole", progress=False)
+    run = get_or_train(cfg, root=tmp_path / "cut", progress=False)
+    for step in run.steps:
+        if step > 12:
+            runs.checkpoint_path(run.dir, step).unlink()
+    resumed = get_or_train(cfg, root=tmp_path / "cut", progress=False)
+    assert resumed.metrics()[-1]["eval_loss"] == whole.metrics()[-1]["eval_loss"]
+    state = runs.load_checkpoint(resumed.dir, 25)
+    assert state["muon_optimizer"]["state"] and state["muon_optimizer"]["param_groups"][0]["momentum"] == 0.95
+    assert state["muon_scheduler"]["last_epoch"] == state["scheduler"]["last_epoch"] == 25
