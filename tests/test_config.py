@@ -5,7 +5,7 @@ import pytest
 from factored import config, profiles
 from factored.config import DataConfig, ModelConfig, RunConfig, TrainConfig, from_parameters, make_config
 from factored.parameters import check as check_parameters
-from factored.parameters import prologue
+from factored.parameters import parse_value, prologue
 
 
 def test_profiles_and_overrides():
@@ -208,3 +208,25 @@ def test_the_prologue_checks_converts_and_resolves(monkeypatch):
     assert ns["noise"] == 0.0 and isinstance(ns["noise"], float) and isinstance(ns["seed"], int)
     with pytest.raises(ValueError, match=r"noise must be a number in \[0, 1\], got 3"):
         prologue(namespace(noise=3))
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [("1e-3", 1e-3), ("1.0e-3", 1e-3), ("2E5", 2e5), ("0.2", 0.2), ("3", 3), ("-1", -1), ("true", True),
+     ("lstm", "lstm"), ("'1e-3'", "1e-3"), ("[1, 2]", [1, 2]), ("", None)],
+)  # fmt: skip
+def test_a_command_line_value_reads_numbers_as_python_and_papermill_do(text, value):
+    read = parse_value("lr", text)
+    assert read == value and type(read) is type(value)
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [("[0.1", "expected ',' or ']', but got '<stream end>'"),
+     ("!!python/object/apply:os.system ['echo hi']", "could not determine a constructor for the tag")],
+)  # fmt: skip
+def test_a_command_line_value_yaml_cannot_read_is_one_line_naming_the_parameter(text, problem):
+    with pytest.raises(ValueError) as e:
+        parse_value("noise", text)
+    message = str(e.value)
+    assert message.startswith(f"noise: cannot read {text!r} (") and problem in message and "\n" not in message

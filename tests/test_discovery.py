@@ -323,3 +323,32 @@ def test_grouping_keeps_weakly_dependent_factors_next_to_strong_ones():
     np.fill_diagonal(dep, 0)
     groups, contrast = discovery.group_components(dep, threshold=0.052)  # 0.73 / 0.19 = 3.8 > 0.19 / 0.052 = 3.7
     assert len(groups) == 4 and contrast == pytest.approx(0.19 / 0.052)
+
+
+@pytest.mark.parametrize(
+    "acts, message",
+    [
+        (np.ones((500, 4, 1)), "acts must have d >= 2 features to separate components, got d=1"),
+        (np.ones((500, 4, 0)), "acts must have d >= 2 features to separate components, got d=0"),
+        (np.ones((2, 10)), "acts has too few rows: 2 sequences x 1 position vary in at most 1 direction"),
+        (np.zeros((500, 10)), "acts vary in 0 directions once each position is centred; at least 2 are needed"),
+        (np.array([["a", "b"], ["c", "d"], ["e", "f"]]), "acts must hold real numbers, got dtype <U1"),
+        (np.ones((50, 5)) * 1j, "acts must hold real numbers, got dtype complex128"),
+    ],
+    ids=["d=1", "d=0", "two rows", "constant", "strings", "complex"],
+)
+def test_inputs_find_factors_cannot_handle_are_one_clear_error(acts, message):
+    with pytest.raises(ValueError) as e:
+        discovery.find_factors(acts)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value), str(e.value)
+
+
+def test_find_factors_takes_a_torch_tensor_even_one_that_requires_grad(beliefs):
+    import torch
+
+    acts, _ = discovery.synthetic_activations(beliefs[:2], d=12, seed=5)
+    expected = discovery.find_factors(acts)
+    for tensor in (torch.tensor(acts, requires_grad=True), torch.tensor(acts, dtype=torch.bfloat16)):
+        report = discovery.find_factors(tensor)
+        assert report.n_factors == expected.n_factors == 2
+        assert discovery.match_subspaces(report.subspaces, expected.subspaces)[1].max(axis=1).min() > 0.99

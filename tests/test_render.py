@@ -57,3 +57,31 @@ def test_only_the_project_notebooks_are_paired(name):
 
     assert load_jupytext_config(str(NOTEBOOKS)).default_formats(str(NOTEBOOKS / name)) is None
     assert nbformat.read(NOTEBOOKS / "04_noise.ipynb", as_version=4).metadata.jupytext.formats == "ipynb,py:percent"
+
+
+def test_a_relative_outputs_folder_means_the_same_folder_in_the_notebook_s_kernel(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    notebook = tiny_notebook(
+        tmp_path / "notebooks" / "nb.ipynb", "from factored import paths\nprint(paths.outputs_dir())"
+    )
+    monkeypatch.chdir(tmp_path)  # the kernel works in notebooks/, the user started here
+    monkeypatch.setenv("FACTORED_OUTPUTS", "relout")
+    assert render.main([str(notebook), "out.ipynb"]) == 0
+    printed = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[-1].outputs[0]["text"]
+    assert printed.strip() == str(tmp_path / "relout")
+
+
+def test_command_line_values_read_numbers_as_papermill_does_and_bad_ones_are_one_line(tmp_path, monkeypatch, capsys):
+    given = {}
+    monkeypatch.setattr(render, "execute", lambda notebook, target, parameters, **_: given.update(parameters))
+    notebook, target = str(tmp_path / "nb.ipynb"), str(tmp_path / "out.ipynb")
+    assert render.main([notebook, target, "-p", "lr", "1e-3", "-p", "arch", "lstm", "-p", "seed", "2"]) == 0
+    assert given == {"lr": 0.001, "arch": "lstm", "seed": 2}
+    marker = tmp_path / "code-ran"
+    for value in ["[0.1", f"!!python/object/apply:os.system ['touch {marker}']"]:
+        assert render.main([notebook, target, "-p", "noise", value]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: noise: cannot read {value!r} ("), err
+    assert render.main([notebook, target, "-y", "[1, 2]"]) == 2
+    assert "--parameters-yaml must be a mapping" in capsys.readouterr().err
+    assert not marker.exists()

@@ -171,6 +171,19 @@ def test_a_failing_point_is_reported_and_the_other_completes(notebook, outputs, 
     assert "failed before  x=-1.0" in capsys.readouterr().out
 
 
+def test_a_relative_outputs_folder_holds_both_the_sweep_and_its_points_runs(notebook, tmp_path, monkeypatch):
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells[-1].source = "from factored import paths\nprint('outputs', paths.outputs_dir())"  # where runs go
+    nbformat.write(nb, notebook)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({"notebook": str(notebook), "grid": {"x": [1.0]}}))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")  # the user's working folder; kernels work in the notebook's
+    monkeypatch.setenv("FACTORED_OUTPUTS", "relout")
+    assert sweep.main([str(tmp_path / "tiny.yaml")]) == 0
+    done = tmp_path / "work" / "relout" / "sweeps" / "tiny" / "x=1.0.ipynb"
+    assert f"outputs {tmp_path / 'work' / 'relout'}" in printed(done)
+
+
 def test_dask_local_cluster_runs_the_same_sweep(notebook, outputs):
     distributed = pytest.importorskip("distributed")
     s = make_sweep(notebook, {"x": [1.0, 2.0]})
@@ -313,20 +326,24 @@ def wait_for(condition, timeout: float) -> bool:
 
 
 @contextlib.contextmanager
-def sleepy_sweep(tmp_path):
+def sleepy_sweep(tmp_path, ignored=()):
     """A sweep runner (`python -m factored.sweep`, one worker) busy with a 120 s point, a 1 s point queued behind
-    it; yields (runner, the busy point's pids: worker, papermill, kernel, its marks folder). Whatever of it is
-    still alive at the end is killed."""
+    it; yields (runner, the busy point's pids: worker, papermill, kernel, its marks folder). The runner starts with
+    the signals `ignored` ignored (as a background job of a shell script starts with SIGINT ignored), the others
+    at their default. Whatever of it is still alive at the end is killed."""
     marks = tmp_path / "marks"
     marks.mkdir()
     spec = {"notebook": str(sleepy_notebook(tmp_path / "sleepy.ipynb")), "grid": {"x": [120.0, 1.0]}}
     (tmp_path / "sleepy.yaml").write_text(yaml.safe_dump({**spec, "fixed": {"marks": str(marks)}}))
     cmd = [sys.executable, "-m", "factored.sweep", str(tmp_path / "sleepy.yaml"), "--workers", "1"]
     env = {**os.environ, "TQDM_DISABLE": "1"}  # no progress bar on stderr
-    # as from a terminal: a shell that starts the tests in the background (`... &`) ignores SIGINT, and an ignored
-    # signal is inherited, so the runner would never see the Ctrl-C this test sends
+
+    def dispositions():  # set here, whatever the shell that started the tests left (it may ignore SIGINT)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN if sig in ignored else signal.SIG_DFL)
+
     runner = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+                              preexec_fn=dispositions)  # fmt: skip
     pids = {}
     try:
         busy = marks / "x=120.0.json"
@@ -342,11 +359,21 @@ def sleepy_sweep(tmp_path):
         runner.communicate()
 
 
+def signal_until_it_exits(process: subprocess.Popen, sig: int, every: float, timeout: float = 90) -> str:
+    """Send `sig` to `process`, again every `every` seconds (None: once) until it exits; its stderr."""
+    end = time.monotonic() + timeout  # seconds when idle; generous for a loaded 2-core machine
+    os.kill(process.pid, sig)
+    while every is not None and process.poll() is None and time.monotonic() < end:
+        time.sleep(every)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, sig)
+    return process.communicate(timeout=max(end - time.monotonic(), 1))[1]
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 def test_ctrl_c_stops_the_sweep_leaves_the_partial_notebook_and_exits_130(tmp_path, outputs):
     with sleepy_sweep(tmp_path) as (runner, pids, marks):
-        os.kill(runner.pid, signal.SIGINT)
-        _, err = runner.communicate(timeout=90)  # seconds when idle; generous for a loaded 2-core machine
+        err = signal_until_it_exits(runner, signal.SIGINT, every=0.02)  # Ctrl-C, and again while it cleans up
         assert runner.returncode == 130
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and "interrupted" in lines[0] and "1 stopped" in lines[0], err
@@ -355,6 +382,20 @@ def test_ctrl_c_stops_the_sweep_leaves_the_partial_notebook_and_exits_130(tmp_pa
         assert not (marks / "x=1.0.json").exists()  # the queued point never started
     folder = outputs / "sweeps" / "sleepy"
     assert sorted(p.name for p in folder.glob("*x=*")) == [".x=120.0.partial.ipynb", "x=120.0.lock"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_runner_started_with_signals_ignored_still_stops_on_sigint_and_sigterm(tmp_path, outputs, sig, status):
+    # `python -m factored.sweep s.yaml &` in a script starts with SIGINT ignored; a supervisor may ignore SIGTERM
+    with sleepy_sweep(tmp_path, ignored=(signal.SIGINT, signal.SIGTERM)) as (runner, pids, marks):
+        err = signal_until_it_exits(runner, sig, every=None)
+        assert runner.returncode == status, err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and f"interrupted ({sig.name})" in lines[0] and "1 stopped" in lines[0], err
+        assert wait_for(lambda: not any(alive(p) for p in pids.values()), 10), pids  # worker, papermill, kernel
+        assert not (marks / "x=1.0.json").exists()  # the queued point never started
+    assert (outputs / "sweeps" / "sleepy" / ".x=120.0.partial.ipynb").exists()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 from contextlib import nullcontext
 
 import pytest
@@ -113,11 +114,55 @@ def test_folder_with_other_config_is_not_overwritten(tmp_path):
     assert (run.dir / "config.json").read_text() == text
 
 
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ('{"name": "canonical", "data": {', "not valid JSON (Expecting property name enclosed in double quotes"),
+        ('{"name": "canonical"}', "'data' is missing"),
+        ("[1, 2]", "a run config is a mapping with the keys ['name', 'data', 'model', 'train'], got a list"),
+        ('{"name": "c", "data": {}, "model": {"width": 3}, "train": {}}', "unknown field 'width' in 'model'"),
+        ('{"name": "c", "data": [], "model": {}, "train": {}}', "'data' must be a mapping of its fields, got a list"),
+        ('{"name": "c", "data": {}, "model": {}, "train": {"lr": 5}}', "lr must be a number in (0, 1], got 5"),
+    ],
+)
+def test_a_broken_config_file_is_one_line_naming_it_and_nothing_changes(tmp_path, text, problem):
+    cfg = tiny()
+    folder = runs.run_dir_for(cfg, tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(text)
+    with pytest.raises(ValueError) as e:
+        get_or_train(cfg, root=tmp_path, progress=False)
+    message = str(e.value)
+    assert str(folder / "config.json") in message and problem in message and len(message.splitlines()) == 1, message
+    assert [p.name for p in folder.iterdir()] == ["config.json"] and (folder / "config.json").read_text() == text
+
+
+def test_the_command_line_reports_a_broken_run_folder_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FACTORED_OUTPUTS", str(tmp_path))
+    folder = runs.run_dir_for(make_config("smoke", steps=5), tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("[1, 2]")
+    assert train_mod.main(["--profile", "smoke", "--steps", "5", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and str(folder / "config.json") in err[-1], err
+
+
 def test_unavailable_device_is_a_clear_error():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device 'cuda' is not available"):
             pick_device("cuda")
     assert pick_device("cpu").type == "cpu"
+
+
+def test_an_unavailable_device_is_refused_before_a_run_folder_exists(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without CUDA
+    with pytest.raises(ValueError, match="device 'cuda' is not available here"):
+        get_or_train(tiny(device="cuda"), root=tmp_path, progress=False)
+    monkeypatch.setenv("FACTORED_OUTPUTS", str(tmp_path))
+    assert train_mod.main(["--profile", "smoke", "--device", "cuda", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: device 'cuda' is not available here; choose 'auto' or 'cpu'"]
+    assert not (tmp_path / "runs").exists()
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
@@ -227,6 +272,102 @@ def test_the_command_line_trains_into_the_run_store_and_refuses_a_bad_field(tmp_
     assert cfg.run_id.startswith("eps0.1-") and runs.finished_run(cfg, tmp_path) is not None  # where notebooks look
     assert train_mod.main(["--profile", "smoke", "--nosie", "0.1"]) == 2
     assert "unknown config field 'nosie'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="/dev/full (Linux) stands in for a full disk")
+def test_a_full_disk_is_one_line_naming_the_folder_and_the_run_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FACTORED_OUTPUTS", str(tmp_path / "cut"))
+    args = ["--profile", "smoke", "--steps", "12", "--no-progress"]
+    whole = get_or_train(make_config("smoke", steps=12), root=tmp_path / "whole", progress=False)
+    real_temp_path = runs._temp_path
+
+    def full_at_step_10(path):  # the disk is full when the checkpoint of step 10 is written
+        temp = real_temp_path(path)
+        if path.name == "step_0000010.pt":
+            temp.symlink_to("/dev/full")  # every write to it fails with ENOSPC, as on a full disk
+        return temp
+
+    monkeypatch.setattr(runs, "_temp_path", full_at_step_10)
+    assert train_mod.main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    folder = runs.run_dir_for(make_config("smoke", steps=12), tmp_path / "cut")
+    assert err[-1].startswith(f"error: no space left on the device of {folder / 'checkpoints'}: "), err
+    assert "writing step_0000010.pt needs " in err[-1] and "Traceback" not in "\n".join(err)
+    assert saved_steps(folder)[-1] == 9 and not list(folder.glob("checkpoints/.*"))  # no temp file left
+    monkeypatch.setattr(runs, "_temp_path", real_temp_path)  # space freed
+    assert train_mod.main(args) == 0
+    assert runs.read_metrics(folder)[-1]["eval_loss"] == whole.metrics()[-1]["eval_loss"]
+
+
+def test_the_command_line_refuses_an_outputs_folder_that_is_a_file_in_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "outputs").write_text("a file")
+    monkeypatch.setenv("FACTORED_OUTPUTS", str(tmp_path / "outputs"))
+    assert train_mod.main(["--profile", "smoke", "--steps", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: FACTORED_OUTPUTS={tmp_path / 'outputs'} cannot be"), err
+    assert (tmp_path / "outputs").read_text() == "a file"
+
+
+def test_the_command_line_reads_1e_3_as_a_number_and_refuses_unreadable_values_in_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("FACTORED_OUTPUTS", str(tmp_path))
+    assert train_mod.main(["--profile", "smoke", "--steps", "2", "--lr", "1e-3", "--no-progress"]) == 0
+    assert runs.finished_run(make_config("smoke", steps=2, lr=0.001), tmp_path) is not None
+    capsys.readouterr()
+    marker = tmp_path / "code-ran"
+    for value in ["[0.1", f"!!python/object/apply:os.system ['touch {marker}']"]:
+        assert train_mod.main(["--profile", "smoke", "--noise", value]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: noise: cannot read {value!r} ("), err
+    assert not marker.exists()
+
+
+def test_a_torn_metrics_row_of_the_checkpoint_resumed_from_is_restored(tmp_path):
+    cfg = tiny(steps=25)
+    whole = get_or_train(cfg, root=tmp_path / "whole", progress=False).metrics()
+    run = get_or_train(cfg, root=tmp_path / "cut", progress=False)
+    for step in run.steps:
+        if step > 20:
+            runs.checkpoint_path(run.dir, step).unlink()
+    before = [m for m in run.metrics() if m["step"] <= 20]
+    torn = json.dumps(before[-1])[:30]  # the row of step 20, the checkpoint resumed from, torn
+    runs.metrics_path(run.dir).write_text("".join(json.dumps(m) + "\n" for m in before[:-1]) + torn)
+    with pytest.warns(UserWarning, match="dropped a torn last line"):
+        resumed = get_or_train(cfg, root=tmp_path / "cut", progress=False).metrics()
+    assert resumed[: len(before)] == before  # step 20's row is back as it was logged
+
+    def timeless(rows):
+        return [{k: v for k, v in m.items() if k != "tokens_per_s"} for m in rows]
+
+    assert timeless(resumed) == timeless(whole)  # and every row as an uninterrupted run's
+
+
+class Payload:
+    """What a malicious checkpoint can hold: unpickling it runs a command (here, one that creates `marker`)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_that_cannot_be_loaded_safely_is_refused_set_aside_and_retrained(tmp_path):
+    cfg = tiny(steps=25)
+    run = get_or_train(cfg, root=tmp_path, progress=False)
+    final_loss = run.metrics()[-1]["eval_loss"]
+    path, marker = runs.checkpoint_path(run.dir, 25), tmp_path / "code-ran"
+    torch.save({**torch.load(path, weights_only=True), "payload": Payload(marker)}, path)
+    with pytest.raises(runs.UnsafeCheckpoint) as refused:
+        run.load_model(25)
+    message = str(refused.value)
+    assert "step_0000025.pt" in message and "could run code" in message and len(message.splitlines()) == 1
+    assert "weights_only" not in message  # no advice to load an untrusted pickle
+    with pytest.warns(UserWarning, match=r"step_0000025.pt cannot be loaded safely: moved aside to .*refused"):
+        again = get_or_train(cfg, root=tmp_path, progress=False)
+    assert (path.parent / "step_0000025.pt.refused").exists() and not marker.exists()
+    assert again.finished and again.metrics()[-1]["eval_loss"] == final_loss
 
 
 def test_muon_resume_after_interrupt_matches_uninterrupted(tmp_path):

@@ -191,6 +191,9 @@ class TrainConfig(_Part):
     checkpoint_every: int = 0  # also checkpoint every N steps, on top of the log-spaced schedule (0: only that)
 
 
+PARTS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}  # a run config's parts, by name
+
+
 def cross_field_rules(cfg: RunConfig) -> None:
     """The rules that tie fields together (each field's own range is its part's to check)."""
     d, t = cfg.data, cfg.train
@@ -230,13 +233,27 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        return cls(
-            name=d["name"],
-            data=DataConfig(**d["data"]),
-            model=ModelConfig(**d["model"]),
-            train=TrainConfig(**d["train"]),
-        )
+    def from_dict(cls, d: Any) -> RunConfig:
+        """The config that `to_dict` gave (a run folder's config.json); one ValueError saying what is missing or
+        wrong in a mapping edited by hand or written by an incompatible version. A field missing from a part takes
+        its default (as in a folder written before that field existed)."""
+        keys = ["name", *PARTS]
+        if not isinstance(d, dict):
+            raise ValueError(f"a run config is a mapping with the keys {keys}, got a {type(d).__name__}")
+        unknown = sorted(set(d) - set(keys))
+        missing = [k for k in keys if k not in d]
+        if unknown or missing:
+            problem = f"{missing[0]!r} is missing" if missing else f"{unknown[0]!r} is not one of them"
+            raise ValueError(f"a run config has the keys {keys}: {problem}")
+        for part, kind in PARTS.items():
+            values = d[part]
+            if not isinstance(values, dict):
+                raise ValueError(f"{part!r} must be a mapping of its fields, got a {type(values).__name__}")
+            names = [f.name for f in fields(kind)]
+            strange = sorted(set(values) - set(names))
+            if strange:
+                raise ValueError(f"unknown field {strange[0]!r} in {part!r}; its fields are {names}")
+        return cls(name=d["name"], **{part: kind(**d[part]) for part, kind in PARTS.items()})
 
     def hash(self) -> str:
         """8 hex digits over the fields that change results (not the name, device, compile, checkpoint_every).

@@ -36,6 +36,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.cluster.hierarchy import linkage
@@ -61,9 +62,21 @@ _ICA_ROWS = 16_384  # rows FastICA is fitted on (then applied to all): plenty fo
 
 
 # ------------------------------------------------------------------------------------------------ reduction
-def _as_3d(x: np.ndarray, name: str = "acts") -> np.ndarray:
-    """[B, P, d] (or [n, d], read as P = 1) with B >= 2 and finite values."""
+def _as_array(x: Any, name: str = "acts") -> np.ndarray:
+    """A numpy array of real numbers from an array or a torch tensor (detached and copied to the CPU, whether or
+    not it requires grad; floating tensors as float64, so bfloat16 too); ValueError for anything else."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, read without importing torch here
+        x = x.detach().cpu()
+        x = (x.double() if x.dtype.is_floating_point else x).numpy()
     x = np.asarray(x)
+    if x.dtype.kind not in "biuf":  # bool, integers, floats
+        raise ValueError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    return x
+
+
+def _as_3d(x: np.ndarray, name: str = "acts") -> np.ndarray:
+    """[B, P, d] (or [n, d], read as P = 1) of real numbers with B >= 2 and finite values."""
+    x = _as_array(x, name)
     if x.ndim == 2:
         x = x[:, None]
     if x.ndim != 3 or x.shape[0] < 2:
@@ -114,6 +127,24 @@ def n_signal(acts: np.ndarray) -> int:
     var = spectrum(acts)
     edge = np.median(var) * (1 + np.sqrt(var.size / acts.shape[0])) ** 2
     return min(int((var > edge).sum()), _rank_of(var))
+
+
+def _separable(acts: np.ndarray, name: str = "acts") -> np.ndarray:
+    """acts [B, P, d], checked to hold the 2 components the smallest separation needs: d >= 2 features, enough
+    sequences for 2 directions once each position is centred (P (B - 1) of them at most), and 2 that vary."""
+    B, P, d = acts.shape
+    if d < 2:
+        raise ValueError(f"{name} must have d >= 2 features to separate components, got d={d}")
+    if P * (B - 1) < 2:
+        raise ValueError(
+            f"{name} has too few rows: {B} sequences x {P} position{'s' * (P > 1)} vary in at most {P * (B - 1)} "
+            "direction once each position is centred; 2 components need at least 3 sequences (use thousands)"
+        )
+    rank = numerical_rank(acts)
+    if rank < 2:
+        raise ValueError(f"{name} vary in {rank} direction{'s' * (rank != 1)} once each position is centred; at "
+                         "least 2 are needed to separate components")  # fmt: skip
+    return acts
 
 
 # ----------------------------------------------------------------------------------------------- separation
@@ -565,8 +596,9 @@ def find_factors(acts: np.ndarray, **kwargs) -> FactorReport:
     layer, BOS dropped; positions are centred separately), or [n, d] (one position). Use a few thousand
     sequences: the noise threshold and the components' precision come from B. kwargs go to `scan_and_choose`
     (variance, n_shuffles, alpha, min_contrast, seed). Returns a `FactorReport`; `.table()` and `.summary()`
-    print it. Zero factors is an answer: no subspaces whose activity is independent of the rest."""
-    acts = _as_3d(acts)
+    print it. Zero factors is an answer: no subspaces whose activity is independent of the rest. Inputs it
+    cannot separate (d < 2, too few sequences, no variation) are one ValueError saying so."""
+    acts = _separable(_as_3d(acts))
     k, scan = scan_and_choose(acts, **kwargs)
     found = scan[k]
     return FactorReport(

@@ -6,8 +6,9 @@ papermill passes unknown names silently and values of any type, so every noteboo
     parameters.prologue(globals())
 
 which stops the notebook, before anything is computed or written, at the first unknown parameter, wrongly typed
-value or run field out of its range (one ValueError naming it), then converts each value to its declared type
-(`-p noise 0` arrives as an int; `noise: float` makes it 0.0) and replaces an empty `profile` by the default one.
+value or run field out of its range, or at an outputs folder that is a file (one ValueError naming it), then
+converts each value to its declared type (`-p noise 0` arrives as an int; `noise: float` makes it 0.0) and
+replaces an empty `profile` by the default one.
 Sweeps check their grids with the same `PARAMETER_CHECKS` before anything runs.
 """
 
@@ -15,7 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
 from .config import PROFILE_DEFAULTED, check_field, field_owners, is_int, is_number, require
+from .paths import outputs_dir
 from .profiles import resolve_profile
 
 # Names IPython itself puts in a notebook's namespace; never parameters.
@@ -60,12 +64,38 @@ def check(namespace: dict[str, Any]) -> None:
 
 
 def prologue(namespace: dict[str, Any]) -> None:
-    """`check` the notebook's parameters, convert each to its declared type in place (an int given for a float),
-    and resolve `profile` ("" -> $FACTORED_PROFILE or laptop) in place. Returns nothing, so the notebook cell that
-    calls it prints nothing."""
+    """`check` the notebook's parameters and the outputs folder (`paths.outputs_dir`: not a file), convert each
+    parameter to its declared type in place (an int given for a float), and resolve `profile` ("" ->
+    $FACTORED_PROFILE or laptop) in place. Returns nothing, so the notebook cell that calls it prints nothing."""
     check(namespace)
+    outputs_dir()
     for name, kind in declared(namespace).items():
         if kind == "float" and is_int(namespace[name]):
             namespace[name] = float(namespace[name])
     if "profile" in namespace:
         namespace["profile"] = resolve_profile(namespace["profile"])
+
+
+def parse_value(name: str, text: str) -> Any:
+    """A parameter's value given on a command line (`factored.train --lr 1e-3`, `factored.render -p lr 1e-3`):
+    read as YAML (0.2, true, lstm, [1, 2]), except that a number is read as Python and papermill read it (YAML 1.1
+    reads `1e-3` as a string). What YAML cannot read, a `!!python` tag among it, is one ValueError naming `name`."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"{name}: cannot read {text!r} ({yaml_problem(e)})") from None
+    if isinstance(value, str):  # a plain number YAML 1.1 does not know (a quoted one keeps its quotes in `text`)
+        for number in (int, float):
+            try:
+                return number(text)
+            except ValueError:
+                pass
+    return value
+
+
+def yaml_problem(e: Exception) -> str:
+    """What is wrong and where, in one line (PyYAML's own message takes several)."""
+    problem, mark = getattr(e, "problem", None), getattr(e, "problem_mark", None)
+    if problem and mark:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(e).split())

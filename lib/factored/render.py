@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 import nbformat
-import yaml
+
+from .parameters import parse_value
+from .paths import pin_outputs_dir
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 KERNEL_START_TIMEOUT = 300  # seconds; papermill's 60 is too short for kernels importing torch at once on 2 cores
@@ -82,11 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebook", type=Path)
     parser.add_argument("target", type=Path)
     parser.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="a parameter, its value read as YAML (as papermill's -p)")  # fmt: skip
+                        help="a parameter, its value read as YAML (numbers as papermill reads them: 1e-3)")  # fmt: skip
     parser.add_argument("-y", "--parameters-yaml", default="{}", help="parameters as one YAML mapping")
     parser.add_argument("--quiet", action="store_true", help="do not echo the cells' output")
     args = parser.parse_args(argv)
-    parameters = yaml.safe_load(args.parameters_yaml) | {name: yaml.safe_load(value) for name, value in args.p}
+    try:
+        pin_outputs_dir()  # the kernel works in the notebook's folder: it gets the outputs folder as an absolute path
+        parameters = parse_value("--parameters-yaml", args.parameters_yaml)
+        if not isinstance(parameters, dict):
+            raise ValueError(f"--parameters-yaml must be a mapping (name: value, ...), got {args.parameters_yaml!r}")
+        parameters |= {name: parse_value(name, value) for name, value in args.p}
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         execute(args.notebook, args.target, parameters, log_output=not args.quiet)
     except KeyboardInterrupt:

@@ -75,9 +75,9 @@ def finished_runs(root: Path | None = None) -> list[runs.Run]:
     out, seen = [], set()
     for path in sorted((root or runs.outputs_dir()).glob("runs/*/config.json")):
         try:
-            cfg = RunConfig.from_dict(json.loads(path.read_text()))
-        except (ValueError, TypeError, KeyError) as e:  # written by an incompatible version of the config
-            warnings.warn(f"skipping {runs.relative(path.parent)}: unreadable config ({e})", stacklevel=2)
+            cfg = runs.read_config(path)
+        except ValueError as e:  # edited by hand, or written by an incompatible version of the config
+            warnings.warn(f"skipping {runs.relative(path.parent)}: {e}", stacklevel=2)
             continue
         run = runs.Run(path.parent, cfg)
         if run.finished and cfg.hash() not in seen:

@@ -11,14 +11,18 @@ a time: `run_lock` holds <run>/.lock, an OS file lock released when its holder e
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
+import pickle
+import shutil
 import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -33,23 +37,65 @@ from .products import FactoredProcess, process_of
 
 
 # ----------------------------------------------------------------------------------------------- atomic writes
+class DiskFull(OSError):
+    """No space left where a run store file is written; the message names the folder and the space the write needs.
+    Nothing saved before is lost: a run resumes from its last checkpoint once there is space."""
+
+
+def _size(n: float) -> str:
+    """A byte count for people: 812 B, 35.2 kB, 1.4 MB."""
+    if n < 1000:
+        return f"{n:.0f} B"
+    for unit in ("kB", "MB"):
+        n /= 1000
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} GB"
+
+
+def disk_full(path: Path, needed: int) -> DiskFull:
+    """The one-line error for a write of `needed` bytes to `path` that found its device full."""
+    try:
+        free = f", {_size(shutil.disk_usage(path.parent).free)} free"
+    except OSError:
+        free = ""
+    return DiskFull(
+        f"no space left on the device of {relative(path.parent)}: writing {path.name} needs {_size(needed)}{free}; "
+        "free some space there and run again (a run resumes from its last checkpoint)"
+    )
+
+
 def _temp_path(path: Path) -> Path:
     """A temp file beside `path`, private to this process and thread, so concurrent writers of one file (two
     notebooks analysing the same run) never rename each other's half-written temp file."""
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
 
 
-def atomic_save(obj: object, path: Path) -> None:
-    """torch.save to a temp file, then rename: a reader sees the old file or the whole new one, never a part."""
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a temp file, then rename it: a reader sees the old file or the whole new one, never a part. A full
+    device is DiskFull (the temp file removed)."""
     tmp = _temp_path(path)
-    torch.save(obj, tmp)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            raise disk_full(path, len(data)) from None
+        raise
     os.replace(tmp, path)
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    """torch.save, atomically (`atomic_write_bytes`: serialised in memory first, so a full disk is one clear error,
+    not an error from inside torch's writer)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = _temp_path(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode())
 
 
 def write_json(path: Path, data: object) -> None:
@@ -68,32 +114,57 @@ def saved_steps(run_dir: Path) -> list[int]:
 class DamagedCheckpoint(RuntimeError):
     """A checkpoint file that cannot be read (truncated by a full disk or a kill outside `atomic_save`)."""
 
+    state = "is damaged"  # what `set_aside` says of the file
+    suffix = ".damaged"  # what it appends to the file's name
+
+
+class UnsafeCheckpoint(DamagedCheckpoint):
+    """A checkpoint holding more than tensors and plain data, which torch.load(weights_only=True) refuses because
+    unpickling it could run code. It is never loaded: it is set aside like a damaged one."""
+
+    state = "cannot be loaded safely"
+    suffix = ".refused"
+
 
 def load_checkpoint(run_dir: Path, step: int, device: str | torch.device = "cpu") -> dict:
-    """The state saved at `step` (model, optimizer, scheduler, rng, loss_window, step, config); a file that
-    cannot be read raises DamagedCheckpoint naming it."""
+    """The state saved at `step` (model, optimizer, scheduler, rng, loss_window, step, config, metrics); a file
+    that cannot be read raises DamagedCheckpoint naming it, one that cannot be read safely UnsafeCheckpoint."""
     path = checkpoint_path(run_dir, step)
     try:
         return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpoint(
+            f"checkpoint {relative(path)} holds more than tensors and plain data{_refused_object(e)}; "
+            "refused, since unpickling it could run code"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise DamagedCheckpoint(f"checkpoint {relative(path)} is damaged and cannot be read ({e})") from None
 
 
-def set_aside(path: Path) -> Path:
-    """Rename a damaged file to <name>.damaged (kept for inspection, no longer seen as a checkpoint)."""
-    aside = path.with_name(path.name + ".damaged")
+def _refused_object(error: Exception) -> str:
+    """` (<what torch refused>)` from torch's refusal, without its advice to load the file unsafely; "" if none."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    refused = [line for line in lines if "global" in line.lower() and "weights_only" not in line]
+    return f" ({refused[0]})" if refused else ""
+
+
+def set_aside(path: Path, problem: type[DamagedCheckpoint] = DamagedCheckpoint) -> Path:
+    """Rename a damaged (or unsafe) checkpoint to <name>.damaged (<name>.refused): kept for inspection, no longer
+    seen as a checkpoint."""
+    aside = path.with_name(path.name + problem.suffix)
     os.replace(path, aside)
-    warnings.warn(f"{relative(path)} is damaged: moved aside to {aside.name}", stacklevel=2)
+    warnings.warn(f"{relative(path)} {problem.state}: moved aside to {aside.name}", stacklevel=2)
     return aside
 
 
 def last_good_checkpoint(run_dir: Path, device: str | torch.device = "cpu") -> tuple[int, dict] | None:
-    """(step, state) of the latest readable checkpoint, setting aside every damaged one after it; None if none."""
+    """(step, state) of the latest readable checkpoint, setting aside every damaged or unsafe one after it; None
+    if none."""
     for step in reversed(saved_steps(run_dir)):
         try:
             return step, load_checkpoint(run_dir, step, device)
-        except DamagedCheckpoint:
-            set_aside(checkpoint_path(run_dir, step))
+        except DamagedCheckpoint as e:
+            set_aside(checkpoint_path(run_dir, step), type(e))
     return None
 
 
@@ -130,8 +201,18 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def append_metrics(run_dir: Path, row: dict) -> None:
-    with open(metrics_path(run_dir), "a") as f:
-        f.write(json.dumps(row) + "\n")
+    """Append one row; on a full device, DiskFull, and the file cut back to its rows before (no torn line)."""
+    path, line = metrics_path(run_dir), (json.dumps(row) + "\n").encode()
+    size = path.stat().st_size if path.exists() else 0
+    try:
+        with open(path, "ab") as f:
+            f.write(line)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        with suppress(OSError):  # cutting a file back needs no space; if it fails, a torn line stays
+            os.truncate(path, size)
+        raise disk_full(path, len(line)) from None
 
 
 def write_metrics(run_dir: Path, rows: list[dict]) -> None:
@@ -157,14 +238,14 @@ class Run:
         return bool(steps) and steps[-1] == self.config.train.steps
 
     def verified(self) -> bool:
-        """Finished, and its final checkpoint readable: a damaged final checkpoint is set aside (so that training
-        resumes from the last good one) and the run counts as unfinished."""
+        """Finished, and its final checkpoint readable: a damaged or unsafe final checkpoint is set aside (so that
+        training resumes from the last good one) and the run counts as unfinished."""
         if not self.finished:
             return False
         try:
             load_checkpoint(self.dir, self.steps[-1])
-        except DamagedCheckpoint:
-            set_aside(checkpoint_path(self.dir, self.steps[-1]))
+        except DamagedCheckpoint as e:
+            set_aside(checkpoint_path(self.dir, self.steps[-1]), type(e))
             return False
         return True
 
@@ -195,12 +276,26 @@ def run_dir_for(cfg: RunConfig, root: Path | None = None) -> Path:
     return (root or outputs_dir()) / "runs" / cfg.run_id
 
 
+def read_config(path: Path) -> RunConfig:
+    """The RunConfig in a run folder's config.json `path`; a file that is not one is a one-line ValueError naming
+    it and saying what is wrong (the file is left as it is)."""
+    try:
+        return RunConfig.from_dict(json.loads(Path(path).read_text()))
+    except json.JSONDecodeError as e:
+        problem = f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
+    except UnicodeDecodeError:
+        problem = "not text (UTF-8)"
+    except ValueError as e:
+        problem = str(e)
+    raise ValueError(f"{relative(path)} is not a readable run config: {problem}; repair it or move its run folder away")
+
+
 def open_run(cfg: RunConfig, root: Path | None = None) -> Run:
     """The run folder for cfg, created with its config.json if new; an existing folder must hold the same config."""
     path = run_dir_for(cfg, root)
     config_file = path / "config.json"
     if config_file.exists():
-        stored = RunConfig.from_dict(json.loads(config_file.read_text()))
+        stored = read_config(config_file)
         if stored.hash() != cfg.hash():  # the hash leaves out device and compile: they change speed, not results
             raise ValueError(f"{path} holds a different config; refusing to overwrite it")
     else:

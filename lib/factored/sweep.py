@@ -17,10 +17,12 @@ torch threads run 10-50x slower, README "Benchmarks").
 Points meet in the run store: two points, or a point and a notebook run by hand, that need the same run train it
 once, since `train.get_or_train` holds a lock on the run folder while it trains.
 
-Stopping: Ctrl-C stops the pool (the running points' processes and kernels with it), cancels the points not yet
-started, leaves each stopped point's notebook as `.<point>.partial.ipynb` and exits with 130; a runner killed
-outright takes its pool workers and their processes down with it (Linux: a parent-death signal; elsewhere the
-workers watch their parent). On a Dask cluster, points already running run on.
+Stopping: Ctrl-C (SIGINT) or SIGTERM, however the runner was started (a script's background job inherits an
+ignored SIGINT: the command line restores it), stops the pool (the running points' processes and kernels with
+it), cancels the points not yet started, leaves each stopped point's notebook as `.<point>.partial.ipynb` and
+exits with 130 (SIGTERM: 143) and a one-line summary; further signals while it cleans up are ignored. A runner
+killed outright takes its pool workers and their processes down with it (Linux: a parent-death signal; elsewhere
+the workers watch their parent). On a Dask cluster, points already running run on.
 """
 
 from __future__ import annotations
@@ -48,14 +50,13 @@ import yaml
 from filelock import FileLock
 from tqdm.auto import tqdm
 
-from .paths import relative
+from .paths import outputs_dir, pin_outputs_dir, relative
 from .sweep_spec import Point, Sweep, fail, load, point_files, sweep_dir, validate
 
 # Pool workers import this module only to launch `factored.render`, so they start in a fraction of a second: what
 # would slow that is imported in the functions that use it (nbformat; distributed, an optional dependency).
 
 STATUSES = ("done", "skipped", "failed")
-INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -68,8 +69,20 @@ class PointResult:
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C stopped `run` (its pool already stopped); the message says in one line what was done and what is
-    left."""
+    """Ctrl-C (or SIGTERM) stopped `run` (its pool already stopped); the message says in one line what was done and
+    what is left; `signum` is the signal that stopped it."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived (raised by the runner's handler, `_stop_on_signals`); `signum` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 # --- Running a sweep -------------------------------------------------------------------------------------------
@@ -135,6 +148,27 @@ def _error_of(failed: Path, stderr: str) -> tuple[str, str]:
     return (lines[-1] if lines else "the notebook's process exited with no message"), stderr
 
 
+# --- Signals: the runner stops on SIGINT and SIGTERM however it was started -------------------------------------
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _stop_on_signals() -> None:
+    """Make SIGINT (Ctrl-C) and SIGTERM stop this runner, whatever it inherited: a shell script's background job
+    (`python -m factored.sweep s.yaml &`) starts with SIGINT ignored, and Python keeps an ignored signal ignored.
+    The command line calls it before `main`."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _on_stop_signal)
+
+
+def _on_stop_signal(signum: int, _frame) -> None:
+    """The first stop signal raises Stopped, which stops the pool and the sweep; the later ones are ignored, so that
+    pressing Ctrl-C again while the runner cleans up cannot break the cleanup (or its exit) with a traceback."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
 # --- Pool workers die with their runner -----------------------------------------------------------------------
 
 _render: subprocess.Popen | None = None  # the process executing the point this pool worker runs, if any
@@ -195,10 +229,10 @@ def _render_run(cmd: list[str], env: dict[str, str]) -> tuple[int, str]:
         _render = None
 
 
-def run_point(notebook: str, out_dir: str, point: Point, threads: int | dict[str, int]) -> PointResult:
+def run_point(notebook: str, out_dir: str, point: Point, threads: int | dict[str, int], outputs: str) -> PointResult:
     """Execute one point with `factored.render` in a process of its own (so a kernel of its own), its kernel's
-    torch limited to `threads` threads; never raises for a failing notebook (the result says failed, with the
-    error).
+    torch limited to `threads` threads and its runs written under `outputs` (the runner's outputs folder, wherever
+    this worker runs); never raises for a failing notebook (the result says failed, with the error).
 
     A lock on the point keeps two sweeps of the same name from executing it at once: the second waits, then finds
     the output and skips it."""
@@ -208,7 +242,7 @@ def run_point(notebook: str, out_dir: str, point: Point, threads: int | dict[str
         if files["done"].exists():
             return PointResult(point.name, "skipped")
         n = str(_threads_here(threads))
-        env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+        env = {**os.environ, "FACTORED_OUTPUTS": outputs, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
         cmd = [sys.executable, "-m", "factored.render", notebook, str(files["done"]), "--quiet"]
         cmd += ["--parameters-yaml", yaml.safe_dump(point.parameters)]
         returncode, stderr = _render_run(cmd, env)
@@ -305,9 +339,11 @@ def run(
     """Run every point not yet done; one result per point, in grid order. See the module docstring.
 
     Each call appends a line to <sweep folder>/log.jsonl: when it started, how long it took, the workers and
-    threads it used, and how many points were done, skipped and failed."""
+    threads it used, and how many points were done, skipped and failed. Points write their notebooks and their
+    runs under one outputs folder: `root` if given, else FACTORED_OUTPUTS (or outputs/)."""
     pts = validate(sweep)
-    out_dir = sweep_dir(sweep, root)
+    outputs = Path(root).absolute() if root else outputs_dir()
+    out_dir = sweep_dir(sweep, outputs)
     _claim(out_dir, sweep)
     todo = [p for p in pts if not point_files(out_dir, p.name)["done"].exists()]
     results = {p.name: PointResult(p.name, "skipped") for p in pts}
@@ -318,7 +354,10 @@ def run(
     try:
         if todo:
             with _executor(len(todo), workers, threads, scheduler) as (executor, per_point, chosen):
-                futures = {executor.submit(run_point, str(sweep.notebook), str(out_dir), p, per_point): p for p in todo}
+                futures = {
+                    executor.submit(run_point, str(sweep.notebook), str(out_dir), p, per_point, str(outputs)): p
+                    for p in todo
+                }
                 for future in as_completed(futures):
                     result = _result_of(future, futures[future])
                     finished[result.name] = results[result.name] = result
@@ -327,15 +366,17 @@ def run(
                     bar.update()
                     counts = Counter(r.status for r in results.values())
                     bar.set_postfix(done=counts["done"], failed=counts["failed"])
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
         left = [p.name for p in todo if p.name not in finished]
         stopped = [n for n in left if _touched_since(point_files(out_dir, n)["partial"], started)]
         _log(out_dir, started, chosen, finished.values(), interrupted=True)
         counts = Counter(r.status for r in finished.values())
         raise Interrupted(
-            f"sweep {sweep.name} interrupted after {time.time() - started:.0f} s: {counts['done']} done, "
-            f"{counts['failed']} failed, {len(stopped)} stopped (left as .<point>.partial.ipynb), "
-            f"{len(left) - len(stopped)} not started; run it again to do what is left"
+            f"sweep {sweep.name} interrupted ({signal.Signals(signum).name}) after {time.time() - started:.0f} s: "
+            f"{counts['done']} done, {counts['failed']} failed, {len(stopped)} stopped (left as "
+            f".<point>.partial.ipynb), {len(left) - len(stopped)} not started; run it again to do what is left",
+            signum,
         ) from None
     finally:
         bar.close()
@@ -385,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="check the sweep and list its points; run nothing")
     args = parser.parse_args(argv)
     try:
+        pin_outputs_dir()  # one outputs folder for the runner and every point's process, wherever they work
         sweep = load(args.sweep)
         if args.dry_run:
             out_dir = sweep_dir(sweep)
@@ -401,9 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # an outputs folder that cannot be written, a sweep file that cannot be read
         print(f"error: {f'{e.filename}: {e.strerror}' if e.filename else e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as e:
-        print(str(e) if isinstance(e, Interrupted) else "interrupted", file=sys.stderr)
-        return INTERRUPTED
+    except KeyboardInterrupt as e:  # exit status 128 + the signal, as a shell reports a command it stopped
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(str(e) if isinstance(e, Interrupted) else f"interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
     print(summary_table(results))
     out = relative(sweep_dir(sweep))
     print(
@@ -416,4 +459,5 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":  # through the module object, so pool workers unpickle the same classes
     from factored import sweep as _sweep
 
+    _sweep._stop_on_signals()  # the command line's own process only: main() called from Python keeps its handlers
     sys.exit(_sweep.main())

@@ -118,16 +118,8 @@ def load(path: str | Path) -> Sweep:
     try:
         spec = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
+        raise ValueError(f"{path}: not valid YAML: {parameters.yaml_problem(e)}") from None
     return from_dict(spec, path.stem)
-
-
-def _yaml_problem(e: Exception) -> str:
-    """What is wrong and where, in one line (PyYAML's own message takes several)."""
-    problem, mark = getattr(e, "problem", None), getattr(e, "problem_mark", None)
-    if problem and mark:
-        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-    return " ".join(str(e).split())
 
 
 def _format(value: Any) -> str:

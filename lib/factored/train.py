@@ -2,8 +2,9 @@
 `get_or_train`, the one call notebooks make for a run.
 
 Runs are stored by `runs` (the run folder: config, metrics, checkpoints, lock). Each checkpoint carries model,
-optimizer, scheduler, RNG states and the loss window, so training killed at any moment continues from the last
-checkpoint and (on a CPU, same seed) ends with exactly the loss an uninterrupted run reaches.
+optimizer, scheduler, RNG states, the loss window and its own metrics row, so training killed at any moment
+continues from the last checkpoint, with every metrics row up to it, and (on a CPU, same seed) ends with exactly
+the loss an uninterrupted run reaches.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 from . import optim, products, runs, sampling, theory
 from .config import RunConfig
 from .models import inputs_and_targets, pick_device, target_positions
+from .paths import pin_outputs_dir
 from .profiles import PROFILES
 from .runs import Run
 
@@ -146,8 +148,9 @@ def setup(cfg: RunConfig, run_dir: Path) -> Session:
 
 def resume(session: Session) -> int | None:
     """Restore the session from the run's latest readable checkpoint (damaged ones set aside, leftover temp files
-    removed) and drop the metrics logged after it, which training logs again. Returns that checkpoint's step, or
-    None for a run with no checkpoint yet."""
+    removed) and its metrics up to that checkpoint: the rows logged after it are dropped (training logs them
+    again), and the checkpoint's own row, kept in the checkpoint, is put back if the file lost it (a torn last
+    line). Returns that checkpoint's step, or None for a run with no checkpoint yet."""
     run_dir = session.run.dir
     runs.remove_leftovers(run_dir)
     resumed = runs.last_good_checkpoint(run_dir, session.device)
@@ -163,8 +166,17 @@ def resume(session: Session) -> int | None:
     session.data_rng.set_state(state["rng"]["data"].cpu())
     torch.set_rng_state(state["rng"]["torch"].cpu())
     session.window[:] = list(state["loss_window"])
-    runs.write_metrics(run_dir, [m for m in session.run.metrics() if m["step"] <= step])
+    runs.write_metrics(run_dir, metrics_until(session.run.metrics(), step, state.get("metrics")))
     return step
+
+
+def metrics_until(rows: list[dict], step: int, checkpoint_row: dict | None) -> list[dict]:
+    """The metrics rows up to `step`, ending with the checkpoint's own row (`checkpoint_row`, the row logged when
+    that checkpoint was saved; None in checkpoints written before it was kept there) when `rows` lost it."""
+    kept = [m for m in rows if m["step"] <= step]
+    if checkpoint_row is not None and not any(m["step"] == step for m in kept):
+        kept.append(checkpoint_row)
+    return kept
 
 
 def train_step(session: Session, tokens: torch.Tensor) -> float:
@@ -219,9 +231,10 @@ def log(session: Session, step: int, train_loss: float, tokens_per_s: float) -> 
     return row
 
 
-def save(session: Session, step: int) -> None:
+def save(session: Session, step: int, row: dict) -> None:
     """Checkpoint everything `resume` needs to continue exactly: model, optimizers, schedules, random states,
-    loss window (an atomic write)."""
+    loss window, and the metrics row logged at this step (`row`, so that resume can rebuild a torn last line of
+    metrics.jsonl); an atomic write."""
     state = {"model": session.model.state_dict()}
     state |= {k: o.state_dict() for k, o in zip(OPTIMIZER_KEYS, session.optimizers, strict=False)}
     state |= {k: s.state_dict() for k, s in zip(SCHEDULER_KEYS, session.schedulers, strict=False)}
@@ -230,6 +243,7 @@ def save(session: Session, step: int) -> None:
         "loss_window": list(session.window),
         "step": step,
         "config": session.cfg.to_dict(),
+        "metrics": row,
     }
     runs.atomic_save(state, runs.checkpoint_path(session.run.dir, step))
 
@@ -245,8 +259,7 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
     session = setup(cfg, run_dir)
     start = resume(session)
     if start is None:
-        log(session, 0, float("nan"), 0.0)
-        save(session, 0)
+        save(session, 0, log(session, 0, float("nan"), 0.0))
         start = 0
 
     checkpoints = set(checkpoint_steps(t.steps, t.checkpoint_every))
@@ -260,13 +273,13 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
         )
         loss = train_step(session, tokens)
         bar.update(1)
-        if step % t.plateau_window == 0 or step in checkpoints:
+        if step % t.plateau_window == 0 or step in checkpoints:  # every checkpoint step is logged
             rate = tokens_per_step * (step - last_logged) / max(time.perf_counter() - clock, 1e-9)
             row = log(session, step, loss, rate)
             clock, last_logged = time.perf_counter(), step
             bar.set_postfix(loss=f"{loss:.4f}", gap=f"{row['gap']:+.4f}", lr=f"{row['lr']:.1e}")
         if step in checkpoints:
-            save(session, step)
+            save(session, step, row)
         if not math.isfinite(loss):
             raise FloatingPointError(f"training diverged at step {step} (loss {loss}); try a smaller lr")
     bar.close()
@@ -299,7 +312,9 @@ def get_or_train(cfg: RunConfig, root: Path | None = None, progress: bool = True
 
     A finished run loads at once. Otherwise the run folder's lock is held while checking and training, so two
     processes asking for one run train it once: the second waits (up to `timeout` seconds, None: no limit;
-    TimeoutError after that), then loads it."""
+    TimeoutError after that), then loads it. A device this machine does not have is refused (ValueError) before
+    a run folder is created."""
+    pick_device(cfg.train.device)
     path = runs.run_dir_for(cfg, root)
     if (path / "config.json").exists():
         run = runs.open_run(cfg, root)  # checks the stored config
@@ -317,13 +332,12 @@ def get_or_train(cfg: RunConfig, root: Path | None = None, progress: bool = True
 def main(argv: list[str] | None = None) -> int:
     """`python -m factored.train --profile paper --seed 0 --noise 0.2 ...`: train one run into the run store, the
     same folder the notebooks read (they then load it instead of training). Any field of the run config may be
-    given as --name value (read as YAML: 0.2, 1e-3, true); a bad one is one error naming it, before training."""
+    given as --name value (read as YAML, numbers as Python reads them: 0.2, 1e-3, true); a bad one is one error
+    naming it, before training."""
     import argparse
     import sys
 
-    import yaml
-
-    from . import config
+    from . import config, parameters
 
     parser = argparse.ArgumentParser(prog="python -m factored.train", description=main.__doc__)
     parser.add_argument("--profile", default="", help=f"one of {PROFILES} (default: $FACTORED_PROFILE, laptop)")
@@ -332,16 +346,26 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if len(rest) % 2 or not all(k.startswith("--") for k in rest[::2]):
         parser.error(f"run fields come as --name value pairs, got {rest}")
-    fields = {k[2:].replace("-", "_"): yaml.safe_load(v) for k, v in zip(rest[::2], rest[1::2], strict=True)}
     try:
+        names = [k[2:].replace("-", "_") for k in rest[::2]]
+        fields = {name: parameters.parse_value(name, v) for name, v in zip(names, rest[1::2], strict=True)}
+        pin_outputs_dir()  # a relative FACTORED_OUTPUTS is this working folder's; an outputs file is refused here
         cfg = config.from_parameters(args.profile, **fields)
         if args.name:
             cfg = config.RunConfig(args.name, cfg.data, cfg.model, cfg.train)
+        pick_device(cfg.train.device)  # an unavailable device is a bad value too: refused before "training ..."
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"training {cfg.run_id} into {runs.relative(runs.run_dir_for(cfg))}", file=sys.stderr)
-    run = get_or_train(cfg, progress=not args.no_progress)
+    try:
+        run = get_or_train(cfg, progress=not args.no_progress)
+    except ValueError as e:  # a run folder holding another config or a broken config.json
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk (DiskFull says where and how much), a folder that cannot be written
+        print(f"error: {f'{e.filename}: {e.strerror}' if e.filename else e}", file=sys.stderr)
+        return 1
     last = run.metrics()[-1]
     print(f"{runs.relative(run.dir)}: step {last['step']}, held-out loss {last['eval_loss']:.5f}, "
           f"gap {last['gap']:+.4f}")  # fmt: skip
