@@ -1,5 +1,10 @@
 """Executing a notebook into a target never leaves it half-written: a failed run keeps the old target."""
 
+import signal
+import subprocess
+import sys
+import time
+
 import nbformat
 import pytest
 from notebook_runs import NOTEBOOKS
@@ -85,3 +90,24 @@ def test_command_line_values_read_numbers_as_papermill_does_and_bad_ones_are_one
     assert render.main([notebook, target, "-y", "[1, 2]"]) == 2
     assert "--parameters-yaml must be a mapping" in capsys.readouterr().err
     assert not marker.exists()
+
+
+def test_a_render_started_with_sigint_ignored_still_stops_on_it(tmp_path):
+    # a script's background job (`python -m factored.render ... &`) inherits an ignored SIGINT
+    mark = tmp_path / "started"
+    notebook = tiny_notebook(tmp_path / "nb.ipynb", f"import pathlib, time\npathlib.Path({str(mark)!r}).touch()\n"
+                                                    "time.sleep(120)")  # fmt: skip
+    target = tmp_path / "out" / "nb.ipynb"
+    cmd = [sys.executable, "-m", "factored.render", str(notebook), str(target), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240  # a kernel importing on a loaded 2-core machine
+        while not mark.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert mark.exists(), "the notebook never started"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted" in err and not target.exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -111,4 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # Ctrl-C stops a render however it was started: a script's background job inherits an ignored SIGINT, which
+    # Python would keep ignoring (the sweep runner does the same; it runs its points in sessions of their own)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(main())
