@@ -68,12 +68,14 @@ def test_model_labels_name_what_differs_from_the_reference():
 def test_factor_scaling_sets_measured_dims_beside_both_predictions():
     finals = pd.DataFrame(
         {"n_mess3": [0, 1, 2, 2], "init_dims95": [89, 8, 9, 9], "final_dims95": [18, 3, 5, 7],
-         "min_dims95": [9, 2, 4, 4], "gap": [0.1, 0.2, 0.3, 0.5], "r2": [0.9, 0.8, 0.7, 0.5]}
+         "min_dims95": [9, 2, 4, 4], "gap": [0.1, 0.01, 0.01, 0.5], "r2": [0.9, 0.95, 0.95, 0.5],
+         "worst_r2": [0.9, 0.95, 0.93, 0.4], "learned": [False, True, True, False]}
     )  # fmt: skip
     table = results.factor_scaling(finals, probing.analysis_config("smoke"), seq_len=8)
+    assert list(table["learned"]) == [True, False] and list(table["worst_r2"]) == [0.95, 0.4]  # every seed, or not
     assert list(table["N"]) == [1, 2] and list(table["seeds"]) == [1, 2]  # the paper's process (0) is not an N
     assert list(table["factored"]) == [2, 4] and list(table["joint"]) == [2, 8]
-    assert table["final_dims95"][1] == 6 and np.isclose(table["gap"][1], 0.4)  # means over seeds
+    assert table["final_dims95"][1] == 6 and np.isclose(table["gap"][1], 0.255)  # means over seeds
     # the true beliefs of one factor: concatenation and outer product are the same vectors
     assert table["beliefs_factored"][0] == table["beliefs_joint"][0] <= 2
     assert 3 <= table["beliefs_factored"][1] <= 4 < table["beliefs_joint"][1] <= 8

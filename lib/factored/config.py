@@ -68,7 +68,7 @@ FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "structure": _one_of(STRUCTURES),
     "noise": _number_in(0, 1),
     "seq_len": _int_in(1, 512),
-    "n_mess3": _int_in(0, 8),
+    "n_mess3": ((lambda v: is_int(v) and 0 <= v <= 8), "an integer in [0, 8] (0: the paper's five factors)"),
     "mess3_x": _number_in(0, 0.5, "(]"),
     "mess3_a": _number_in(0, 1),
     # model
