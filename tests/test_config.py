@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -230,3 +231,17 @@ def test_a_command_line_value_yaml_cannot_read_is_one_line_naming_the_parameter(
         parse_value("noise", text)
     message = str(e.value)
     assert message.startswith(f"noise: cannot read {text!r} (") and problem in message and "\n" not in message
+
+
+def test_a_recurrent_net_starts_from_its_own_recipe(monkeypatch):
+    from factored import profiles
+
+    laptop = profiles.PROFILE_RECORDS["laptop"]
+    recipes = {"lstm": {"lr": 0.01, "optimizer": "adamw"}, "rnn256": {"lr": 0.001}, "rnn": {"lr": 0.02}}
+    monkeypatch.setitem(profiles.PROFILE_RECORDS, "laptop", dataclasses.replace(laptop, recurrent=recipes))
+    lstm = make_config("laptop", arch="lstm", d_model=32, n_layers=2)
+    assert (lstm.train.lr, lstm.train.optimizer) == (0.01, "adamw")
+    assert make_config("laptop", arch="rnn", d_model=256).train.lr == 0.001  # one width's own recipe wins
+    assert make_config("laptop", arch="rnn", d_model=64).train.lr == 0.02
+    assert make_config("laptop", arch="lstm", d_model=32, lr=0.003).train.lr == 0.003  # a field given wins
+    assert make_config("laptop").train.lr == laptop.run["train"]["lr"]  # the transformer keeps the profile's

@@ -297,7 +297,8 @@ def field_owners() -> dict[str, str]:
 def make_config(profile: str | None = None, name: str | None = None, **overrides: Any) -> RunConfig:
     """The profile's config with single fields overridden by name, e.g. make_config("laptop", noise=0.1, arch="lstm").
 
-    Every field name of DataConfig, ModelConfig and TrainConfig is accepted; the result is validated. The name
+    Every field name of DataConfig, ModelConfig and TrainConfig is accepted; the result is validated. A recurrent
+    net starts from its own recipe in the profile (`Profile.recurrent`), which fields given here override. The name
     (which starts the run folder's) defaults to the run's condition, `condition_name`.
     """
     profile = resolve_profile(profile)
@@ -308,6 +309,9 @@ def make_config(profile: str | None = None, name: str | None = None, **overrides
     unknown = sorted(set(overrides) - set(owners))
     if unknown:
         raise ValueError(f"unknown config field {unknown[0]!r}; valid fields: {sorted(owners)}")
+    arch, width = overrides.get("arch", parts["model"].arch), overrides.get("d_model", parts["model"].d_model)
+    recipes = PROFILE_RECORDS[profile].recurrent
+    parts["train"] = replace(parts["train"], **recipes.get(f"{arch}{width}", recipes.get(arch, {})))
     for part in parts:
         parts[part] = replace(parts[part], **{k: v for k, v in overrides.items() if owners[k] == part})
     if parts["model"].arch != "transformer":

@@ -20,16 +20,40 @@ class Profile:
     run: field overrides of the run config by part ({"model": {...}, "train": {...}}); analysis: field
     overrides of `probing.AnalysisConfig`; mc_samples: contexts for one process's optimal loss and fidelity cost
     (notebooks 04, 06); mc_samples_curves: contexts per point of the theory curves over eps (notebook 01);
-    trains_demo_grid: notebook 07 trains a tiny grid of its own (the smoke profile, where no sweep has run).
+    trains_demo_grid: notebook 07 trains a tiny grid of its own (the smoke profile, where no sweep has run);
+    recurrent: training overrides per recurrent net ({"lstm": {"lr": ...}}, or "rnn256" for one width, which
+    wins over "rnn"): each architecture trains with the recipe its own study found (benchmarks/recipe.md).
     """
 
     name: str
     run: dict[str, dict[str, Any]]
     analysis: dict[str, Any] = field(default_factory=dict)
+    recurrent: dict[str, dict[str, Any]] = field(default_factory=dict)
     mc_samples: int = 50_000
     mc_samples_curves: int = 100_000
     trains_demo_grid: bool = False
 
+
+# The canonical model on a 2-core CPU, chosen by the time-to-result study (benchmarks/recipe.md): small weights
+# with unit-scale embeddings (the N(0, 1) embedding is what lets the Mess3 factors be learned at this budget), Muon
+# on the hidden matrices and AdamW on the rest, both at lr 4e-3 with 100 steps of warmup and a cosine decay, batch
+# 256; 3,600 steps = 0.92M sequences, under 5 quiet minutes on 2 cores.
+LAPTOP_RUN = {
+    "model": dict(init="gpt2", embed_std=1.0),
+    "train": dict(
+        steps=3600,
+        batch_size=256,
+        lr=4e-3,
+        optimizer="muon",
+        schedule="cosine",
+        warmup_steps=100,
+        eval_batch_size=4096,
+        checkpoint_every=250,
+    ),
+}
+# Each recurrent net's recipe on top of LAPTOP_RUN, from its own study (benchmarks/recipe.md, "Recipes per
+# architecture").
+LAPTOP_RECURRENT: dict[str, dict[str, Any]] = {}
 
 PROFILE_RECORDS: dict[str, Profile] = {
     # seconds on a CPU: a tiny model and a few steps; exercises the whole pipeline in CI
@@ -44,26 +68,20 @@ PROFILE_RECORDS: dict[str, Profile] = {
         mc_samples_curves=4_000,
         trains_demo_grid=True,
     ),
-    # the canonical model on a 2-core CPU in under 5 minutes; chosen by the time-to-result study
-    # (benchmarks/recipe.md): small weights with unit-scale embeddings (the N(0, 1) embedding is what lets the
-    # Mess3 factors be learned at this budget), Muon on the hidden matrices and AdamW on the rest, both at lr 4e-3
-    # with 100 steps of warmup and a cosine decay, batch 256; 3,600 steps = 0.92M sequences
+    # the canonical model on a 2-core CPU in under 5 minutes (LAPTOP_RUN)
     "laptop": Profile(
         "laptop",
-        run={
-            "model": dict(init="gpt2", embed_std=1.0),
-            "train": dict(
-                steps=3600,
-                batch_size=256,
-                lr=4e-3,
-                optimizer="muon",
-                schedule="cosine",
-                warmup_steps=100,
-                eval_batch_size=4096,
-                checkpoint_every=250,
-            ),  # fmt: skip
-        },
+        run=LAPTOP_RUN,
+        recurrent=LAPTOP_RECURRENT,
         mc_samples_curves=40_000,  # 8 noise levels x 40k contexts: standard errors near 1% in about a minute
+    ),
+    # the laptop recipe over a budget a 2-core CPU trains in about 25 minutes: how far the laptop budget is from
+    # convergence, and what sets the final dimension (benchmarks/geometry.md)
+    "long": Profile(
+        "long",
+        run={"model": LAPTOP_RUN["model"], "train": LAPTOP_RUN["train"] | dict(steps=20_000, checkpoint_every=1000)},
+        recurrent=LAPTOP_RECURRENT,
+        mc_samples_curves=40_000,
     ),
     # the authors' budget: a GPU job
     "paper": Profile(
