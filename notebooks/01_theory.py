@@ -32,7 +32,7 @@
 # transformer stores it.
 
 # %% tags=["parameters"]
-profile: str = ""  # smoke | laptop | paper (sets Monte-Carlo sample sizes); "": $FACTORED_PROFILE or laptop
+profile: str = ""  # smoke | laptop | long | paper (sets Monte-Carlo sample sizes); "": $FACTORED_PROFILE or laptop
 seed: int = 0
 
 # %%

@@ -37,7 +37,7 @@
 # interrupted it resumes; otherwise it trains (with a progress bar).
 
 # %% tags=["parameters"]
-profile: str = ""  # smoke | laptop | paper; "": $FACTORED_PROFILE, else laptop
+profile: str = ""  # smoke | laptop | long | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
 steps: int = 0  # 0: the profile's training budget
 d_model: int = 0  # 0: the profile's model size

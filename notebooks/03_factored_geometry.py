@@ -29,7 +29,7 @@
 #   left is that factor's subspace. Two factors' subspaces are orthogonal when their overlap is near 0.
 
 # %% tags=["parameters"]
-profile: str = ""  # smoke | laptop | paper; "": $FACTORED_PROFILE, else laptop
+profile: str = ""  # smoke | laptop | long | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
 steps: int = 0  # 0: the profile's training budget
 d_model: int = 0  # 0: the profile's model size

@@ -36,7 +36,7 @@
 
 # %% tags=["parameters"]
 noise: float = 0.2  # eps in [0, 1]: probability that a joint token is replaced by a uniform one
-profile: str = ""  # smoke | laptop | paper; "": $FACTORED_PROFILE, else laptop
+profile: str = ""  # smoke | laptop | long | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
 steps: int = 0  # 0: the profile's training budget
 n_mess3: int = 0  # 0: the paper's five factors; N in [1, 8]: N independent Mess3(mess3_x, mess3_a) factors

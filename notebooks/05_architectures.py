@@ -38,7 +38,7 @@
 #   `papermill -f params/05_architectures/rnn_64.yaml 05_architectures.ipynb out.ipynb`.
 
 # %% tags=["parameters"]
-profile: str = ""  # smoke | laptop | paper; "": $FACTORED_PROFILE, else laptop
+profile: str = ""  # smoke | laptop | long | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
 arch: str = "lstm"  # transformer | rnn | lstm | gru
 d_model: int = 0  # width; 0: the profile's transformer, or 32 for a recurrent net

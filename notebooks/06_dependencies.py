@@ -31,7 +31,7 @@
 # and set it beside the independent run of notebooks 02-03 (same profile, seed and budget).
 
 # %% tags=["parameters"]
-profile: str = ""  # smoke | laptop | paper; "": $FACTORED_PROFILE, else laptop
+profile: str = ""  # smoke | laptop | long | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
 steps: int = 0  # 0: the profile's training budget
 

@@ -47,7 +47,7 @@
 # end surveys every trained run it finds, and checkpoints of this one, beside a sparse-autoencoder baseline.
 
 # %% tags=["parameters"]
-profile: str = ""  # smoke | laptop | paper; "": $FACTORED_PROFILE, else laptop
+profile: str = ""  # smoke | laptop | long | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
 site: str = ""  # "": the model's last residual stream (or last recurrent layer)
 noise: float = 0.0  # the run: eps, architecture, sizes and process as in notebooks 04 and 05
