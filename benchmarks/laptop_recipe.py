@@ -112,6 +112,11 @@ HARDER_STUDY: dict[str, dict] = {
     for what, changes in (("eps0.2", dict(noise=0.2)), ("eps0.5", dict(noise=0.5)), ("mess3x6", dict(n_mess3=6)))
     for steps in (OPT_STEPS, 2 * OPT_STEPS)
 }
+# Noise dilutes the learning signal: a fraction 1 - eps of the tokens carries it, so the gradient's signal-to-noise
+# ratio per step falls as (1 - eps)^2 and the steps to learn grow as 1 / (1 - eps)^2 (tested here at 0.2 and 0.5)
+HARDER_STUDY |= {
+    f"h_eps{eps:g}_{steps}": RECIPE | dict(noise=eps, steps=steps) for eps, steps in ((0.2, 5600), (0.5, 14400))
+}
 # Long budgets for both optimizers (cosine to 0 at each budget) and the batch at equal training sequences.
 LONG_STUDY: dict[str, dict] = {
     "l_adamw_10000": dict(steps=10_000),
