@@ -41,7 +41,8 @@ import numpy as np
 from scipy.cluster.hierarchy import linkage
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import squareform
-from scipy.stats import chi2
+from scipy.special import ndtri
+from scipy.stats import chi2, rankdata
 from sklearn.cluster import KMeans
 from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning
@@ -100,6 +101,41 @@ def _rank_of(var: np.ndarray) -> int:
     return int((var > var[0] * (len(var) * _RANK_EPS) ** 2).sum()) if var[0] > 0 else 0
 
 
+def normal_scores(acts: np.ndarray) -> np.ndarray:
+    """acts [B, P, d] -> float64 [B, P, d]: at each position, each unit's values replaced by the standard normal
+    quantiles of their ranks among the B sequences, ndtri((rank - 1/2) / B) (tied values share their mean rank).
+
+    Ranks do not change under an increasing function of one unit, so the scores are the same whatever
+    saturating nonlinearity (tanh at any gain, a logistic, softsign, a clipped ReLU) the network applied unit by
+    unit; where a unit's input is Gaussian, its scores are that input again, up to scale and offset."""
+    acts = _as_3d(acts)
+    return ndtri((rankdata(acts, axis=0) - 0.5) / len(acts))
+
+
+def top_share(acts: np.ndarray, m: int) -> float:
+    """The share of the position-centred variance of acts [B, P, d] in its top m principal components."""
+    var = spectrum(acts)
+    return float(var[:m].sum() / var.sum()) if var.sum() > 0 else 1.0
+
+
+def analysed_view(acts: np.ndarray, variance: float = 0.95) -> tuple[str, np.ndarray]:
+    """Which view of acts [B, P, d] the factors are separated in: ("activations", acts) or ("normal scores",
+    `normal_scores(acts)`), each float64 [B, P, d]. The more compact wins: the larger share of its variance in
+    its top m principal components, m the fewer of the two views' dimensions at `variance` (ties: the
+    activations).
+
+    A linear code puts each factor in a subspace; a saturating nonlinearity applied unit by unit bends it, and
+    the bends (harmonics of one factor, cross-terms of several) spread variance into further directions. Normal
+    scores undo the nonlinearity where each unit's input is near-Gaussian (a unit that mixes several factors), so
+    they are the more compact view of a saturating code. Of a linear code whose units are not Gaussian (a unit
+    that carries one or two factors), normal scores are themselves a bend, and the activations stay the more
+    compact view."""
+    acts = _as_3d(acts).astype(np.float64)
+    scores = normal_scores(acts)
+    m = min(n_components_at(x, variance, cap=acts.shape[-1]) for x in (acts, scores))
+    return ("activations", acts) if top_share(acts, m) >= top_share(scores, m) else ("normal scores", scores)
+
+
 def numerical_rank(acts: np.ndarray) -> int:
     """In how many directions the position-centred acts [B, P, d] vary beyond float32 round-off."""
     return _rank_of(spectrum(acts))
@@ -156,6 +192,18 @@ def independent_components(acts: np.ndarray, n_components: int, seed: int = 0) -
     filters = rotation / np.sqrt(var) @ basis
     patterns = rotation * np.sqrt(var) @ basis  # rotation orthogonal: white = sources @ rotation
     return Components(sources.reshape(B, P, n_components), patterns, filters)
+
+
+def in_coordinates_of(comps: Components, acts: np.ndarray) -> Components:
+    """Components separated in a view of acts [B, P, d] (`analysed_view`), read in acts' own coordinates:
+    patterns [k, d], the covariance of the position-centred acts with each (unit-variance) source, which is where
+    the source moves the activations; filters [k, d], their pseudo-inverse (filters @ patterns.T = I for
+    independent patterns), the linear readout. For the view acts itself, these are the patterns and filters of
+    `independent_components`."""
+    centred = centre_positions(acts)
+    flat = centred.reshape(-1, centred.shape[-1])
+    patterns = comps.sources.reshape(len(flat), -1).T @ flat / len(flat)
+    return Components(comps.sources, patterns, np.linalg.pinv(patterns).T)
 
 
 # ------------------------------------------------------------------------------------------------- grouping
@@ -317,13 +365,17 @@ def discover_factors(
     alpha: float = 0.01,
     min_contrast: float = MIN_CONTRAST,
     seed: int = 0,
+    view: np.ndarray | None = None,
 ) -> Discovery:
     """Factors and their subspaces from activations acts: [B, P, d] alone (P positions, e.g. `probing.activations`).
 
-    n_components: how many principal components to separate (default: `n_components_at(acts, variance)`).
+    view: [B, P, d], the view of acts the components are separated in (default: `analysed_view(acts, variance)`);
+    their patterns, subspaces and readouts are read in acts' coordinates (`in_coordinates_of`).
+    n_components: how many principal components to separate (default: `n_components_at(view, variance)`).
     n_shuffles, alpha: the null threshold (`null_threshold`); min_contrast: the cut rule (`group_components`)."""
-    k = n_components_at(acts, variance) if n_components is None else n_components
-    comps = independent_components(acts, k, seed)
+    view = analysed_view(acts, variance)[1] if view is None else view
+    k = n_components_at(view, variance) if n_components is None else n_components
+    comps = in_coordinates_of(independent_components(view, k, seed), acts)
     dep = energy_dependence(comps.sources)
     shuffled = shuffled_dependence(comps.sources, n_shuffles, seed)
     threshold = null_threshold(shuffled, max(k * (k - 1) // 2, 1), alpha)
@@ -389,20 +441,24 @@ def choose_components(scan: dict[int, Discovery], extra: dict[int, Discovery] | 
     return max(scan, key=lambda k: (again[k], again[k] - scan[k].n_factors, scan[k].contrast, -k))
 
 
-def scan_and_choose(acts: np.ndarray, variance: float = 0.95, **kwargs) -> tuple[int, dict[int, Discovery]]:
+def scan_and_choose(
+    acts: np.ndarray, variance: float = 0.95, view: np.ndarray | None = None, **kwargs
+) -> tuple[int, dict[int, Discovery]]:
     """The whole method: `scan_components` over k = 2 .. two more than the components worth separating (so that
     the last has neighbours), then `choose_components`. Returns (the chosen k, the scan); the answer is scan[k].
 
-    Worth separating: the components above the noise floor (`n_signal`: a weak factor carries little variance
-    but stands clear of the noise), and at least those holding `variance` of the variance (the scan of earlier
-    versions); never more than the directions in which acts vary (`numerical_rank`) nor MAX_COMPONENTS. When the
-    rank ends the scan, a second FastICA start at the rank is its last k's neighbour (`refound`'s extra)."""
-    rank = numerical_rank(acts)
-    top = max(2, min(max(n_signal(acts), n_components_at(acts, variance)) + 2, rank, MAX_COMPONENTS))
-    scan = scan_components(acts, range(2, top + 1), **kwargs)
+    All in one view of acts (default: `analysed_view(acts, variance)`). Worth separating: the components above
+    the noise floor (`n_signal`: a weak factor carries little variance but stands clear of the noise), and at
+    least those holding `variance` of the variance (the scan of earlier versions); never more than the
+    directions in which the view varies (`numerical_rank`) nor MAX_COMPONENTS. When the rank ends the scan, a
+    second FastICA start at the rank is its last k's neighbour (`refound`'s extra)."""
+    view = analysed_view(acts, variance)[1] if view is None else view
+    rank = numerical_rank(view)
+    top = max(2, min(max(n_signal(view), n_components_at(view, variance)) + 2, rank, MAX_COMPONENTS))
+    scan = scan_components(acts, range(2, top + 1), view=view, **kwargs)
     extra = {}
     if top == rank:  # every direction is in: no k + 1, so a second FastICA start at the rank stands in for it
-        extra[top + 1] = discover_factors(acts, top, **{**kwargs, "seed": kwargs.get("seed", 0) + 1})
+        extra[top + 1] = discover_factors(acts, top, view=view, **{**kwargs, "seed": kwargs.get("seed", 0) + 1})
     return choose_components(scan, extra), scan
 
 
@@ -518,11 +574,14 @@ def score_against_truth(
 # ------------------------------------------------------------------------------------------- entry point
 @dataclass(frozen=True)
 class FactorReport:
-    """What `find_factors` found: n_factors; subspaces list[n_factors] of orthonormal [m_n, d] (directions by
-    decreasing variance); variances list[n_factors] of [m_n]; k, the components kept; total_variance of the
+    """What `find_factors` found: n_factors; view, the view the components were separated in (`analysed_view`:
+    "activations" or "normal scores"); subspaces list[n_factors] of orthonormal [m_n, d] in the activations'
+    coordinates (directions by decreasing variance); variances list[n_factors] of [m_n]; k, the components kept;
+    total_variance of the
     position-centred activations; discovery, scan: the full answer (`discover_factors`, `scan_components`)."""
 
     n_factors: int
+    view: str
     subspaces: list[np.ndarray]
     variances: list[np.ndarray]
     k: int
@@ -546,10 +605,11 @@ class FactorReport:
         }
 
     def summary(self) -> dict:
-        """{"n_factors", "k", "k_scanned": [first, last], "contrast", "counts": {k: factors found},
+        """{"n_factors", "view", "k", "k_scanned": [first, last], "contrast", "counts": {k: factors found},
         "refound": {k: factors found again at a neighbouring k}}."""
         return {
             "n_factors": self.n_factors,
+            "view": self.view,
             "k": self.k,
             "k_scanned": [min(self.scan), max(self.scan)],
             "contrast": self.discovery.contrast,
@@ -567,10 +627,12 @@ def find_factors(acts: np.ndarray, **kwargs) -> FactorReport:
     (variance, n_shuffles, alpha, min_contrast, seed). Returns a `FactorReport`; `.table()` and `.summary()`
     print it. Zero factors is an answer: no subspaces whose activity is independent of the rest."""
     acts = _as_3d(acts)
-    k, scan = scan_and_choose(acts, **kwargs)
+    view_name, view = analysed_view(acts, kwargs.get("variance", 0.95))
+    k, scan = scan_and_choose(acts, view=view, **kwargs)
     found = scan[k]
     return FactorReport(
         n_factors=found.n_factors,
+        view=view_name,
         subspaces=found.subspaces,
         variances=found.variances,
         k=k,
