@@ -321,6 +321,41 @@ def group_components(
     return cuts[m - 1], float(contrasts[m - 1])
 
 
+def _links(dependence: np.ndarray, j: int, groups: list[np.ndarray]) -> np.ndarray:
+    """Component j's mean dependence on each group: [len(groups)] (average linkage's own measure)."""
+    return np.array([dependence[j, g].mean() for g in groups])
+
+
+def factor_groups(
+    dependence: np.ndarray, threshold: float, min_contrast: float = MIN_CONTRAST
+) -> tuple[list[np.ndarray], float, np.ndarray]:
+    """Factors among components, cross-terms left out: dependence [k, k] -> (groups, contrast, cross_terms [c]).
+
+    A cross-term is a component whose activity depends on two factors at once (a saturating network's product
+    of their coordinates, or a factor's coordinate scaled by another's): it depends on both groups, so average
+    linkage chains them into one. A factor's own component depends on its group alone. So a component is left
+    out as a cross-term when, without it, `group_components` finds more groups and it depends (mean dependence
+    above `threshold`) on at least two of them. One at a time, the cross-term whose removal gives the most
+    groups first (ties: the largest contrast), until none is left."""
+    dep = np.asarray(dependence, dtype=np.float64)
+    groups, contrast = group_components(dep, threshold, min_contrast)
+    kept, cross = np.arange(len(dep)), []
+    while len(kept) > 2:
+        best = None
+        for j in kept:
+            rest = kept[kept != j]
+            found, c = group_components(dep[np.ix_(rest, rest)], threshold, min_contrast)
+            found = [rest[g] for g in found]
+            bridges = (_links(dep, j, found) > threshold).sum() >= 2
+            if len(found) > len(groups) and bridges and (best is None or (len(found), c) > (len(best[1]), best[2])):
+                best = (j, found, c)
+        if best is None:
+            break
+        cross.append(best[0])
+        kept, groups, contrast = kept[kept != best[0]], best[1], best[2]
+    return groups, contrast, np.array(sorted(cross), dtype=int)
+
+
 def group_subspace(patterns: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Orthonormal directions of one group: patterns [k, d], group [m] -> (directions [m, d] by decreasing
     variance, variances [m]). The group's part of the activations is s_g @ patterns[g] with s_g white, so its
@@ -335,7 +370,8 @@ class Discovery:
     """What `discover_factors` found in activations [B, P, d].
 
     n_factors: how many groups of dependent components. groups: list[n_factors] of component indices;
-    unassigned: components in no group. subspaces: list[n_factors] of orthonormal [m_n, d], where the factor's
+    unassigned: components in no group; cross_terms: those of them left out for depending on two groups
+    (`factor_groups`). subspaces: list[n_factors] of orthonormal [m_n, d], where the factor's
     activity lies (the span of its components' patterns), directions by decreasing variance; variances:
     list[n_factors] of [m_n]. readouts: list[n_factors] of orthonormal [m_n, d], the span of its components'
     filters: what reads the factor out, cancelling the other kept components (the same span as the subspace
@@ -346,6 +382,7 @@ class Discovery:
     n_factors: int
     groups: list[np.ndarray]
     unassigned: np.ndarray
+    cross_terms: np.ndarray
     subspaces: list[np.ndarray]
     variances: list[np.ndarray]
     readouts: list[np.ndarray]
@@ -372,14 +409,15 @@ def discover_factors(
     view: [B, P, d], the view of acts the components are separated in (default: `analysed_view(acts, variance)`);
     their patterns, subspaces and readouts are read in acts' coordinates (`in_coordinates_of`).
     n_components: how many principal components to separate (default: `n_components_at(view, variance)`).
-    n_shuffles, alpha: the null threshold (`null_threshold`); min_contrast: the cut rule (`group_components`)."""
+    n_shuffles, alpha: the null threshold (`null_threshold`); min_contrast: the cut rule (`group_components`;
+    cross-terms are left out by `factor_groups`)."""
     view = analysed_view(acts, variance)[1] if view is None else view
     k = n_components_at(view, variance) if n_components is None else n_components
     comps = in_coordinates_of(independent_components(view, k, seed), acts)
     dep = energy_dependence(comps.sources)
     shuffled = shuffled_dependence(comps.sources, n_shuffles, seed)
     threshold = null_threshold(shuffled, max(k * (k - 1) // 2, 1), alpha)
-    groups, best = group_components(dep, threshold, min_contrast)
+    groups, best, cross = factor_groups(dep, threshold, min_contrast)
     spaces = [group_subspace(comps.patterns, g) for g in groups]
     order = np.argsort([-v.sum() for _, v in spaces], kind="stable").astype(int)
     assigned = np.concatenate(groups) if groups else np.array([], dtype=int)
@@ -387,6 +425,7 @@ def discover_factors(
         n_factors=len(groups),
         groups=[groups[i] for i in order],
         unassigned=np.setdiff1d(np.arange(k), assigned),
+        cross_terms=cross,
         subspaces=[spaces[i][0] for i in order],
         variances=[spaces[i][1] for i in order],
         readouts=[np.linalg.svd(comps.filters[groups[i]], full_matrices=False)[2] for i in order],
