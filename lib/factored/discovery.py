@@ -6,8 +6,10 @@ with a model of real data has: activations on sequences, tagged by position, and
 
 The beliefs of independent factors are independent random variables, so a network that keeps them in separate
 subspaces has activations whose projections on those subspaces are independent. Independent subspace analysis
-finds them in three steps (ICA, then group the components that stay dependent):
-  1. reduce: centre the activations at each position, keep the top principal components, whiten;
+finds them in three steps (ICA, then group the components that stay dependent), in one view of the activations:
+  0. view: the activations as they are, or their normal scores (each unit's ranks at each position mapped to
+     standard normal quantiles), whichever is the more compact (`analysed_view`; below);
+  1. reduce: centre the view at each position, keep the top principal components, whiten;
   2. separate: FastICA rotates the whitened components to be as independent as possible. The coordinates of
      one factor cannot be made independent of each other (a Mess3 belief fills a triangle, a Bloch belief a
      disk: two coordinates, uncorrelated but bounded together), those of different factors can;
@@ -18,9 +20,31 @@ finds them in three steps (ICA, then group the components that stay dependent):
      MIN_CONTRAST); of such cuts, the one with the most groups (a Bloch disk's coordinates are far more dependent
      than a Mess3 triangle's: the cut between the kinds may be as clear as the cut between factors). Dependence
      below a threshold calibrated on shuffled sources (independent by construction) is noise and never joins
-     anything.
+     anything. A component that depends on two groups is a cross-term and joins neither (below).
 A factor is a group of >= 2 components (a lone component cannot be told from noise by independence alone);
-its subspace is the span of its components' patterns, orthonormalised and ordered by variance.
+its subspace is the span of its components' patterns (the covariance of the activations with its sources, in
+the activations' own coordinates whichever the view), orthonormalised and ordered by variance.
+
+Saturating nonlinearities. A unit whose input sums several factors' contributions, u = u_1 + u_2 + ..., and
+saturates, tanh(u) = u - u^3 / 3 + ..., carries products of factors (u_f^2 u_g, u_f u_g u_h; any bounded
+increasing function has such terms). They do two things. In a factor's own directions they scale its
+coordinates by the other factors' energies: a shared gain (the more saturated a row, the smaller every factor)
+that couples the energies of all factors, so the dependence between groups rises towards the dependence within
+them (on the true planes of 5 factors in 40 dims, the strongest link between two factors goes from 0.06 to 0.19
+as tanh's gain goes from 0 to 4, a Mess3 factor's own falls from 0.41 to 0.34: a contrast of 2.5 with perfect
+subspaces, less after FastICA). In other directions they are components of their own, harmonics of one factor
+and cross-terms of several, small in variance but whitened to unit variance like every kept component: once k
+passes the factors' dimensions, FastICA mixes them into the factors' components, the groups chain, and a factor
+found at k is not found again at k + 1. Two remedies, one for each place the nonlinearity can be:
+  - where it acts unit by unit on the units observed (a recurrent net's hidden state), it is undone: ranks do not
+    change under any increasing function of one unit, so the normal scores are the same for tanh at any gain, a
+    logistic or softsign, and where a unit mixes several factors its input is near-Gaussian and the scores are
+    that input again. Normal scores bend a linear code whose units are far from Gaussian (a unit that carries one
+    or two factors) and add harmonics of their own, so they are used only where they are the more compact view:
+    the larger share of the variance in the top components (`analysed_view`);
+  - where it is not undone (it acted before a mixing, as a transformer's MLP writes into its residual stream, or
+    it is a product of gates), a component that depends on two groups is a cross-term, not a factor's own: a
+    factor's own component depends on its group alone. It is left out of both (`factor_groups`).
 
 How many components k to keep is scanned (`scan_and_choose`): up to two past the components above the noise
 floor (weak factors carry little variance but stand clear of the noise), never past the numerical rank; the
@@ -42,7 +66,8 @@ import numpy as np
 from scipy.cluster.hierarchy import linkage
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import squareform
-from scipy.stats import chi2
+from scipy.special import ndtri
+from scipy.stats import chi2, rankdata
 from sklearn.cluster import KMeans
 from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning
@@ -111,6 +136,41 @@ def spectrum(acts: np.ndarray) -> np.ndarray:
 def _rank_of(var: np.ndarray) -> int:
     """How many variances [d] (decreasing) belong to directions that vary (`_RANK_EPS`)."""
     return int((var > var[0] * (len(var) * _RANK_EPS) ** 2).sum()) if var[0] > 0 else 0
+
+
+def normal_scores(acts: np.ndarray) -> np.ndarray:
+    """acts [B, P, d] -> float64 [B, P, d]: at each position, each unit's values replaced by the standard normal
+    quantiles of their ranks among the B sequences, ndtri((rank - 1/2) / B) (tied values share their mean rank).
+
+    Ranks do not change under an increasing function of one unit, so the scores are the same whatever
+    saturating nonlinearity (tanh at any gain, a logistic, softsign, a clipped ReLU) the network applied unit by
+    unit; where a unit's input is Gaussian, its scores are that input again, up to scale and offset."""
+    acts = _as_3d(acts)
+    return ndtri((rankdata(acts, axis=0) - 0.5) / len(acts))
+
+
+def top_share(acts: np.ndarray, m: int) -> float:
+    """The share of the position-centred variance of acts [B, P, d] in its top m principal components."""
+    var = spectrum(acts)
+    return float(var[:m].sum() / var.sum()) if var.sum() > 0 else 1.0
+
+
+def analysed_view(acts: np.ndarray, variance: float = 0.95) -> tuple[str, np.ndarray]:
+    """Which view of acts [B, P, d] the factors are separated in: ("activations", acts) or ("normal scores",
+    `normal_scores(acts)`), each float64 [B, P, d]. The more compact wins: the larger share of its variance in
+    its top m principal components, m the fewer of the two views' dimensions at `variance` (ties: the
+    activations).
+
+    A linear code puts each factor in a subspace; a saturating nonlinearity applied unit by unit bends it, and
+    the bends (harmonics of one factor, cross-terms of several) spread variance into further directions. Normal
+    scores undo the nonlinearity where each unit's input is near-Gaussian (a unit that mixes several factors), so
+    they are the more compact view of a saturating code. Of a linear code whose units are not Gaussian (a unit
+    that carries one or two factors), normal scores are themselves a bend, and the activations stay the more
+    compact view."""
+    acts = _as_3d(acts).astype(np.float64)
+    scores = normal_scores(acts)
+    m = min(n_components_at(x, variance, cap=acts.shape[-1]) for x in (acts, scores))
+    return ("activations", acts) if top_share(acts, m) >= top_share(scores, m) else ("normal scores", scores)
 
 
 def numerical_rank(acts: np.ndarray) -> int:
@@ -187,6 +247,18 @@ def independent_components(acts: np.ndarray, n_components: int, seed: int = 0) -
     filters = rotation / np.sqrt(var) @ basis
     patterns = rotation * np.sqrt(var) @ basis  # rotation orthogonal: white = sources @ rotation
     return Components(sources.reshape(B, P, n_components), patterns, filters)
+
+
+def in_coordinates_of(comps: Components, acts: np.ndarray) -> Components:
+    """Components separated in a view of acts [B, P, d] (`analysed_view`), read in acts' own coordinates:
+    patterns [k, d], the covariance of the position-centred acts with each (unit-variance) source, which is where
+    the source moves the activations; filters [k, d], their pseudo-inverse (filters @ patterns.T = I for
+    independent patterns), the linear readout. For the view acts itself, these are the patterns and filters of
+    `independent_components`."""
+    centred = centre_positions(acts)
+    flat = centred.reshape(-1, centred.shape[-1])
+    patterns = comps.sources.reshape(len(flat), -1).T @ flat / len(flat)
+    return Components(comps.sources, patterns, np.linalg.pinv(patterns).T)
 
 
 # ------------------------------------------------------------------------------------------------- grouping
@@ -304,6 +376,41 @@ def group_components(
     return cuts[m - 1], float(contrasts[m - 1])
 
 
+def _links(dependence: np.ndarray, j: int, groups: list[np.ndarray]) -> np.ndarray:
+    """Component j's mean dependence on each group: [len(groups)] (average linkage's own measure)."""
+    return np.array([dependence[j, g].mean() for g in groups])
+
+
+def factor_groups(
+    dependence: np.ndarray, threshold: float, min_contrast: float = MIN_CONTRAST
+) -> tuple[list[np.ndarray], float, np.ndarray]:
+    """Factors among components, cross-terms left out: dependence [k, k] -> (groups, contrast, cross_terms [c]).
+
+    A cross-term is a component whose activity depends on two factors at once (a saturating network's product
+    of their coordinates, or a factor's coordinate scaled by another's): it depends on both groups, so average
+    linkage chains them into one. A factor's own component depends on its group alone. So a component is left
+    out as a cross-term when, without it, `group_components` finds more groups and it depends (mean dependence
+    above `threshold`) on at least two of them. One at a time, the cross-term whose removal gives the most
+    groups first (ties: the largest contrast), until none is left."""
+    dep = np.asarray(dependence, dtype=np.float64)
+    groups, contrast = group_components(dep, threshold, min_contrast)
+    kept, cross = np.arange(len(dep)), []
+    while len(kept) > 2:
+        best = None
+        for j in kept:
+            rest = kept[kept != j]
+            found, c = group_components(dep[np.ix_(rest, rest)], threshold, min_contrast)
+            found = [rest[g] for g in found]
+            bridges = (_links(dep, j, found) > threshold).sum() >= 2
+            if len(found) > len(groups) and bridges and (best is None or (len(found), c) > (len(best[1]), best[2])):
+                best = (j, found, c)
+        if best is None:
+            break
+        cross.append(best[0])
+        kept, groups, contrast = kept[kept != best[0]], best[1], best[2]
+    return groups, contrast, np.array(sorted(cross), dtype=int)
+
+
 def group_subspace(patterns: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Orthonormal directions of one group: patterns [k, d], group [m] -> (directions [m, d] by decreasing
     variance, variances [m]). The group's part of the activations is s_g @ patterns[g] with s_g white, so its
@@ -318,7 +425,8 @@ class Discovery:
     """What `discover_factors` found in activations [B, P, d].
 
     n_factors: how many groups of dependent components. groups: list[n_factors] of component indices;
-    unassigned: components in no group. subspaces: list[n_factors] of orthonormal [m_n, d], where the factor's
+    unassigned: components in no group; cross_terms: those of them left out for depending on two groups
+    (`factor_groups`). subspaces: list[n_factors] of orthonormal [m_n, d], where the factor's
     activity lies (the span of its components' patterns), directions by decreasing variance; variances:
     list[n_factors] of [m_n]. readouts: list[n_factors] of orthonormal [m_n, d], the span of its components'
     filters: what reads the factor out, cancelling the other kept components (the same span as the subspace
@@ -329,6 +437,7 @@ class Discovery:
     n_factors: int
     groups: list[np.ndarray]
     unassigned: np.ndarray
+    cross_terms: np.ndarray
     subspaces: list[np.ndarray]
     variances: list[np.ndarray]
     readouts: list[np.ndarray]
@@ -348,17 +457,22 @@ def discover_factors(
     alpha: float = 0.01,
     min_contrast: float = MIN_CONTRAST,
     seed: int = 0,
+    view: np.ndarray | None = None,
 ) -> Discovery:
     """Factors and their subspaces from activations acts: [B, P, d] alone (P positions, e.g. `probing.activations`).
 
-    n_components: how many principal components to separate (default: `n_components_at(acts, variance)`).
-    n_shuffles, alpha: the null threshold (`null_threshold`); min_contrast: the cut rule (`group_components`)."""
-    k = n_components_at(acts, variance) if n_components is None else n_components
-    comps = independent_components(acts, k, seed)
+    view: [B, P, d], the view of acts the components are separated in (default: `analysed_view(acts, variance)`);
+    their patterns, subspaces and readouts are read in acts' coordinates (`in_coordinates_of`).
+    n_components: how many principal components to separate (default: `n_components_at(view, variance)`).
+    n_shuffles, alpha: the null threshold (`null_threshold`); min_contrast: the cut rule (`group_components`;
+    cross-terms are left out by `factor_groups`)."""
+    view = analysed_view(acts, variance)[1] if view is None else view
+    k = n_components_at(view, variance) if n_components is None else n_components
+    comps = in_coordinates_of(independent_components(view, k, seed), acts)
     dep = energy_dependence(comps.sources)
     shuffled = shuffled_dependence(comps.sources, n_shuffles, seed)
     threshold = null_threshold(shuffled, max(k * (k - 1) // 2, 1), alpha)
-    groups, best = group_components(dep, threshold, min_contrast)
+    groups, best, cross = factor_groups(dep, threshold, min_contrast)
     spaces = [group_subspace(comps.patterns, g) for g in groups]
     order = np.argsort([-v.sum() for _, v in spaces], kind="stable").astype(int)
     assigned = np.concatenate(groups) if groups else np.array([], dtype=int)
@@ -366,6 +480,7 @@ def discover_factors(
         n_factors=len(groups),
         groups=[groups[i] for i in order],
         unassigned=np.setdiff1d(np.arange(k), assigned),
+        cross_terms=cross,
         subspaces=[spaces[i][0] for i in order],
         variances=[spaces[i][1] for i in order],
         readouts=[np.linalg.svd(comps.filters[groups[i]], full_matrices=False)[2] for i in order],
@@ -420,20 +535,24 @@ def choose_components(scan: dict[int, Discovery], extra: dict[int, Discovery] | 
     return max(scan, key=lambda k: (again[k], again[k] - scan[k].n_factors, scan[k].contrast, -k))
 
 
-def scan_and_choose(acts: np.ndarray, variance: float = 0.95, **kwargs) -> tuple[int, dict[int, Discovery]]:
+def scan_and_choose(
+    acts: np.ndarray, variance: float = 0.95, view: np.ndarray | None = None, **kwargs
+) -> tuple[int, dict[int, Discovery]]:
     """The whole method: `scan_components` over k = 2 .. two more than the components worth separating (so that
     the last has neighbours), then `choose_components`. Returns (the chosen k, the scan); the answer is scan[k].
 
-    Worth separating: the components above the noise floor (`n_signal`: a weak factor carries little variance
-    but stands clear of the noise), and at least those holding `variance` of the variance (the scan of earlier
-    versions); never more than the directions in which acts vary (`numerical_rank`) nor MAX_COMPONENTS. When the
-    rank ends the scan, a second FastICA start at the rank is its last k's neighbour (`refound`'s extra)."""
-    rank = numerical_rank(acts)
-    top = max(2, min(max(n_signal(acts), n_components_at(acts, variance)) + 2, rank, MAX_COMPONENTS))
-    scan = scan_components(acts, range(2, top + 1), **kwargs)
+    All in one view of acts (default: `analysed_view(acts, variance)`). Worth separating: the components above
+    the noise floor (`n_signal`: a weak factor carries little variance but stands clear of the noise), and at
+    least those holding `variance` of the variance (the scan of earlier versions); never more than the
+    directions in which the view varies (`numerical_rank`) nor MAX_COMPONENTS. When the rank ends the scan, a
+    second FastICA start at the rank is its last k's neighbour (`refound`'s extra)."""
+    view = analysed_view(acts, variance)[1] if view is None else view
+    rank = numerical_rank(view)
+    top = max(2, min(max(n_signal(view), n_components_at(view, variance)) + 2, rank, MAX_COMPONENTS))
+    scan = scan_components(acts, range(2, top + 1), view=view, **kwargs)
     extra = {}
     if top == rank:  # every direction is in: no k + 1, so a second FastICA start at the rank stands in for it
-        extra[top + 1] = discover_factors(acts, top, **{**kwargs, "seed": kwargs.get("seed", 0) + 1})
+        extra[top + 1] = discover_factors(acts, top, view=view, **{**kwargs, "seed": kwargs.get("seed", 0) + 1})
     return choose_components(scan, extra), scan
 
 
@@ -549,11 +668,14 @@ def score_against_truth(
 # ------------------------------------------------------------------------------------------- entry point
 @dataclass(frozen=True)
 class FactorReport:
-    """What `find_factors` found: n_factors; subspaces list[n_factors] of orthonormal [m_n, d] (directions by
-    decreasing variance); variances list[n_factors] of [m_n]; k, the components kept; total_variance of the
+    """What `find_factors` found: n_factors; view, the view the components were separated in (`analysed_view`:
+    "activations" or "normal scores"); subspaces list[n_factors] of orthonormal [m_n, d] in the activations'
+    coordinates (directions by decreasing variance); variances list[n_factors] of [m_n]; k, the components kept;
+    total_variance of the
     position-centred activations; discovery, scan: the full answer (`discover_factors`, `scan_components`)."""
 
     n_factors: int
+    view: str
     subspaces: list[np.ndarray]
     variances: list[np.ndarray]
     k: int
@@ -577,10 +699,11 @@ class FactorReport:
         }
 
     def summary(self) -> dict:
-        """{"n_factors", "k", "k_scanned": [first, last], "contrast", "counts": {k: factors found},
+        """{"n_factors", "view", "k", "k_scanned": [first, last], "contrast", "counts": {k: factors found},
         "refound": {k: factors found again at a neighbouring k}}."""
         return {
             "n_factors": self.n_factors,
+            "view": self.view,
             "k": self.k,
             "k_scanned": [min(self.scan), max(self.scan)],
             "contrast": self.discovery.contrast,
@@ -599,10 +722,12 @@ def find_factors(acts: np.ndarray, **kwargs) -> FactorReport:
     print it. Zero factors is an answer: no subspaces whose activity is independent of the rest. Inputs it
     cannot separate (d < 2, too few sequences, no variation) are one ValueError saying so."""
     acts = _separable(_as_3d(acts))
-    k, scan = scan_and_choose(acts, **kwargs)
+    view_name, view = analysed_view(acts, kwargs.get("variance", 0.95))
+    k, scan = scan_and_choose(acts, view=view, **kwargs)
     found = scan[k]
     return FactorReport(
         n_factors=found.n_factors,
+        view=view_name,
         subspaces=found.subspaces,
         variances=found.variances,
         k=k,
