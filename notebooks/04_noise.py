@@ -304,8 +304,9 @@ else:
 # computed from every such run found here:
 
 # %%
-exp_ref = across_runs.sweep_config(across_runs.EXPANSION_SWEEP, profile)
-_, expansion = across_runs.noise_expansion(exp_ref, acfg, across_runs.finished_runs(), n_mc)
+exp_ref = across_runs.sweep_configs(across_runs.EXPANSION_SWEEP, profile)[0]
+exp_runs = across_runs.sweep_runs(across_runs.EXPANSION_SWEEP, profile)
+_, expansion = across_runs.noise_expansion(exp_runs, exp_ref, acfg, n_mc)
 if len(expansion):
     print(seeds.intervals_by(expansion, "eps", across_runs.EXPANSION_COLUMNS).T.to_string())
     exp_factored = products.dimension_counts(products.process_of(exp_ref.data).state_dims)[1]

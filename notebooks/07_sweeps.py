@@ -28,8 +28,11 @@
 # ```
 #
 # Points already done are skipped, so a rerun after a crash does only what is left; two points that need the
-# same run train it once. This notebook then collects **every finished run trained at the sweep budget**,
-# whoever made it (a sweep, a notebook run by hand), from the run folders and their cached analyses:
+# same run train it once. This notebook then collects **the runs each sweep's points describe**, whoever trained
+# them (a sweep, a notebook run by hand), from the run folders and their cached analyses. Each condition is
+# first checked against the library's rule for a network that has learned its beliefs (`verdicts.learning`:
+# every factor's held-out R² >= 0.9 and the gap to the optimal predictor <= 0.02 nats); dimensions are compared
+# only between learned conditions:
 #
 # * dims@95 against training step for each eps (the paper's noise figure), and for each architecture;
 # * final dims@95 against eps and against architecture, with a 95% interval over seeds;
@@ -40,56 +43,47 @@
 # differences between conditions exceed it, is information it does not give.
 
 # %% tags=["parameters"]
-profile: str = ""  # smoke: trains a tiny grid itself (CI); laptop | paper: collects; "": $FACTORED_PROFILE or laptop
-steps: int = 0  # the budget collected; 0: the steps params/sweeps/*.yaml fix at this profile, else the profile's
+profile: str = ""  # smoke: trains the sweeps' runs itself, tiny (CI); laptop | long | paper: collects; "": default
 
 # %%
 from factored import config, parameters, profiles
 
 parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
 
-import itertools
 import math
 
-from factored import plots, probing, products, results, runs, seeds, sweep, train, verdicts
+import pandas as pd
 
-# (run-config overrides, seed) of each run this notebook trains itself where the profile says so (smoke, where no
-# sweep has run)
-DEMO_GRID = [
-    *itertools.product([{"noise": 0.0}, {"noise": 0.5}, {"arch": "lstm", "d_model": 32, "n_layers": 2}], range(3)),
-    *(({"n_mess3": n}, 0) for n in (1, 2, 3)),
-]
+from factored import paths, plots, probing, products, results, runs, seeds, sweep, train, verdicts
 
-ref = results.sweep_budget(profile, steps)  # the canonical transformer at the sweep budget: what "same budget" means
-# what the profile decides: the analysis sizes (notebooks 03-05's: their caches are shared), and whether this
-# notebook trains runs of its own or only collects
-acfg = probing.analysis_config(profile)
-own_grid = DEMO_GRID if profiles.profile_record(profile).trains_demo_grid else []
+SWEEPS = {name: paths.SWEEPS_DIR / f"{name}.yaml" for name in ("noise", "architectures", "factors", "expansion")}
+acfg = probing.analysis_config(profile)  # notebooks 03-05's analysis sizes: their caches are shared
+ref = config.make_config(profile)  # the canonical transformer of this profile: the models are named against it
 joint_dim, factored_dim = products.dimension_counts(products.process_of(ref.data).state_dims)
 t = ref.train
-print(f"budget: profile {profile}, {t.steps:,} steps x {t.batch_size} sequences of {ref.data.seq_len} tokens "
-      f"= {t.steps * t.batch_size * ref.data.seq_len:,} training tokens (the paper: 10^11), "
-      f"lr {t.lr:g} with the {t.schedule} schedule")
+print(f"profile {profile}: the canonical transformer trains {t.steps:,} steps x {t.batch_size} sequences of "
+      f"{ref.data.seq_len} tokens = {t.steps * t.batch_size * ref.data.seq_len:,} training tokens (the paper: "
+      f"10^11), {t.optimizer} at lr {t.lr:g} with the {t.schedule} schedule")
 
 # %% [markdown]
-# ## At the smoke profile: a tiny grid of our own
+# ## At the smoke profile: the sweeps' runs, tiny
 #
 # CI executes this notebook at the `smoke` profile, where no sweep has run. So that every step below has data
-# to show, the notebook then trains a tiny grid itself (`DEMO_GRID`), straight through the library rather than
-# through papermill (seconds in all; a rerun loads the runs): the smoke transformer at eps 0 and 0.5 and a 2-layer
-# LSTM of width 32, each with seeds 0, 1, 2, and the transformer on N = 1, 2, 3 Mess3 factors (seed 0). At any
-# other profile `own_grid` is empty: the notebook trains nothing and collects what is there.
+# to show, the notebook then trains every run the sweeps describe itself, at the smoke profile's size, straight
+# through the library rather than through papermill (seconds each; a rerun loads them). At any other profile it
+# trains nothing and collects what the sweeps left.
 
 # %%
-for overrides, seed in own_grid:
-    train.get_or_train(config.from_parameters(profile, steps=t.steps, seed=seed, **overrides), progress=False)
+trains_own = profiles.profile_record(profile).trains_demo_grid
+for path in SWEEPS.values() if trains_own else []:
+    for cfg in results.sweep_configs(path, profile):
+        train.get_or_train(cfg, progress=False)
 
 # %% [markdown]
 # ## What the sweeps left
 #
 # One row per sweep folder: finished and failed points, the minutes their notebooks ran (summed over points)
-# and the wall-clock minutes of the sweep invocations. Then every finished run, and those trained at this
-# budget (same steps, batch and optimiser; any seed, process or model).
+# and the wall-clock minutes of the sweep invocations. Then how many of each sweep's runs are finished here.
 
 # %%
 folders = results.sweep_folders()
@@ -98,13 +92,14 @@ if len(folders):
     minutes, cores = folders["point_minutes"].sum(), sweep.available_cores()
     print(f"in all: {minutes:.0f} minutes of points, i.e. about {minutes / cores:.0f} minutes of wall time with one "
           f"single-threaded point per core on this machine's {cores} cores")
-finished = results.finished_runs()
-selected = [r for r in finished if results.same_budget(r.config, ref)]
-per_step, per_run = results.run_frames(selected, ref, acfg)
-for frame in (per_step, per_run):
-    frame["eps"] = frame["noise"].map("{:g}".format)
-print(f"{len(finished)} finished runs in {runs.relative(runs.outputs_dir() / 'runs')}, {len(selected)} at this "
-      f"budget ({t.steps:,} steps)")
+swept = {name: results.sweep_runs(path, profile) for name, path in SWEEPS.items()}
+for name, path in SWEEPS.items():
+    print(f"{name}: {len(swept[name])} of {len(results.sweep_configs(path, profile))} runs finished in "
+          f"{runs.relative(runs.outputs_dir() / 'runs')}")
+frames = {name: results.run_frames(found, ref, acfg) for name, found in swept.items()}
+for per_step, per_run in frames.values():
+    for frame in (per_step, per_run):
+        frame["eps"] = frame["noise"].map("{:g}".format)
 
 # %% [markdown]
 # ## Noise: the factored phase and the later expansion
@@ -117,8 +112,7 @@ print(f"{len(finished)} finished runs in {runs.relative(runs.outputs_dir() / 'ru
 
 # %%
 ref_model = results.model_label(ref, ref)
-canonical = lambda frame: frame[(frame["model"] == ref_model) & (frame["structure"] == "independent")]
-noise_steps, noise_runs = canonical(per_step), canonical(per_run)
+noise_steps, noise_runs = frames["noise"]
 eps_order = [f"{e:g}" for e in sorted(noise_runs["noise"].unique())]
 plots.dims_over_training_by(noise_steps, "eps", factored_dim, f"dims@95 over training, {ref_model}", eps_order);
 
@@ -143,12 +137,12 @@ def welch(p: float) -> str:
 
 
 noise_summary = results.condition_table(noise_runs, "eps")
-print(noise_summary.round(3).to_string() if len(noise_summary) else "no noise runs at this budget")
+print(noise_summary.round(3).to_string() if len(noise_summary) else "no noise runs here yet")
 
 
-def unfinished(table, name):
-    """Say per condition whether the beliefs are learned (mean R² over seeds), and which conditions have not
-    finished collapsing at this budget (computed from the table): dimensions compare only where both hold."""
+def learned_or_not(table, name):
+    """Say per condition whether every seed has learned its beliefs (the library's rule), which conditions have
+    not finished collapsing (computed from the table), and at what budgets the learned ones compare."""
     for key, row in table.iterrows():
         status = "learned" if row["learned"] == row["seeds"] else f"NOT learned ({row['learned']:g} of {row['seeds']})"
         print(f"{name}{key}: beliefs {status} (worst factor's R² {row['worst_r2']:.2f}, mean gap {row['gap']:.3f} "
@@ -158,21 +152,32 @@ def unfinished(table, name):
         print(f"{name}{key}: the smallest dims@95 is at the last checkpoint in {row['still_falling']:g} of "
               f"{row['seeds']} seeds (dims@95 {row['init']:.0f} at init): the collapse is not finished at this "
               "budget, so the final dims@95 is a point on the way down, not a settled dimension")
+    c = verdicts.comparison(table)
+    budgets = ", ".join(f"{name}{key}: {c.steps[key]:,}" for key in c.learned)
+    print(f"compared: {[f'{name}{k}' for k in c.learned]} (learned); left out: "
+          f"{[f'{name}{k}' for k in c.not_learned] or 'none'}. "
+          + ("At equal steps." if c.equal_steps else f"At equal quality, not equal steps ({budgets}): each trained "
+             "until learned; at equal steps the slower ones would still be learning, and a network still learning "
+             "answers no question about its geometry."))
+    return c
 
 
-unfinished(noise_summary, "eps ")
+noise_compared = learned_or_not(noise_summary, "eps ")
 
 # %% [markdown]
-# Does noise change the dimension at this budget, beyond the seed-to-seed spread? Each eps against eps = 0:
-# the difference of the mean final dims@95, of the collapse and of the step where it happens, with Welch's
-# t-test over seeds (two-sided; with three seeds a side only a large, consistent difference reaches p < 0.05).
+# Does noise change the dimension, beyond the seed-to-seed spread? Each learned eps against eps = 0: the
+# difference of the mean final dims@95, of the collapse and of the step where it happens, with Welch's t-test
+# over seeds (two-sided; with three seeds a side only a large, consistent difference reaches p < 0.05).
 
 # %%
+learned_noise = noise_runs[noise_runs["eps"].isin(noise_compared.learned)]
 for value, what in (("final_dims95", "final dims@95"), ("min_dims95", "smallest dims@95 (the collapse)"),
                     ("min_step", "step of the collapse")):
-    for row in seeds.difference_table(noise_runs, "eps", "0", value).itertuples():
+    for row in seeds.difference_table(learned_noise, "eps", "0", value).itertuples():
         print(f"{what}, eps {row.eps} vs 0: {row.mean:.1f} vs {row.reference_mean:.1f} "
               f"({row.difference:+.1f}; {row.seeds} and {row.reference_seeds} seeds, {welch(row.p_welch)})")
+if "0" not in noise_compared.learned:
+    print("eps 0 has not learned its beliefs here: no comparison")
 
 # %% [markdown]
 # ## Noise where factoring costs: does the representation expand?
@@ -190,12 +195,9 @@ for value, what in (("final_dims95", "final dims@95"), ("min_dims95", "smallest 
 # the true law's (its total correlation, which is the fidelity cost).
 
 # %%
-exp_ref = results.sweep_config(results.EXPANSION_SWEEP, profile)
-for noise, seed in itertools.product([0.0, 0.5], range(2)) if own_grid else []:  # smoke: a tiny version
-    train.get_or_train(results.sweep_config(results.EXPANSION_SWEEP, profile, noise=noise, seed=seed),
-                       progress=False)  # fmt: skip
+exp_ref = results.sweep_configs(SWEEPS["expansion"], profile)[0]
 n_mc = profiles.profile_record(profile).mc_samples
-exp_steps, expansion = results.noise_expansion(exp_ref, acfg, results.finished_runs(), n_mc)
+exp_steps, expansion = results.noise_expansion(swept["expansion"], exp_ref, acfg, n_mc)
 exp_factored = products.dimension_counts(products.process_of(exp_ref.data).state_dims)[1]
 exp_order = [f"{e:g}" for e in sorted(expansion["noise"].unique())]
 plots.dims_over_training_by(exp_steps, "eps", exp_factored, f"dims@95 over training, "
@@ -203,22 +205,25 @@ plots.dims_over_training_by(exp_steps, "eps", exp_factored, f"dims@95 over train
 
 # %%
 exp_table = seeds.intervals_by(expansion, "eps", results.EXPANSION_COLUMNS)
-print(exp_table.T.to_string() if len(exp_table) else "no expansion runs at this budget")
+print(exp_table.T.to_string() if len(exp_table) else "no expansion runs here yet")
+exp_learned = expansion.groupby("eps")["learned"].all()
+print(f"learned (every seed): {[e for e in exp_order if exp_learned.get(e, False)]}; not learned: "
+      f"{[e for e in exp_order if not exp_learned.get(e, False)] or 'none'}")
 print("\n".join(f.sentence() for f in verdicts.expansion_findings(expansion, exp_factored)))
 
 # %% [markdown]
 # ## Architectures
 #
-# Every model trained at this budget on the noiseless five-factor process: the canonical transformer (the
-# eps = 0 runs above) and the recurrent nets of `params/sweeps/architectures.yaml`, plus any other model found
-# at this budget (for instance one of notebook 05's variants run by hand). A recurrent net is probed at the
-# hidden state of its top layer. The paper (one seed each, 30k steps and more) finds the LSTM of width 32 at
-# 14-17 dimensions, the RNN of width 256 still at about 35 at 30k steps, the wide transformer and the long
-# contexts at 10-12.
+# Every model of `params/sweeps/architectures.yaml` on the noiseless five-factor process, each trained with its
+# own recipe (`Profile.recurrent`, from the recipe study), beside the canonical transformer (the eps = 0 runs
+# above). A recurrent net is probed at the hidden state of its top layer. The paper (one seed each, 30k steps and
+# more) finds the LSTM of width 32 at 14-17 dimensions, the RNN of width 256 still at about 35 at 30k steps, the
+# wide transformer and the long contexts at 10-12.
 
 # %%
-noiseless = lambda frame: frame[(frame["noise"] == 0) & (frame["structure"] == "independent")]
-arch_steps, arch_runs = noiseless(per_step), noiseless(per_run)
+noiseless = lambda frame: frame[frame["noise"] == 0]
+arch_steps = pd.concat([noiseless(frames["noise"][0]), frames["architectures"][0]])
+arch_runs = pd.concat([noiseless(frames["noise"][1]), frames["architectures"][1]])
 models = sorted(arch_runs["model"].unique(), key=lambda m: (m != ref_model, m))  # the canonical one first
 plots.dims_over_training_by(arch_steps, "model", factored_dim, "dims@95 over training, by architecture", models);
 
@@ -228,9 +233,10 @@ plots.final_dims_by(arch_runs, arch_table, "model", factored_dim, "Final dims@95
 
 # %%
 arch_summary = results.condition_table(arch_runs, "model").loc[models]
-print(arch_summary.round(3).to_string() if len(arch_summary) else "no noiseless runs at this budget")
-unfinished(arch_summary, "")
-for row in seeds.difference_table(arch_runs, "model", ref_model).itertuples():
+print(arch_summary.round(3).to_string() if len(arch_summary) else "no noiseless runs here yet")
+arch_compared = learned_or_not(arch_summary, "")
+for row in seeds.difference_table(arch_runs[arch_runs["model"].isin(arch_compared.learned)], "model",
+                                  ref_model).itertuples():
     print(f"final dims@95, {row.model} vs {ref_model}: {row.mean:.1f} vs {row.reference_mean:.1f} "
           f"({row.difference:+.1f}; {welch(row.p_welch)})")
 
@@ -254,8 +260,8 @@ for row in seeds.difference_table(arch_runs, "model", ref_model).itertuples():
 # where.
 
 # %%
-scaling_runs = per_run[(per_run["n_mess3"] > 0) & (per_run["model"] == ref_model) & (per_run["noise"] == 0)]
-gains = results.joint_belief_gains([r for r in selected if r.dir.name in set(scaling_runs["run"])], acfg)
+scaling_runs = frames["factors"][1]
+gains = results.joint_belief_gains(swept["factors"], acfg)
 scaling = results.factor_scaling(scaling_runs.merge(gains, on="run"), acfg, ref.data.seq_len)
 plots.dims_vs_factors(scaling, ref.model.d_model);
 
@@ -279,12 +285,13 @@ if len(scaling):
               f"{row.init_dims95:g} at init, {row.final_dims95:g} at the end): no conclusion about its dimension")
 
 # %% [markdown]
-# ## Every condition at this budget
+# ## Every condition of the sweeps
 #
-# All finished runs at this budget, grouped by model, process and eps (the chain process of notebook 06 and any
-# other condition included), with the number of seeds behind each row.
+# Every finished run of the four sweeps, grouped by model, process and eps, with the number of seeds behind each
+# row, its training steps and how many seeds have learned their beliefs.
 
 # %%
+per_run = pd.concat([frame for _, frame in frames.values()]).drop_duplicates("run")
 per_run["condition"] = per_run["model"] + ", " + per_run["structure"] + ", eps " + per_run["eps"]
 everything = results.condition_table(per_run, "condition")
-print(everything.round(3).to_string() if len(everything) else "no runs at this budget")
+print(everything.round(3).to_string() if len(everything) else "no sweep runs here yet")

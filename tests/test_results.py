@@ -17,15 +17,20 @@ def tiny_config(**overrides):
     return config.make_config("smoke", plateau_window=5, device="cpu", **{**base, **overrides})
 
 
-def test_the_budget_comes_from_the_sweep_files_unless_given(tmp_path):
-    (tmp_path / "a.yaml").write_text("notebook: 04_noise\ngrid: {seed: [0]}\nfixed: {profile: laptop, steps: 1500}\n")
-    (tmp_path / "b.yaml").write_text("notebook: 05_architectures\ngrid: {seed: [0]}\nfixed: {profile: laptop}\n")
-    assert results.sweep_budget("laptop", sweeps_dir=tmp_path).train.steps == 1500
-    assert results.sweep_budget("laptop", 300, sweeps_dir=tmp_path).train.steps == 300
-    assert results.sweep_budget("smoke", sweeps_dir=tmp_path) == config.make_config("smoke")  # no sweep at smoke
-    (tmp_path / "c.yaml").write_text("notebook: 04_noise\ngrid: {seed: [0]}\nfixed: {profile: laptop, steps: 900}\n")
-    with pytest.raises(ValueError, match=r"train for \[900, 1500\] steps at profile laptop"):
-        results.sweep_budget("laptop", sweeps_dir=tmp_path)
+def test_a_sweep_file_describes_one_run_per_point_and_finds_those_trained(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("notebook: 05_architectures\ngrid: [{arch: [lstm], seed: [0, 1]}, {arch: [transformer], "
+                    "seed: [0]}]\nfixed: {profile: smoke, steps: 5}\n")  # fmt: skip
+    smoke = results.sweep_configs(path, "smoke")
+    assert [(c.model.arch, c.train.seed, c.train.steps) for c in smoke] == [("lstm", 0, 5), ("lstm", 1, 5),
+                                                                            ("transformer", 0, 5)]  # fmt: skip
+    assert (smoke[0].model.d_model, smoke[0].model.n_layers) == (32, 2)  # notebook 05's recurrent sizes
+    assert smoke[2] == config.from_parameters("smoke", steps=5)  # the canonical transformer, as 02 trains it
+    laptop = results.sweep_configs(path, "laptop")
+    assert laptop[2].train.steps == config.make_config("laptop").train.steps  # another profile keeps its budget
+    assert results.sweep_runs(path, "smoke", tmp_path) == []
+    train.get_or_train(smoke[1], root=tmp_path, progress=False)
+    assert [r.config for r in results.sweep_runs(path, "smoke", tmp_path)] == [smoke[1]]
 
 
 def test_seed_interval_is_the_student_t_interval():
@@ -36,15 +41,13 @@ def test_seed_interval_is_the_student_t_interval():
     assert mean == 7 and math.isnan(low) and math.isnan(high)
 
 
-def test_collect_reads_finished_runs_of_one_budget(tmp_path):
+def test_run_frames_read_finished_runs(tmp_path):
     ref = tiny_config()
     for noise, seed in [(0.0, 0), (0.0, 1), (0.5, 0)]:
         train.get_or_train(tiny_config(noise=noise, seed=seed), root=tmp_path, progress=False)
-    other = train.get_or_train(tiny_config(steps=6), root=tmp_path, progress=False)  # another budget
     found = results.finished_runs(tmp_path)
-    assert len(found) == 4
-    selected = [r for r in found if results.same_budget(r.config, ref)]
-    assert other.dir not in [r.dir for r in selected] and len(selected) == 3
+    assert len(found) == 3
+    selected = found
     acfg = probing.analysis_config("smoke")
     per_step, per_run = results.run_frames(selected, ref, acfg)
     assert len(per_run) == 3 and set(per_step["step"]) == set(range(6))
@@ -131,14 +134,12 @@ def test_a_sweep_file_fixes_process_model_and_its_own_steps(tmp_path):
     path = tmp_path / "e.yaml"
     fixed = "{profile: laptop, steps: 4000, n_mess3: 3, mess3_x: 0.05, d_model: 64, n_heads: 2, d_mlp: 256}"
     path.write_text(f"notebook: 04_noise\ngrid: {{noise: [0, 0.3]}}\nfixed: {fixed}\n")
-    laptop, smoke = results.sweep_config(path, "laptop"), results.sweep_config(path, "smoke")
+    (laptop, noisy), (smoke, _) = results.sweep_configs(path, "laptop"), results.sweep_configs(path, "smoke")
     assert (laptop.train.steps, laptop.data.n_mess3, laptop.data.mess3_x, laptop.model.d_model) == (4000, 3, 0.05, 64)
     assert smoke.train.steps == config.make_config("smoke").train.steps  # another profile keeps its own budget
-    assert (smoke.data.n_mess3, smoke.model.d_mlp) == (3, 256)
-    noisy = config.from_parameters("laptop", noise=0.3, seed=2, steps=4000, n_mess3=3, mess3_x=0.05, d_model=64,
-                                   n_heads=2, d_mlp=256)  # fmt: skip
-    assert results.same_but_noise(noisy, laptop)
-    assert not results.same_but_noise(config.make_config("laptop", steps=4000, noise=0.3), laptop)  # another process
+    assert (smoke.data.n_mess3, smoke.model.d_mlp) == (3, 256) and noisy.data.noise == 0.3
+    assert noisy == config.from_parameters("laptop", noise=0.3, steps=4000, n_mess3=3, mess3_x=0.05, d_model=64,
+                                           n_heads=2, d_mlp=256)  # as notebook 04 builds it  # fmt: skip
 
 
 def test_noise_growth_measures_the_cost_of_factoring_and_growth_past_the_collapse(tmp_path):

@@ -2,6 +2,7 @@
 
 import math
 
+import pandas as pd
 import pytest
 
 from factored import verdicts
@@ -46,3 +47,12 @@ def test_discovery_verdicts_count_and_match():
     assert (extra.recovered, extra.spurious, extra.right_count, extra.all_matched) == (1, 2, False, False)
     none = verdicts.discovery_verdict(score([-1, -1], [0.1, 0.2], [math.nan, math.nan], 0))
     assert math.isnan(none.min_overlap) and not none.all_matched
+
+
+def test_only_learned_conditions_are_compared_and_the_budgets_are_said():
+    table = pd.DataFrame({"seeds": [3, 3, 3], "learned": [3, 3, 1], "steps": [3600, 5600, 14400]},
+                         index=["0", "0.2", "0.5"])  # fmt: skip
+    c = verdicts.comparison(table)
+    assert c.learned == ["0", "0.2"] and c.not_learned == ["0.5"] and not c.equal_steps
+    assert c.steps == {"0": 3600, "0.2": 5600, "0.5": 14400}
+    assert verdicts.comparison(table.assign(steps=3600)).equal_steps

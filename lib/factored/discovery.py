@@ -75,6 +75,8 @@ from sklearn.metrics import silhouette_score
 
 from . import analysis
 
+# Bumped whenever what the method finds can change, so that results cached in run folders are recomputed.
+METHOD_VERSION = 2  # 2: the analysed view (raw or normal scores) and cross-terms left out of the groups
 MIN_CONTRAST = 2.0  # the weakest link inside a factor: at least twice the strongest link out of it
 MAX_COMPONENTS = 24  # at most this many principal components are separated (FastICA's cost grows as k^2)
 # A direction counts as varying when its standard deviation exceeds the largest one's times d * eps(float32): the

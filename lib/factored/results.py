@@ -15,58 +15,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import config, experiments, probing, products, profiles, runs, sweep_spec, theory, verdicts
+from . import experiments, probing, products, profiles, runs, sweep_spec, theory, verdicts
 from .config import RunConfig
 from .paths import SWEEPS_DIR
 from .seeds import format_interval, interval_table
 
 
-def sweep_budget(profile: str = "", steps: int = 0, sweeps_dir: Path = SWEEPS_DIR) -> RunConfig:
-    """The reference config results are compared at: the profile's canonical run with `steps` training steps;
-    steps 0 means the `steps` that the sweep files in `sweeps_dir` fix for this profile (else the profile's)."""
+def sweep_configs(path: Path, profile: str = "") -> list[RunConfig]:
+    """The run of every point of the sweep file at `path`, at `profile` ("": the default profile), in grid order
+    (`sweep_spec.point_config`): what the sweep trains, or would train at that profile."""
     profile = profiles.resolve_profile(profile)
-    if not steps:
-        found = set()
-        for path in sorted(Path(sweeps_dir).glob("*.yaml")):
-            fixed = sweep_spec.load(path).fixed
-            # only the sweeps of the comparison (07): a sweep of another model or process (expansion.yaml's
-            # small transformer on sharp Mess3 factors) is an experiment of its own, with its own budget
-            own_model = set(fixed) & {"d_model", "n_layers", "n_heads", "d_mlp", "mess3_x", "mess3_a"}
-            if fixed.get("profile") == profile and fixed.get("steps") and not own_model:
-                found.add(fixed["steps"])
-        if len(found) > 1:
-            raise ValueError(
-                f"the sweeps in {runs.relative(sweeps_dir)} train for {sorted(found)} steps at "
-                f"profile {profile}; choose one with the parameter `steps`"
-            )
-        steps = found.pop() if found else 0
-    return config.from_parameters(profile, steps=steps)
+    return [sweep_spec.point_config(p, profile) for p in sweep_spec.points(sweep_spec.load(path))]
 
 
-def sweep_config(path: Path, profile: str = "", **overrides) -> RunConfig:
-    """The run a sweep file fixes at `profile`: the sweep's process and model, and its steps where `profile` is the
-    sweep's own (else the profile's budget); its grid's parameters at their defaults (eps 0, seed 0) unless
-    `overrides` sets them."""
-    profile = profiles.resolve_profile(profile)
-    fixed = dict(sweep_spec.load(path).fixed)
-    if fixed.pop("profile", profile) != profile:
-        fixed.pop("steps", None)
-    return config.from_parameters(profile, **{**fixed, **overrides})
-
-
-def same_but_noise(cfg: RunConfig, ref: RunConfig) -> bool:
-    """The run `ref` describes at some eps and seed: same process otherwise, same model, same training budget."""
-    skip = {"noise", "name"}
-    a, b = asdict(cfg.data), asdict(ref.data)
-    data_equal = all(a[k] == b[k] for k in a if k not in skip)
-    return data_equal and cfg.model == ref.model and same_budget(cfg, ref)
-
-
-def same_budget(cfg: RunConfig, ref: RunConfig) -> bool:
-    """Trained like `ref`: every training field equal except the seed (and those that change speed only)."""
-    skip = {"seed", *config.NOT_HASHED}
-    a, b = asdict(cfg.train), asdict(ref.train)
-    return all(a[k] == b[k] for k in a if k not in skip)
+def sweep_runs(path: Path, profile: str = "", root: Path | None = None) -> list[runs.Run]:
+    """The finished runs of the sweep file's points at `profile` (`sweep_configs`), whoever trained them."""
+    found = (runs.finished_run(cfg, root) for cfg in sweep_configs(path, profile))
+    return [run for run in found if run is not None]
 
 
 def finished_runs(root: Path | None = None) -> list[runs.Run]:
@@ -310,13 +275,13 @@ EXPANSION_COLUMNS = {  # column: format, in the order the expansion table shows 
 
 
 def noise_expansion(
-    ref: RunConfig, acfg: probing.AnalysisConfig, run_list: list[runs.Run], n_mc: int = 20_000
+    run_list: list[runs.Run], ref: RunConfig, acfg: probing.AnalysisConfig, n_mc: int = 20_000
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The runs of `ref`'s process, model and budget at every eps and seed found in `run_list`: `run_frames`' two
-    frames, the second merged with `noise_growth`, each with a column eps (the noise as text: "0", "0.3")."""
-    chosen = [r for r in run_list if same_but_noise(r.config, ref)]
-    per_step, per_run = run_frames(chosen, ref, acfg)
-    per_run = per_run.merge(noise_growth(chosen, acfg, n_mc), on="run")
+    """The runs of one process and model at several eps and seeds (an expansion sweep's): `run_frames`' two
+    frames (models named against `ref`), the second merged with `noise_growth`, each with a column eps (the noise
+    as text: "0", "0.3")."""
+    per_step, per_run = run_frames(run_list, ref, acfg)
+    per_run = per_run.merge(noise_growth(run_list, acfg, n_mc), on="run")
     for frame in (per_step, per_run):
         frame["eps"] = frame["noise"].map("{:g}".format)
     return per_step, per_run

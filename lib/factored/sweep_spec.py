@@ -166,13 +166,31 @@ def validate(sweep: Sweep) -> list[Point]:
     if twice:
         fail(sweep.name, f"the point {twice[0]} comes up {seen[twice[0]]} times; each grid point must be unique")
     for p in pts:
-        run_values = {k: v for k, v in p.parameters.items() if k in CONFIG_PARAMETERS}
-        if run_values or "profile" in p.parameters:  # what the notebook's first cells would reject, rejected now
+        if set(p.parameters) & (CONFIG_PARAMETERS | {"profile"}):  # what the notebook would reject, rejected now
             try:
-                config.from_parameters(p.parameters.get("profile", ""), **run_values)
+                point_config(p)
             except ValueError as e:
                 fail(sweep.name, f"point {p.name}: {e}")
     return pts
+
+
+SIZES = ("arch", "d_model", "n_layers", "n_heads", "d_mlp")
+
+
+def point_config(point: Point, profile: str | None = None) -> config.RunConfig:
+    """The run a point's notebook trains: its run fields through `config.from_parameters`, with the architecture
+    study's size rules (`config.architecture_sizes`: a recurrent net's width and depth, a transformer's d_mlp =
+    4 d_model), as notebooks 02, 04 and 05 build it. `profile` (default: the point's own) replaces the point's;
+    steps the point fixes then hold only at the point's own profile (another profile keeps its own budget)."""
+    params = dict(point.parameters)
+    own = params.pop("profile", "")
+    if profile is not None and profile != own:
+        params.pop("steps", None)
+    values = {k: v for k, v in params.items() if k in CONFIG_PARAMETERS}
+    sizes = {k: values.pop(k) for k in SIZES if k in values}
+    arch = sizes.pop("arch", "transformer")
+    return config.from_parameters(own if profile is None else profile, arch=arch, **values,
+                                  **config.architecture_sizes(arch, **sizes))  # fmt: skip
 
 
 def sweep_dir(sweep: Sweep, root: Path | None = None) -> Path:

@@ -55,6 +55,31 @@ def learning(r2: Sequence[float], gap: float) -> Learning:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """Which conditions of a `results.condition_table` may have their dimensions compared: learned (every seed
+    has learned its beliefs) and not_learned (keys, in table order); steps, each condition's training steps;
+    equal_steps: the learned ones trained equally long (else they are compared at equal quality: each was
+    trained until learned, and at equal steps the slower ones would still be learning)."""
+
+    learned: list
+    not_learned: list
+    steps: dict
+    equal_steps: bool
+
+
+def comparison(table: pd.DataFrame) -> Comparison:
+    """The `Comparison` of a condition table (columns seeds, learned, steps)."""
+    learned = [key for key, row in table.iterrows() if row["learned"] == row["seeds"]]
+    steps = {key: int(row["steps"]) for key, row in table.iterrows()}
+    return Comparison(
+        learned=learned,
+        not_learned=[key for key in table.index if key not in learned],
+        steps=steps,
+        equal_steps=len({steps[key] for key in learned}) <= 1,
+    )
+
+
+@dataclass(frozen=True)
 class NoisePhases:
     """Notebook 04's verdict on one noisy run beside its eps = 0 run (`probing.dimension_phases` of each).
 
