@@ -20,13 +20,21 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-# Execute every notebook with papermill at $(PROFILE); executed copies land in outputs/notebooks/.
+# Execute every notebook with papermill at $(PROFILE); executed copies land in outputs/notebooks/. Two lanes run at
+# once, one torch thread each (two single-threaded trainings outrun one two-threaded one: benchmarks/recipe.md); each
+# lane first trains its own run, and a notebook that needs a run the other lane is training waits for it (the run
+# folder's lock), then loads it. Each lane's log is in outputs/notebooks/lane-<a|b>.log.
+LANE_A := 02_training 06_dependencies 03_factored_geometry 07_sweeps
+LANE_B := 04_noise 05_architectures 01_theory 08_factor_discovery
 run: setup
 	@mkdir -p outputs/notebooks
-	@for nb in $(NOTEBOOKS); do \
-	  echo "== $$nb (profile=$(PROFILE))"; \
-	  $(RENDER) $$nb outputs/notebooks/$$(basename $$nb) -p profile $(PROFILE) || exit 1; \
-	done
+	@lane() { log=$$1; shift; for nb in "$$@"; do \
+	    echo "== $$nb (profile=$(PROFILE)) started $$(date +%T)"; \
+	    OMP_NUM_THREADS=1 TQDM_DISABLE=1 $(RENDER) notebooks/$$nb.ipynb outputs/notebooks/$$nb.ipynb \
+	      -p profile $(PROFILE) >> $$log 2>&1 || { echo "== $$nb failed: see $$log"; return 1; }; \
+	  done; }; \
+	lane outputs/notebooks/lane-a.log $(LANE_A) & a=$$!; lane outputs/notebooks/lane-b.log $(LANE_B) & b=$$!; \
+	wait $$a; sa=$$?; wait $$b; sb=$$?; test $$sa = 0 -a $$sb = 0 && echo "== all notebooks done $$(date +%T)"
 
 # Train seeds 1 and 2 of $(PROFILE) (via notebook 02), for notebook 03's table across seeds.
 seeds: setup

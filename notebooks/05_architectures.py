@@ -80,8 +80,9 @@ print(acfg)
 # ## The two runs
 #
 # `get_or_train` loads each run if it is already in `outputs/runs/` (the canonical one after notebook 02),
-# resumes it if it was interrupted, or trains it. Both use the profile's optimiser, batch and steps (the
-# parameter `steps` changes this run's budget only).
+# resumes it if it was interrupted, or trains it. Each trains with its architecture's recipe in the profile (a
+# recurrent net's optimiser and learning rate come from its own study, benchmarks/recipe.md; the parameter `steps`
+# changes this run's budget only).
 
 # %%
 all_runs = {lab: train.get_or_train(c) for lab, c in configs.items()}

@@ -401,3 +401,13 @@ def test_the_accelerated_path_trains_every_architecture_on_the_cpu(tmp_path, arc
     assert math.isfinite(loss) and all(p.dtype == torch.float32 for p in session.model.parameters())
     assert all(not torch.equal(a, b) for a, b in zip(before, session.model.parameters(), strict=True))
     assert train_mod.speedups(session.model, session.device, compiled) == (session.model, nullcontext)  # CPU default
+
+
+def test_log_every_sets_the_evaluation_cadence_and_not_the_run(tmp_path):
+    cfg = tiny(steps=25, log_every=10)
+    assert cfg.hash() == tiny(steps=25).hash()  # bookkeeping: the same run folder
+    run = get_or_train(cfg, root=tmp_path, progress=False)
+    assert [m["step"] for m in run.metrics()] == [*range(11), 20, 25]  # every 10 steps, and every checkpoint
+    other = get_or_train(tiny(steps=25), root=tmp_path / "b", progress=False)  # plateau_window 5
+    assert [m["step"] for m in other.metrics()] == [*range(11), 15, 20, 25]
+    assert run.metrics()[-1]["eval_loss"] == other.metrics()[-1]["eval_loss"]  # the same training

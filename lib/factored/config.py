@@ -28,7 +28,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("tl", "gpt2", "torch")
 SCHEDULES = ("plateau", "cosine", "constant")
 OPTIMIZERS = ("adamw", "muon")
-NOT_HASHED = ("device", "compile", "checkpoint_every")  # TrainConfig fields that change speed, not results
+NOT_HASHED = ("device", "compile", "checkpoint_every", "log_every")  # TrainConfig fields: speed, bookkeeping
 TRANSFORMER_ONLY = ("n_heads", "d_mlp", "act", "init")  # ModelConfig fields a recurrent net does not use
 RECURRENT_DEFAULTS = {"d_model": 32, "n_layers": 2}  # the authors' recurrent nets
 
@@ -96,6 +96,7 @@ FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "device": _one_of(DEVICES),
     "compile": ((lambda v: isinstance(v, bool)), "True or False"),
     "checkpoint_every": ((lambda v: is_int(v) and v >= 0), "an integer >= 0"),
+    "log_every": ((lambda v: is_int(v) and v >= 0), "an integer >= 0"),
 }
 
 
@@ -168,8 +169,8 @@ class ModelConfig(_Part):
 
 @dataclass(frozen=True)
 class TrainConfig(_Part):
-    """Optimisation. `device`, `compile` and `checkpoint_every` change speed or bookkeeping, not the model, so they
-    do not enter the run hash."""
+    """Optimisation. `device`, `compile`, `checkpoint_every` and `log_every` change speed or bookkeeping, not the
+    model, so they do not enter the run hash."""
 
     steps: int = 5000
     batch_size: int = 512
@@ -189,6 +190,7 @@ class TrainConfig(_Part):
     device: str = "auto"
     compile: bool = False
     checkpoint_every: int = 0  # also checkpoint every N steps, on top of the log-spaced schedule (0: only that)
+    log_every: int = 0  # evaluate and log every N steps (0: every plateau_window steps), and at every checkpoint
 
 
 PARTS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}  # a run config's parts, by name

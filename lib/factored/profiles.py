@@ -49,6 +49,7 @@ LAPTOP_RUN = {
         warmup_steps=100,
         eval_batch_size=4096,
         checkpoint_every=250,
+        log_every=100,  # a held-out evaluation costs about 6 training steps: every 100 steps, and at checkpoints
     ),
 }
 # Each recurrent net's recipe on top of LAPTOP_RUN, from its own study (benchmarks/recipe.md, "Recipes per

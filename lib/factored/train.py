@@ -252,7 +252,7 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
     """Train `cfg` in `run_dir`, resuming from its latest checkpoint if there is one. Returns run_dir.
 
     Read top to bottom: set up, resume (or log and save step 0), then step through fresh batches, logging every
-    `plateau_window` steps and at checkpoints, saving on the log-spaced checkpoint schedule."""
+    `log_every` (or `plateau_window`) steps and at checkpoints, saving on the log-spaced checkpoint schedule."""
     run_dir = Path(run_dir)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     t = cfg.train
@@ -273,7 +273,7 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
         )
         loss = train_step(session, tokens)
         bar.update(1)
-        if step % t.plateau_window == 0 or step in checkpoints:  # every checkpoint step is logged
+        if step % (t.log_every or t.plateau_window) == 0 or step in checkpoints:  # every checkpoint step is logged
             rate = tokens_per_step * (step - last_logged) / max(time.perf_counter() - clock, 1e-9)
             row = log(session, step, loss, rate)
             clock, last_logged = time.perf_counter(), step
