@@ -245,3 +245,18 @@ def test_a_recurrent_net_starts_from_its_own_recipe(monkeypatch):
     assert make_config("laptop", arch="rnn", d_model=64).train.lr == 0.02
     assert make_config("laptop", arch="lstm", d_model=32, lr=0.003).train.lr == 0.003  # a field given wins
     assert make_config("laptop").train.lr == laptop.run["train"]["lr"]  # the transformer keeps the profile's
+
+
+def test_a_noisy_run_trains_for_the_budget_its_profile_measured(monkeypatch):
+    from factored import profiles
+
+    laptop = profiles.PROFILE_RECORDS["laptop"]
+    steps = laptop.run["train"]["steps"]
+    measured = dataclasses.replace(laptop, noise_steps=((0.2, 3 * steps), (0.5, 6 * steps)))
+    monkeypatch.setitem(profiles.PROFILE_RECORDS, "laptop", measured)
+    assert make_config("laptop", noise=0.2).train.steps == 3 * steps
+    assert make_config("laptop", noise=0.1).train.steps == 2 * steps  # linear between eps 0 and 0.2
+    assert make_config("laptop", noise=0.8).train.steps == 6 * steps  # beyond the last measured eps: its budget
+    assert make_config("laptop", noise=0.2, steps=50).train.steps == 50  # a budget given wins
+    assert make_config("laptop").train.steps == steps
+    assert profiles.PROFILE_RECORDS["smoke"].steps_at(0.5) is None  # no table: the profile's own steps

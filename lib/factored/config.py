@@ -300,7 +300,8 @@ def make_config(profile: str | None = None, name: str | None = None, **overrides
     """The profile's config with single fields overridden by name, e.g. make_config("laptop", noise=0.1, arch="lstm").
 
     Every field name of DataConfig, ModelConfig and TrainConfig is accepted; the result is validated. A recurrent
-    net starts from its own recipe in the profile (`Profile.recurrent`), which fields given here override. The name
+    net starts from its own recipe in the profile (`Profile.recurrent`), a noisy process from its own budget
+    (`Profile.noise_steps`); fields given here override both. The name
     (which starts the run folder's) defaults to the run's condition, `condition_name`.
     """
     profile = resolve_profile(profile)
@@ -311,9 +312,12 @@ def make_config(profile: str | None = None, name: str | None = None, **overrides
     unknown = sorted(set(overrides) - set(owners))
     if unknown:
         raise ValueError(f"unknown config field {unknown[0]!r}; valid fields: {sorted(owners)}")
+    record = PROFILE_RECORDS[profile]
     arch, width = overrides.get("arch", parts["model"].arch), overrides.get("d_model", parts["model"].d_model)
-    recipes = PROFILE_RECORDS[profile].recurrent
-    parts["train"] = replace(parts["train"], **recipes.get(f"{arch}{width}", recipes.get(arch, {})))
+    parts["train"] = replace(parts["train"], **record.recurrent.get(f"{arch}{width}", record.recurrent.get(arch, {})))
+    noisy_steps = record.steps_at(overrides.get("noise", parts["data"].noise))
+    if noisy_steps is not None:  # a noisy process trains longer to learn its beliefs (`Profile.noise_steps`)
+        parts["train"] = replace(parts["train"], steps=noisy_steps)
     for part in parts:
         parts[part] = replace(parts[part], **{k: v for k, v in overrides.items() if owners[k] == part})
     if parts["model"].arch != "transformer":

@@ -22,13 +22,28 @@ class Profile:
     (notebooks 04, 06); mc_samples_curves: contexts per point of the theory curves over eps (notebook 01);
     trains_demo_grid: notebook 07 trains a tiny grid of its own (the smoke profile, where no sweep has run);
     recurrent: training overrides per recurrent net ({"lstm": {"lr": ...}}, or "rnn256" for one width, which
-    wins over "rnn"): each architecture trains with the recipe its own study found (benchmarks/recipe.md).
+    wins over "rnn"): each architecture trains with the recipe its own study found (benchmarks/recipe.md);
+    noise_steps: ((eps, steps), ...) the training budget of a noisy run at the eps the recipe study measured (noise
+    dilutes what the tokens teach, so a noisy process needs more steps to learn its beliefs); between them and eps
+    0 (the profile's steps) it is interpolated linearly, beyond the last it is the last one's.
     """
 
     name: str
     run: dict[str, dict[str, Any]]
     analysis: dict[str, Any] = field(default_factory=dict)
     recurrent: dict[str, dict[str, Any]] = field(default_factory=dict)
+    noise_steps: tuple[tuple[float, int], ...] = ()
+
+    def steps_at(self, noise: float) -> int | None:
+        """The training budget of a run at this eps (`noise_steps`), or None to keep the profile's."""
+        if not self.noise_steps or noise <= 0:
+            return None
+        points = [(0.0, self.run["train"]["steps"]), *sorted(self.noise_steps)]
+        for (e0, s0), (e1, s1) in zip(points, points[1:], strict=False):
+            if noise <= e1:
+                return int(round((s0 + (s1 - s0) * (noise - e0) / (e1 - e0)) / 100) * 100)
+        return points[-1][1]
+
     mc_samples: int = 50_000
     mc_samples_curves: int = 100_000
     trains_demo_grid: bool = False
