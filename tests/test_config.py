@@ -257,6 +257,6 @@ def test_a_noisy_run_trains_for_the_budget_its_profile_measured(monkeypatch):
     assert make_config("laptop", noise=0.2).train.steps == 3 * steps
     assert make_config("laptop", noise=0.1).train.steps == 2 * steps  # linear between eps 0 and 0.2
     assert make_config("laptop", noise=0.8).train.steps == 6 * steps  # beyond the last measured eps: its budget
-    assert make_config("laptop", noise=0.2, steps=50).train.steps == 50  # a budget given wins
+    assert make_config("laptop", noise=0.2, steps=500).train.steps == 500  # a budget given wins
     assert make_config("laptop").train.steps == steps
     assert profiles.PROFILE_RECORDS["smoke"].steps_at(0.5) is None  # no table: the profile's own steps
