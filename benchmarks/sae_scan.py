@@ -5,7 +5,7 @@
 
 Both trainers see the same activations as notebook 08 (the run's last checkpoint, its default site, the laptop
 analysis' held-out sequences, BOS dropped) and go through the same clustering and scoring: `sae.sae_factors`
-(our TopK SAE) and `sae.saelens_factors` (SAELens' TopKTrainingSAE and SAETrainer), each scored by
+(our TopK SAE) and `sae.sae_factors(trainer="saelens")` (SAELens' TopKTrainingSAE and SAETrainer), each scored by
 `discovery.score_against_truth` against the vary-one subspaces. Independent subspace analysis
 (`discovery.scan_and_choose`) on the same activations is the first row. Nothing is written into the run folder
 (the vary-one subspaces are computed, not cached). Writes benchmarks/sae_scan.md (--out).
@@ -93,9 +93,11 @@ def main() -> None:
     print(rows[-1], flush=True)
     for per_dim in args.latents:
         for k in args.k:
-            for method, fit in (("TopK SAE (ours)", sae.sae_factors), ("TopK SAE (SAELens)", sae.saelens_factors)):
+            for method, trainer in (("TopK SAE (ours)", "ours"), ("TopK SAE (SAELens)", "saelens")):
                 t = time.perf_counter()
-                found = fit(acts, n_latents=per_dim * d, k=k, steps=args.steps, seed=args.seed)
+                found = sae.sae_factors(
+                    acts, trainer=trainer, n_latents=per_dim * d, k=k, steps=args.steps, seed=args.seed
+                )
                 seconds = time.perf_counter() - t
                 rows.append(score_row(method, found.subspaces, acts, beliefs, reference, d_sae=per_dim * d, k=k,
                                       fvu=found.fvu, seconds=seconds))  # fmt: skip

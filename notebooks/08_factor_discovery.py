@@ -275,7 +275,7 @@ print(vocabulary.round(3).to_string(index=False) if vocab_rows else "no factors 
 
 # %%
 baseline = sae.sae_factors(acts, seed=seed)
-by_saelens = sae.saelens_factors(acts, seed=seed)
+by_saelens = sae.sae_factors(acts, trainer="saelens", seed=seed)
 scores = {"independent subspaces (ours)": score,
           "TopK SAE + clustering": discovery.score_against_truth(baseline.subspaces, acts, probed.beliefs, reference),
           "TopK SAE by SAELens + clustering": discovery.score_against_truth(by_saelens.subspaces, acts,

@@ -21,3 +21,14 @@ def outputs(tmp_path, monkeypatch):
     }.items():
         monkeypatch.setenv(key, value)
     return folder
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for tiny models (fastest, and no fight over the shared cores); restored afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

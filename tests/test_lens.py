@@ -10,16 +10,11 @@ from factored import lens, probing, products, sampling
 from factored.models import build_model
 
 # TransformerLens 3.x deprecates HookedTransformer for 4.0, which removes it (the requirements pin 3.x)
-pytestmark = pytest.mark.filterwarnings("ignore:HookedTransformer is deprecated:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:HookedTransformer is deprecated:DeprecationWarning"),
+    pytest.mark.usefixtures("one_thread"),  # tiny models
+]
 TOL = 1e-5  # float32: the two implementations order their sums differently
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def randomised(model: torch.nn.Module, seed: int = 0, std: float = 0.2) -> torch.nn.Module:

@@ -11,13 +11,7 @@ from factored.models import ModelConfig, build_model, model_config, n_params
 ARCHS = ("transformer", "rnn", "lstm", "gru")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models: one thread is fastest and does not fight the shared cores; restored afterwards
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
 
 
 V, T, B = 11, 6, 4

@@ -115,7 +115,7 @@ def test_saelens_training_is_seeded_and_leaves_the_global_rng_alone(trained_by_s
 
 def test_saelens_subspaces_recover_the_known_factors(data):
     acts, beliefs, truth = data
-    found = sae.saelens_factors(acts, n_clusters=2, n_latents=32, k=3, steps=400)
+    found = sae.sae_factors(acts, n_clusters=2, trainer="saelens", n_latents=32, k=3, steps=400)
     assert isinstance(found, sae.SAEFactors) and found.n_factors == 2 and found.fvu < 0.2
     for s in found.subspaces:
         np.testing.assert_allclose(s @ s.T, np.eye(len(s)), atol=1e-8)

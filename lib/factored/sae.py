@@ -14,8 +14,8 @@ Input is what `discovery` sees: activations [B, P, d] centred at each position, 
 squared norm (so that the learning rate means the same for every model).
 
 Two trainers give the same `SAE` record and go through the same clustering: `train_sae`, a TopK SAE written
-here in a few lines, and `train_saelens`, SAELens' own TopK SAE and trainer fed the same rows (`sae_factors` and
-`saelens_factors` run the whole baseline with each).
+here in a few lines, and `train_saelens`, SAELens' own TopK SAE and trainer fed the same rows (`sae_factors` runs
+the whole baseline with either: `trainer="ours"` or `"saelens"`).
 """
 
 from __future__ import annotations
@@ -245,36 +245,28 @@ class SAEFactors:
         return len(self.subspaces)
 
 
+# The two ways to train the SAE, by name (see the module docstring).
+TRAINERS = {"ours": train_sae, "saelens": train_saelens}
+
+
 def sae_factors(
     acts: np.ndarray,
     n_clusters: int | None = None,
     *,
+    trainer: str = "ours",
     n_latents: int | None = None,
     k: int = TOP_K,
     steps: int = 2000,
     seed: int = 0,
     max_clusters: int = 10,
 ) -> SAEFactors:
-    """The whole baseline on activations acts [B, P, d] (or [n, d]): `prepare`, `train_sae`, `factors_of`."""
+    """The whole baseline on activations acts [B, P, d] (or [n, d]): `prepare`, the SAE trained by `trainer`
+    ("ours": `train_sae`; "saelens": `train_saelens`, on the same rows), then `factors_of`. Both trainers take the
+    same arguments and give the same result type, so the two baselines are scored side by side."""
+    if trainer not in TRAINERS:
+        raise ValueError(f"trainer must be one of {tuple(TRAINERS)}, got {trainer!r}")
     x, scale = prepare(acts)
-    sae = replace(train_sae(x, n_latents, k, steps, seed=seed), scale=scale)
-    return factors_of(sae, x, n_clusters, max_clusters, seed)
-
-
-def saelens_factors(
-    acts: np.ndarray,
-    n_clusters: int | None = None,
-    *,
-    n_latents: int | None = None,
-    k: int = TOP_K,
-    steps: int = 2000,
-    seed: int = 0,
-    max_clusters: int = 10,
-) -> SAEFactors:
-    """`sae_factors` with the SAE trained by SAELens (`train_saelens`) on the same rows: the same arguments, the
-    same clustering, the same result type, so both baselines are scored side by side."""
-    x, scale = prepare(acts)
-    sae = replace(train_saelens(x, n_latents, k, steps, seed=seed), scale=scale)
+    sae = replace(TRAINERS[trainer](x, n_latents, k, steps, seed=seed), scale=scale)
     return factors_of(sae, x, n_clusters, max_clusters, seed)
 
 
