@@ -76,7 +76,9 @@ COMBINATIONS: dict[str, dict] = {  # every one: SMALL_WEIGHTS on top of BASE, th
 # AdamW lr 2e-3 for the rest, momentum 0.95, batch 256, OPT_STEPS): Muon's lr, the AdamW lr, momentum, the batch
 # at the same number of sequences (warmup kept at the same number of sequences), the budget in steps.
 OPT_STEPS = 3600  # 0.92M sequences: under 5 quiet minutes on 2 cores at batch 256
-OPT_BASE = dict(init="gpt2", embed_std=1.0, schedule="cosine", lr=2e-3, batch_size=256, warmup_steps=100)
+OPT_BASE = dict(
+    init="gpt2", embed_std=1.0, schedule="cosine", lr=2e-3, batch_size=256, warmup_steps=100, optimizer="adamw"
+)  # pinned: the laptop profile these start from has since moved to Muon
 MUON = dict(optimizer="muon", muon_lr=4e-3)
 RECIPE = dict(optimizer="muon", lr=4e-3)  # the chosen one: Muon and AdamW both at 4e-3 (the laptop profile)
 OPTIMIZER_STUDY: dict[str, dict] = {
