@@ -111,6 +111,18 @@ def report(rows: dict[str, dict], machine: str) -> str:
     return "\n".join(lines)
 
 
+def final_points(recipe: dict) -> dict[str, list[tuple[float, float, int, str]]]:
+    """(final gap, final dims@95, batch, name) of every run of the recipe study on the canonical process with the
+    laptop init (small weights, unit-scale embeddings), by optimizer: each budget's end point, whatever the run."""
+    out: dict[str, list] = {"adamw": [], "muon": []}
+    for name, r in recipe["runs"].items():
+        c = r["config"]
+        if not study.canonical_process(r) or c["model"]["init"] != "gpt2" or c["model"]["embed_std"] != 1.0:
+            continue
+        out[c["train"].get("optimizer", "adamw")].append((r["gap"][-1][1], r["dims95"][-1][1], r["batch_size"], name))
+    return out
+
+
 def figure(rows: dict[str, dict], path: Path) -> None:
     import matplotlib
 
@@ -119,18 +131,19 @@ def figure(rows: dict[str, dict], path: Path) -> None:
 
     fig, (ax_along, ax_final, ax_overlap) = plt.subplots(1, 3, figsize=(17, 4.5))
     colors = {"adamw": "tab:blue", "muon": "tab:red"}
-    for name, r in rows.items():
+    for r in rows.values():
         gaps, dims = np.array(r["along"]).T
         style = "--" if r["batch"] != 256 else "-"
         ax_along.plot(gaps, dims, style, color=colors[r["optimizer"]], alpha=0.5, lw=1)
-        marker = "s" if r["batch"] != 256 else "o"
-        ax_final.scatter(r["gap"], r["dims95"], color=colors[r["optimizer"]], marker=marker)
-        ax_final.annotate(name.split("_", 1)[1], (r["gap"], r["dims95"]), fontsize=7)
+    for optimizer, points in final_points(study.load()).items():
+        for gap, dims, batch, name in points:
+            ax_final.scatter(gap, dims, color=colors[optimizer], marker="o" if batch == 256 else "s")
+            ax_final.annotate(name, (gap, dims), fontsize=6)
     for ax in (ax_along, ax_final):
         ax.set(xscale="log", xlabel="held-out gap to the optimal predictor (nats)", ylabel="dims@95")
         ax.invert_xaxis()
     ax_along.set_title("dims@95 along training (blue AdamW, red Muon; dashed: other batch)")
-    ax_final.set_title("final dims@95 against final gap, one point per budget")
+    ax_final.set_title("final dims@95 against final gap: every run of the study (squares: batch 128, 512, 1024)")
     for a, m in equal_gap_pairs(rows)[-1:]:
         k = np.arange(1, len(rows[a]["overlap_curve"]) + 1)
         low, mid, high = rows[a]["band_curve"]
