@@ -411,3 +411,15 @@ def test_log_every_sets_the_evaluation_cadence_and_not_the_run(tmp_path):
     other = get_or_train(tiny(steps=25), root=tmp_path / "b", progress=False)  # plateau_window 5
     assert [m["step"] for m in other.metrics()] == [*range(11), 15, 20, 25]
     assert run.metrics()[-1]["eval_loss"] == other.metrics()[-1]["eval_loss"]  # the same training
+
+
+def test_a_torn_last_metrics_row_of_a_finished_run_is_restored_when_it_is_loaded(tmp_path):
+    cfg = tiny(steps=5)
+    run = get_or_train(cfg, root=tmp_path, progress=False)
+    rows = run.metrics()
+    lines = runs.metrics_path(run.dir).read_text().splitlines(keepends=True)
+    runs.metrics_path(run.dir).write_text("".join(lines[:-1]) + lines[-1][:30])  # the final row, torn
+    with pytest.warns(UserWarning, match="dropped a torn last line"):
+        loaded = get_or_train(cfg, root=tmp_path, progress=False)
+    assert loaded.metrics() == rows  # the final row is back, from the final checkpoint
+    assert runs.metrics_path(run.dir).read_text() == "".join(lines)  # and the file whole again: no more warnings

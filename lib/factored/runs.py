@@ -238,15 +238,20 @@ class Run:
         return bool(steps) and steps[-1] == self.config.train.steps
 
     def verified(self) -> bool:
-        """Finished, and its final checkpoint readable: a damaged or unsafe final checkpoint is set aside (so that
-        training resumes from the last good one) and the run counts as unfinished."""
+        """Finished, and its final checkpoint readable. A damaged or unsafe final checkpoint is set aside (so that
+        training resumes from the last good one) and the run counts as unfinished; a torn last metrics row is put
+        back from the final checkpoint, which keeps its own row."""
         if not self.finished:
             return False
+        last = self.steps[-1]
         try:
-            load_checkpoint(self.dir, self.steps[-1])
+            state = load_checkpoint(self.dir, last)
         except DamagedCheckpoint as e:
-            set_aside(checkpoint_path(self.dir, self.steps[-1]), type(e))
+            set_aside(checkpoint_path(self.dir, last), type(e))
             return False
+        rows = self.metrics()
+        if not any(m["step"] == last for m in rows) and state.get("metrics") is not None:  # a torn last row
+            write_metrics(self.dir, metrics_until(rows, last, state["metrics"]))
         return True
 
     def metrics(self) -> list[dict]:
@@ -270,6 +275,15 @@ class Run:
         model = self.new_model().to(dev)
         model.load_state_dict(load_checkpoint(self.dir, step, dev)["model"])
         return model.eval()
+
+
+def metrics_until(rows: list[dict], step: int, checkpoint_row: dict | None) -> list[dict]:
+    """The metrics rows up to `step`, ending with the checkpoint's own row (`checkpoint_row`, the row logged when
+    that checkpoint was saved; None in checkpoints written before it was kept there) when `rows` lost it."""
+    kept = [m for m in rows if m["step"] <= step]
+    if checkpoint_row is not None and not any(m["step"] == step for m in kept):
+        kept.append(checkpoint_row)
+    return kept
 
 
 def run_dir_for(cfg: RunConfig, root: Path | None = None) -> Path:

@@ -166,17 +166,8 @@ def resume(session: Session) -> int | None:
     session.data_rng.set_state(state["rng"]["data"].cpu())
     torch.set_rng_state(state["rng"]["torch"].cpu())
     session.window[:] = list(state["loss_window"])
-    runs.write_metrics(run_dir, metrics_until(session.run.metrics(), step, state.get("metrics")))
+    runs.write_metrics(run_dir, runs.metrics_until(session.run.metrics(), step, state.get("metrics")))
     return step
-
-
-def metrics_until(rows: list[dict], step: int, checkpoint_row: dict | None) -> list[dict]:
-    """The metrics rows up to `step`, ending with the checkpoint's own row (`checkpoint_row`, the row logged when
-    that checkpoint was saved; None in checkpoints written before it was kept there) when `rows` lost it."""
-    kept = [m for m in rows if m["step"] <= step]
-    if checkpoint_row is not None and not any(m["step"] == step for m in kept):
-        kept.append(checkpoint_row)
-    return kept
 
 
 def train_step(session: Session, tokens: torch.Tensor) -> float:
