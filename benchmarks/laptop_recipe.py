@@ -5,7 +5,11 @@
     python benchmarks/laptop_recipe.py screen [NAME ...]   # the candidates at one token budget, one change each
     python benchmarks/laptop_recipe.py combine [NAME ...]  # combinations around the best screened change
     python benchmarks/laptop_recipe.py seeds [SEED ...]    # the chosen laptop profile, seeds 0, 1, 2, full budget
-    python benchmarks/laptop_recipe.py report              # benchmarks/recipe.md + recipe.png from what exists
+    python benchmarks/laptop_recipe.py optimizer [NAME[@SEED] ...]  # Muon against AdamW, one change at a time
+    python benchmarks/laptop_recipe.py arch [NAME ...]     # each recurrent net: optimizer x lr, then the budget
+    python benchmarks/laptop_recipe.py harder [NAME ...]   # eps 0.2, 0.5 and six factors on the chosen recipe
+    python benchmarks/laptop_recipe.py long [NAME ...]     # long budgets for both optimizers, batch at equal tokens
+    python benchmarks/laptop_recipe.py report              # benchmarks/recipe.md + recipe_<study>.png from what exists
 
 Every candidate is the laptop model with one thing changed from the base (torch init, lr 1e-3, plateau schedule,
 batch 512), trained on the same number of sequences with the same seed, and scored the same way: the held-out
@@ -19,7 +23,8 @@ The screen changes one thing at a time; its best change (`init=gpt2, embed_std=1
 weights with torch's unit-scale embedding) is then the base of `combine`, which crosses it with lr, warmup,
 schedule, batch and Adam's beta2 at the budget the profile may spend: 1.28M sequences (5,000 steps at batch 256,
 2,500 at 512, about 8 quiet minutes). Decaying schedules (cosine) are budget-specific, so each runs its whole
-budget; the table reports when the targets are first met within it.
+budget; the table reports when the targets are first met within it. The later studies (`STUDIES`) start from the
+chosen recipe the same way: one change at a time, seed 0, the same scoring (every 500 steps at batch 256).
 """
 
 from __future__ import annotations
@@ -182,10 +187,15 @@ def candidate_config(name: str, sequences: int) -> config.RunConfig:
     )  # fmt: skip
 
 
+def scored_steps(run: runs.Run) -> list[int]:
+    """The checkpoints a run is scored at: every SCORE_EVERY_SEQUENCES training sequences, and the last."""
+    every = SCORE_EVERY_SEQUENCES // run.config.train.batch_size
+    return [s for s in run.steps if (s % every == 0 and s > 0) or s == run.config.train.steps]
+
+
 def score(run: runs.Run) -> dict:
     """Curves of one run: gap every 50 steps, R^2 per factor and dims@95 at the scored checkpoints."""
-    every = SCORE_EVERY_SEQUENCES // run.config.train.batch_size
-    steps = [s for s in run.steps if (s % every == 0 and s > 0) or s == run.config.train.steps]
+    steps = scored_steps(run)
     trajectory = probing.analyze_run(run, probing.AnalysisConfig(), steps=steps, progress=False)
     metrics = [m for m in run.metrics() if m["step"] > 0]
     final, vary, random = probing.final_vary_one(run, probing.AnalysisConfig())

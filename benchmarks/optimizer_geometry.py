@@ -24,7 +24,8 @@ from factored import analysis, plots, probing, runs
 
 HERE = Path(__file__).resolve().parent
 ADAMW = ["o_adamw", "l_adamw_10000", "l_adamw_20000"]
-MUON = ["o_muon_2400", "o_muon_lr2e-3", "o_muon_lr4e-3", "o_muon_4800", "l_muon_10000", "l_muon_20000"]
+MUON = ["o_muon_2400", "o_muon_lr2e-3", "o_muon_lr4e-3", "o_muon_adam4e-3", "o_muon_4800", "l_muon_10000",
+        "l_muon_20000"]  # fmt: skip
 BATCH = ["o_muon_b128", "o_muon_b512", "l_muon_b1024_5000"]  # Muon at other batch sizes
 ACFG = probing.AnalysisConfig()
 
@@ -35,7 +36,7 @@ def finished(name: str) -> runs.Run | None:
 
 def measure(run: runs.Run) -> dict:
     """The geometry of one finished run (every analysis cached in its folder)."""
-    trajectory = probing.analyze_run(run, ACFG, progress=False)
+    trajectory = probing.analyze_run(run, ACFG, steps=study.scored_steps(run), progress=False)  # the study's, cached
     final, vary, random = probing.final_vary_one(run, ACFG)
     gaps = {m["step"]: m["gap"] for m in run.metrics()}
     settings = {"acfg": ACFG.hash(), "n_sequences": 2000}
