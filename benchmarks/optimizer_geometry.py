@@ -143,8 +143,8 @@ def figure(rows: dict[str, dict], path: Path) -> None:
     for ax in (ax_along, ax_final):
         ax.set(xscale="log", xlabel="held-out gap to the optimal predictor (nats)", ylabel="dims@95")
         ax.invert_xaxis()
-    ax_along.set_title("dims@95 along training (blue AdamW, red Muon; dashed: other batch)")
-    ax_final.set_title("final dims@95 against final gap: every run of the study (squares: batch 128, 512, 1024)")
+    ax_along.set_title("along training (blue AdamW, red Muon)", fontsize=9)
+    ax_final.set_title("end of training, every run (squares: another batch)", fontsize=9)
     for a, m in equal_gap_pairs(rows)[-1:]:
         k = np.arange(1, len(rows[a]["overlap_curve"]) + 1)
         low, mid, high = rows[a]["band_curve"]
@@ -153,7 +153,7 @@ def figure(rows: dict[str, dict], path: Path) -> None:
             ax_overlap.plot(k, rows[name]["overlap_curve"], color=colors[rows[name]["optimizer"]], marker=".",
                             label=f"{name} (gap {rows[name]['gap']:.3f})")  # fmt: skip
         ax_overlap.set(yscale="log", xlabel="rank k", ylabel="mean vary-one overlap",
-                       title="factor subspace overlap at equal gap")  # fmt: skip
+                       title="factor subspace overlap")  # fmt: skip
         ax_overlap.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
