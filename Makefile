@@ -24,8 +24,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 # once, one torch thread each (two single-threaded trainings outrun one two-threaded one: benchmarks/recipe.md); each
 # lane first trains its own run, and a notebook that needs a run the other lane is training waits for it (the run
 # folder's lock), then loads it. Each lane's log is in outputs/notebooks/lane-<a|b>.log.
-LANE_A := 02_training 06_dependencies 03_factored_geometry 07_sweeps
-LANE_B := 04_noise 05_architectures 01_theory 08_factor_discovery
+# The eps 0.2 run of 04 (10,800 steps) is the longest job: its lane adds only notebooks that train nothing.
+LANE_A := 04_noise 01_theory 08_factor_discovery 07_sweeps
+LANE_B := 02_training 06_dependencies 03_factored_geometry 05_architectures
 run: setup
 	@mkdir -p outputs/notebooks
 	@lane() { log=$$1; shift; for nb in "$$@"; do \
