@@ -41,6 +41,7 @@
 # %% tags=["parameters"]
 profile: str = ""  # smoke | laptop | long | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
+target: str = ""  # tokens (sampled next tokens) | law (their exact law); "": the profile's
 steps: int = 0  # 0: the profile's training budget
 d_model: int = 0  # 0: the profile's model size
 n_layers: int = 0
@@ -54,7 +55,8 @@ from factored import config, parameters
 parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
 cfg = config.from_parameters(
     profile,
-    seed=seed, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp, n_mess3=n_mess3,
+    seed=seed, target=target, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp,
+    n_mess3=n_mess3,
 )
 print(cfg.describe())
 

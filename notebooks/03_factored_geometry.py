@@ -31,6 +31,7 @@
 # %% tags=["parameters"]
 profile: str = ""  # smoke | laptop | long | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
+target: str = ""  # tokens (sampled next tokens) | law (their exact law); "": the profile's
 steps: int = 0  # 0: the profile's training budget
 d_model: int = 0  # 0: the profile's model size
 n_layers: int = 0
@@ -46,7 +47,8 @@ from factored import config, parameters, probing
 parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
 cfg = config.from_parameters(
     profile,
-    seed=seed, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp, n_mess3=n_mess3,
+    seed=seed, target=target, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp,
+    n_mess3=n_mess3,
 )
 acfg = probing.analysis_config(profile, run=cfg, site=site or None, n_random_models=n_random_models)  # site too
 print(cfg.describe(), acfg, sep="\n")

@@ -38,6 +38,7 @@
 noise: float = 0.2  # eps in [0, 1]: probability that a joint token is replaced by a uniform one
 profile: str = ""  # smoke | laptop | long | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
+target: str = ""  # tokens (sampled next tokens) | law (their exact law); "": the profile's
 steps: int = 0  # 0: the profile's training budget
 n_mess3: int = 0  # 0: the paper's five factors; N in [1, 8]: N independent Mess3(mess3_x, mess3_a) factors
 mess3_x: float = 0.15  # the Mess3 factors' parameters when n_mess3 > 0 (sharper ones: a larger fidelity cost)
@@ -53,8 +54,9 @@ from factored import config, parameters, profiles
 parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
 process_fields = dict(n_mess3=n_mess3, mess3_x=mess3_x, mess3_a=mess3_a,
                       **config.architecture_sizes("transformer", d_model, n_layers, n_heads, d_mlp))  # fmt: skip
-cfg = config.from_parameters(profile, noise=noise, seed=seed, steps=steps, **process_fields)  # bad values stop here
-base_cfg = config.from_parameters(profile, seed=seed, steps=steps, **process_fields)  # eps = 0 (02-03's by default)
+run_fields = dict(seed=seed, target=target, steps=steps, **process_fields)
+cfg = config.from_parameters(profile, noise=noise, **run_fields)  # bad values stop here
+base_cfg = config.from_parameters(profile, **run_fields)  # eps = 0 (02-03's by default)
 print(cfg.describe())
 
 # %%

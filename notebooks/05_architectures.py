@@ -40,6 +40,7 @@
 # %% tags=["parameters"]
 profile: str = ""  # smoke | laptop | long | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
+target: str = ""  # tokens (sampled next tokens) | law (their exact law); "": the profile's
 arch: str = "lstm"  # transformer | rnn | lstm | gru
 d_model: int = 0  # width; 0: the profile's transformer, or 32 for a recurrent net
 n_layers: int = 0  # 0: the profile's transformer, or 2 for a recurrent net
@@ -53,8 +54,8 @@ from factored import config, parameters
 
 parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
 sizes = config.architecture_sizes(arch, d_model, n_layers, n_heads, d_mlp)  # recurrent defaults, d_mlp = 4 d_model
-cfg = config.from_parameters(profile, arch=arch, seed=seed, steps=steps, n_ctx=n_ctx, **sizes)
-canonical_cfg = config.from_parameters(profile, seed=seed, steps=steps)  # notebooks 02 and 03's run (same budget)
+cfg = config.from_parameters(profile, arch=arch, seed=seed, target=target, steps=steps, n_ctx=n_ctx, **sizes)
+canonical_cfg = config.from_parameters(profile, seed=seed, target=target, steps=steps)  # 02 and 03's run
 # the canonical transformer itself shares its run folder with notebooks 02 and 03; any other model gets its own
 variant = f"transformer{cfg.model.d_model}x{cfg.model.n_layers}-ctx{cfg.data.seq_len + 1}"  # a recurrent net: lstm32x2
 cfg = canonical_cfg if cfg.hash() == canonical_cfg.hash() else cfg if arch != "transformer" else config.RunConfig(

@@ -33,14 +33,15 @@
 # %% tags=["parameters"]
 profile: str = ""  # smoke | laptop | long | paper; "": $FACTORED_PROFILE, else laptop
 seed: int = 0
+target: str = ""  # tokens (sampled next tokens) | law (their exact law); "": the profile's
 steps: int = 0  # 0: the profile's training budget
 
 # %%
 from factored import config, parameters, profiles
 
 parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
-cfg = config.from_parameters(profile, structure="chain", seed=seed, steps=steps)
-base_cfg = config.from_parameters(profile, seed=seed, steps=steps)  # independent factors: the run of 02-03
+cfg = config.from_parameters(profile, structure="chain", seed=seed, target=target, steps=steps)
+base_cfg = config.from_parameters(profile, seed=seed, target=target, steps=steps)  # independent: 02-03's run
 print(cfg.describe())
 
 # %%

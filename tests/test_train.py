@@ -397,7 +397,7 @@ def test_the_accelerated_path_trains_every_architecture_on_the_cpu(tmp_path, arc
     with session.autocast():
         assert session.forward(session.eval_inputs)[0].dtype == torch.bfloat16  # computed in bf16
     before = [p.detach().clone() for p in session.model.parameters()]
-    loss = train_mod.train_step(session, sampling.sample(session.run.process, 16, 8, seed=0)[0])
+    loss = train_mod.train_step(session, *sampling.sample(session.run.process, 16, 8, seed=0))
     assert math.isfinite(loss) and all(p.dtype == torch.float32 for p in session.model.parameters())
     assert all(not torch.equal(a, b) for a, b in zip(before, session.model.parameters(), strict=True))
     assert train_mod.speedups(session.model, session.device, compiled) == (session.model, nullcontext)  # CPU default

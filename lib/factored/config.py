@@ -28,6 +28,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("tl", "gpt2", "torch")
 SCHEDULES = ("plateau", "cosine", "constant")
 OPTIMIZERS = ("adamw", "muon")
+TARGETS = ("tokens", "law")
 NOT_HASHED = ("device", "compile", "checkpoint_every", "log_every")  # TrainConfig fields: speed, bookkeeping
 TRANSFORMER_ONLY = ("n_heads", "d_mlp", "act", "init")  # ModelConfig fields a recurrent net does not use
 RECURRENT_DEFAULTS = {"d_model": 32, "n_layers": 2}  # the authors' recurrent nets
@@ -87,6 +88,7 @@ FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "warmup_steps": _int_in(0, 10**8, "0, steps"),
     "adam_beta2": _number_in(0, 1, "()"),
     "optimizer": _one_of(OPTIMIZERS),
+    "target": _one_of(TARGETS),
     "muon_lr": _optional(_number_in(0, 1, "(]")),
     "muon_momentum": _number_in(0, 1, "[)"),
     "plateau_factor": _number_in(0, 1, "()"),
@@ -182,6 +184,9 @@ class TrainConfig(_Part):
     optimizer: str = "adamw"  # adamw: AdamW on everything; muon: Muon on hidden matrices, AdamW on the rest (optim.py)
     muon_lr: float | None = None  # muon: the hidden matrices' lr on AdamW's scale (None: the same as lr)
     muon_momentum: float = 0.95  # muon: its momentum (Nesterov)
+    target: str = "tokens"  # what the loss compares the prediction with: the sampled next tokens (one-hot, the
+    # authors'), or `law`, the exact next-token law of each training context (same expected loss and gradient,
+    # without the noise of sampling the target; train.py)
     plateau_factor: float = 0.7  # lr multiplier when the windowed loss stops improving
     plateau_patience: int = 10  # windows without improvement before the lr drops
     plateau_window: int = 50  # steps averaged into one windowed loss
@@ -361,9 +366,10 @@ def from_parameters(profile: str = "", name: str | None = None, **parameters: An
     """The run a notebook's parameters describe: make_config where a size or budget of 0 means "the profile's".
 
     Notebooks declare e.g. `steps: int = 0` and `d_model: int = 0`, so that `papermill -p d_model 32` changes
-    one field and everything else follows the profile. `n_ctx` (context length, BOS included) sets seq_len.
+    one field and everything else follows the profile (`target: str = ""` likewise). `n_ctx` (context length,
+    BOS included) sets seq_len.
     """
-    overrides = {k: v for k, v in parameters.items() if not (k in PROFILE_DEFAULTED and v == 0)}
+    overrides = {k: v for k, v in parameters.items() if not profile_defaulted(k, v)}
     if "n_ctx" in overrides:
         n_ctx = overrides.pop("n_ctx")
         require(is_int(n_ctx) and 2 <= n_ctx <= 513, "n_ctx", "an integer in [2, 513]", n_ctx)
@@ -371,5 +377,10 @@ def from_parameters(profile: str = "", name: str | None = None, **parameters: An
     return make_config(profile, name=name, **overrides)
 
 
-# Notebook parameters for which 0 means "keep the profile's value".
-PROFILE_DEFAULTED = ("steps", "d_model", "n_layers", "n_heads", "d_mlp", "n_ctx")
+# Notebook parameters for which 0 (a number) or "" (a name) means "keep the profile's value".
+PROFILE_DEFAULTED = ("steps", "d_model", "n_layers", "n_heads", "d_mlp", "n_ctx", "target")
+
+
+def profile_defaulted(name: str, value: Any) -> bool:
+    """Whether a notebook parameter's value means "the profile's" (0 for a size or budget, "" for the target)."""
+    return name in PROFILE_DEFAULTED and (value == "" if name == "target" else is_number(value) and value == 0)

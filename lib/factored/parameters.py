@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .config import PROFILE_DEFAULTED, check_field, field_owners, is_int, is_number, require
+from .config import check_field, field_owners, is_int, is_number, profile_defaulted, require
 from .paths import outputs_dir
 from .profiles import resolve_profile
 
@@ -57,7 +57,7 @@ def check(namespace: dict[str, Any]) -> None:
     for name, kind in kinds.items():
         value = namespace.get(name)
         if kind in PARAMETER_CHECKS:
-            if name in field_owners() and not (name in PROFILE_DEFAULTED and value == 0):
+            if name in field_owners() and not profile_defaulted(name, value):
                 check_field(name, value)  # its own message names its range
             ok, expected = PARAMETER_CHECKS[kind]
             require(ok(value), name, expected, value)

@@ -46,10 +46,22 @@ def checkpoint_steps(total: int, every: int = 0) -> list[int]:
 
 
 def per_position_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy in nats at each position: [T]."""
+    """Mean cross-entropy in nats at each position: [T]. targets: the next tokens [B, T] (long), or a law over the
+    model's vocabulary at every position [B, T, V_model] (float; `law_targets`)."""
     logits, _ = model(inputs)
-    ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
-    return ce.view(targets.shape).mean(0)
+    ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(0, 1), reduction="none")
+    return ce.view(targets.shape[:2]).mean(0)
+
+
+def law_targets(process: products.FactoredProcess, beliefs: list[torch.Tensor], uses_bos: bool) -> torch.Tensor:
+    """The exact next-token law at every trained position, over the model's vocabulary: beliefs list[N] of
+    [B, L+1, S_n] (the sampler's) -> [B, T, V_model], with no mass on BOS.
+
+    The law is the expectation of the one-hot target given the context, so the cross-entropy against it has the
+    one-hot loss's expectation and expected gradient, without the noise of the sampled target."""
+    positions = target_positions(beliefs[0].shape[1] - 1, uses_bos)
+    law = sampling.next_token_law(process, [b[:, positions] for b in beliefs])  # [B, T, V]
+    return F.pad(law.float(), (0, process.model_vocab_size - process.vocab_size))
 
 
 def expected_optimal_loss(cfg: RunConfig, process: products.FactoredProcess, uses_bos: bool) -> np.ndarray:
@@ -170,11 +182,16 @@ def resume(session: Session) -> int | None:
     return step
 
 
-def train_step(session: Session, tokens: torch.Tensor) -> float:
-    """One optimizer step on a batch of tokens [B, L]; the lr schedules advance (the plateau schedule once per
-    window of steps). Returns the batch's training loss."""
+def train_step(session: Session, tokens: torch.Tensor, beliefs: list[torch.Tensor]) -> float:
+    """One optimizer step on a batch of tokens [B, L] with their beliefs (list[N] of [B, L+1, S_n]); the lr
+    schedules advance (the plateau schedule once per window of steps). Returns the batch's training loss: the
+    cross-entropy against the run's target, the sampled tokens or (target `law`) the exact next-token law, whose
+    value is the token loss's expectation given these contexts."""
     t = session.cfg.train
-    inputs, targets = inputs_and_targets(session.run.process, tokens, session.model.uses_bos)
+    process, uses_bos = session.run.process, session.model.uses_bos
+    inputs, targets = inputs_and_targets(process, tokens, uses_bos)
+    if t.target == "law":
+        targets = law_targets(process, beliefs, uses_bos)
     with session.autocast():
         loss = per_position_loss(session.forward, inputs, targets).mean()
     for optimizer in session.optimizers:
@@ -259,10 +276,10 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
     bar = tqdm(total=t.steps, initial=start, desc=cfg.run_id, dynamic_ncols=True, **quiet)
     clock, last_logged = time.perf_counter(), start
     for step in range(start + 1, t.steps + 1):
-        tokens, _ = sampling.sample(
+        tokens, beliefs = sampling.sample(
             session.run.process, t.batch_size, cfg.data.seq_len, generator=session.data_rng, device=session.device
         )
-        loss = train_step(session, tokens)
+        loss = train_step(session, tokens, beliefs)
         bar.update(1)
         if step % (t.log_every or t.plateau_window) == 0 or step in checkpoints:  # every checkpoint step is logged
             rate = tokens_per_step * (step - last_logged) / max(time.perf_counter() - clock, 1e-9)
