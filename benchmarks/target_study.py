@@ -1,0 +1,147 @@
+"""The training target study: sampled next tokens against their exact law, crossed with the init, the noise and
+the batch, on the same recipe, seeds and scoring. It chose the `laptop` profile (profiles.py).
+
+    python benchmarks/target_study.py train LANE [NLANES]   # train and score this lane's share of the runs
+    python benchmarks/target_study.py report                # benchmarks/target_study.md + target_study*.png
+
+Every run is the paper's transformer on the five-factor process trained with one recipe (Muon on the hidden
+matrices and AdamW on the rest at lr 4e-3, 100 warmup steps and a cosine decay, batch 256, 1,500 steps), seed 0
+unless a cell names more, with one thing changed at a time:
+  target  tokens (one-hot sampled next tokens, the authors') | law (the exact next-token law of each context)
+  init    laptop (N(0, 0.02) weights with N(0, 1) embeddings, the token recipe's) | paper (`tl`, the authors')
+  eps     0 | 0.5, and for the chosen cell 0.1, 0.2, 0.3 (the noise expansion, 3 seeds)
+  batch   256 | 1,024 at equal sequences (375 steps) for law
+Runs are named by their condition (`canonical`, `eps0.5`) and live in outputs/runs/ like any run, so a run of
+the chosen cell is the very run the notebooks load. Training is single-threaded (torch.set_num_threads(1)),
+as `make run` trains, so the floats are the ones a fresh clone reproduces.
+
+Scoring, the same for every run: the held-out gap at every logged step (metrics.jsonl); at every checkpoint
+(the authors' log-spaced schedule, then every 250 steps) PCA dims@95 and dims@99 and the held-out R^2 and RMSE
+of each factor's belief regression on 4,000 probe sequences (`probing.analyze_run`); at the last checkpoint
+the vary-one overlap at k = 1, 2 against 5 random networks of the same init, the share of the activations'
+variance the joint belief adds beyond beliefs, position and tokens (`probing.joint_belief_gain`), and the total
+correlation of the network's own predicted law against the true law's (`probing.prediction_total_correlation`
+against `theory.fidelity_cost`): how much of what factoring costs the network recovers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from filelock import FileLock
+
+from factored import probing, products, runs, theory, train
+from factored.config import DataConfig, ModelConfig, RunConfig, TrainConfig, condition_name
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "target_study.json"
+RECIPE = dict(steps=1500, batch_size=256, lr=4e-3, optimizer="muon", schedule="cosine", warmup_steps=100,
+              eval_batch_size=4096, checkpoint_every=250, log_every=50)  # fmt: skip
+RECURRENT = {"lstm": dict(lr=1e-2)}  # the LSTM's lr from the token recipe's own study (benchmarks/recipe.md)
+INITS = {"laptop": dict(init="gpt2", embed_std=1.0), "paper": dict(init="tl")}
+CHOSEN = ("paper", "law")  # the cell the profile takes (see report): (init, target)
+NOISE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.5)
+TC_SEQUENCES = 2_000  # probe sequences for the predicted law's total correlation
+FIDELITY_SAMPLES = 100_000  # Monte-Carlo contexts of the true law's fidelity cost (standard error near 1%)
+
+
+def cell(init: str, target: str, eps: float = 0.0, seed: int = 0, batch: int = 256, process: str = "") -> str:
+    """A run's name in the study; `process`: "" (the transformer on independent factors), "chain" or "lstm"."""
+    return f"{init}-{target}-eps{eps:g}-b{batch}-s{seed}" + (f"-{process}" if process else "")
+
+
+def cells() -> list[str]:
+    """Every run of the study, in the order they are trained: the cells that choose the profile, then the runs
+    `make run` trains at the chosen cell (eps 0.2, the chain, the LSTM), then seeds, noise and batch."""
+    first = [cell(i, t) for i in ("paper", "laptop") for t in ("law", "tokens")]
+    notebooks = [cell(*CHOSEN, 0.2), cell(*CHOSEN, process="chain"), cell(*CHOSEN, process="lstm")]
+    seeds = [cell(*CHOSEN, seed=s) for s in (1, 2)]
+    noisy = [cell(i, t, 0.5) for i in ("paper", "laptop") for t in ("law", "tokens")]
+    expansion = [cell(*CHOSEN, eps, s) for eps in NOISE_LEVELS[1:] for s in (0, 1, 2)]
+    return list(dict.fromkeys([*first, *notebooks, *seeds, *noisy, cell(*CHOSEN, batch=1024), *expansion]))
+
+
+def run_config(name: str) -> RunConfig:
+    init, target, eps, batch, seed, *process = name.split("-")
+    eps, batch, seed = float(eps[3:]), int(batch[1:]), int(seed[1:])
+    steps = RECIPE["steps"] * 256 // batch  # equal sequences
+    warmup = RECIPE["warmup_steps"] * 256 // batch
+    data = DataConfig(noise=eps, structure="chain" if process == ["chain"] else "independent")
+    model = ModelConfig(arch="lstm", d_model=32, n_layers=2) if process == ["lstm"] else ModelConfig(**INITS[init])
+    recipe = RECIPE | dict(batch_size=batch, steps=steps, warmup_steps=warmup, seed=seed, target=target)
+    recipe |= RECURRENT.get(model.arch, {})
+    return RunConfig(condition_name(data, model), data, model, TrainConfig(**recipe))
+
+
+def score(run: runs.Run, fidelity: float) -> dict:
+    """The study's measurements of one run (plain numbers and lists; see the module docstring)."""
+    acfg = probing.AnalysisConfig()
+    trajectory = probing.analyze_run(run, acfg, progress=False)
+    final, vary, random = probing.final_vary_one(run, acfg)
+    names = run.process.kinds
+    steps = sorted(trajectory)
+    data = probing.probe_data(run.process, TC_SEQUENCES, run.config.data.seq_len, acfg.seed)
+    predicted_tc = probing.prediction_total_correlation(run.load_model(final), run.process, data.tokens)
+    metrics = run.metrics()
+    return {
+        "config": run.config.to_dict(),
+        "gap_steps": [m["step"] for m in metrics],
+        "gap": [m["gap"] for m in metrics],
+        "steps": steps,
+        "dims95": [trajectory[s]["dims"]["0.95"] for s in steps],
+        "dims99": [trajectory[s]["dims"]["0.99"] for s in steps],
+        "r2": [trajectory[s]["r2"] for s in steps],
+        "rmse": [trajectory[s]["rmse"] for s in steps],
+        "kinds": list(names),
+        "overlap": np.asarray(vary[final]["mean_overlap"][:2]).tolist(),
+        "random_overlap": np.percentile(random[:, :2], [5, 50, 95], axis=0).tolist(),
+        **probing.joint_belief_gain(run, acfg),
+        "predicted_tc": float(predicted_tc.mean()),
+        "fidelity_cost": fidelity,
+    }
+
+
+def fidelity_cost(eps: float) -> float:
+    """The true law's fidelity cost of factoring, mean over the 8 positions (exactly 0 at eps 0)."""
+    per_position, _ = theory.fidelity_cost(products.paper_process(noise=eps), 8, n_samples=FIDELITY_SAMPLES)
+    return float(np.mean(per_position))
+
+
+def record(name: str, result: dict) -> None:
+    with FileLock(str(RESULTS) + ".lock"):
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        results[name] = result
+        runs.atomic_write_text(RESULTS, json.dumps(results, indent=1, sort_keys=True))
+
+
+def train_lane(lane: int, n_lanes: int) -> None:
+    torch.set_num_threads(1)
+    done = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for name in cells()[lane::n_lanes]:
+        if name in done:
+            continue
+        cfg = run_config(name)
+        start = time.perf_counter()
+        run = train.get_or_train(cfg, progress=False)
+        seconds = time.perf_counter() - start
+        result = score(run, fidelity_cost(cfg.data.noise))
+        record(name, {**result, "train_seconds": seconds, "run": run.dir.name})
+        print(f"{name}: {run.dir.name} trained in {seconds / 60:.1f} min, final gap {result['gap'][-1]:+.5f}, "
+              f"dims@95 {result['dims95'][-1]}", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    command = sys.argv[1] if len(sys.argv) > 1 else "report"
+    if command == "train":
+        train_lane(int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 2)
+    elif command == "report":
+        from target_study_report import report
+
+        report(json.loads(RESULTS.read_text()))
+    else:
+        raise SystemExit(__doc__)

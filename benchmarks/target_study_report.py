@@ -1,0 +1,172 @@
+"""benchmarks/target_study.md and its figures from target_study.json (`python benchmarks/target_study.py report`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from bench_training import cpu_name
+
+from factored import seeds, verdicts
+
+HERE = Path(__file__).resolve().parent
+FACTORED_DIMS = 10  # the five-factor process: 3 x 2 (Mess3) + 2 x 2 (Bloch)
+PAPER_NOISE_DIMS95 = {0.0: "10-11", 0.1: "11-13", 0.2: "19", 0.3: "24", 0.5: "38"}  # late in training (PAPER.md)
+
+
+def learned_at(r: dict) -> int | None:
+    """The first checkpoint at which the network has learned its beliefs by the library's rule (every factor's
+    held-out R^2 >= 0.9 and gap <= 0.02), or None."""
+    gap = dict(zip(r["gap_steps"], r["gap"], strict=True))
+    for step, r2 in zip(r["steps"], r["r2"], strict=True):
+        if step > 0 and step in gap and verdicts.learning(r2, gap[step]).learned:
+            return step
+    return None
+
+
+def first_gap_below(r: dict, level: float) -> int | None:
+    return next((s for s, g in zip(r["gap_steps"], r["gap"], strict=True) if s > 0 and g <= level), None)
+
+
+def by_kind(values: list[float], kinds: list[str], kind: str) -> str:
+    picked = [v for v, k in zip(values, kinds, strict=True) if k == kind]
+    return f"{min(picked):.2f}-{max(picked):.2f}" if len(picked) > 1 else f"{picked[0]:.3f}"
+
+
+def collapse(r: dict) -> tuple[int, int]:
+    """(smallest dims@95 after step 0, its step), as `probing.stages` finds the collapse."""
+    i = min(range(1, len(r["steps"])), key=lambda i: (r["dims95"][i], r["steps"][i]))
+    return r["dims95"][i], r["steps"][i]
+
+
+def describe(name: str) -> str:
+    init, target, eps, batch, seed, *process = name.split("-")
+    return " ".join([*(process or ["transformer"]), f"init {init}", target, eps, batch, seed])
+
+
+def grid_row(name: str, r: dict) -> str:
+    kinds = r["kinds"]
+    low, at = collapse(r)
+    overlap = r["overlap"]
+    median = r["random_overlap"][1]
+    below = ", ".join(f"{m / o:.0f}x" for o, m in zip(overlap, median, strict=False) if o > 0)
+    learned = verdicts.learning(r["r2"][-1], r["gap"][-1])
+    cells = [
+        describe(name),
+        f"{r['gap'][-1]:+.5f}",
+        str(first_gap_below(r, 0.01) or "-"),
+        by_kind(r["r2"][-1], kinds, "simplex") if "simplex" in kinds else "-",
+        by_kind(r["r2"][-1], kinds, "bloch") if "bloch" in kinds else "-",
+        by_kind(r["rmse"][-1], kinds, "simplex") if "simplex" in kinds else "-",
+        by_kind(r["rmse"][-1], kinds, "bloch") if "bloch" in kinds else "-",
+        "yes" if learned.learned else "no",
+        str(learned_at(r) or "-"),
+        f"{low} (step {at})",
+        f"{r['dims95'][-1]} / {r['dims99'][-1]}",
+        ", ".join(f"{o:.1e}" for o in overlap) + f" ({below} below)",
+        f"{100 * r['joint_gain']:+.1f}%",
+        f"{r['predicted_tc']:.5f} / {r['fidelity_cost']:.5f}",
+        f"{r['train_seconds'] / 60:.1f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+GRID_HEADER = (
+    "| run | final gap | gap <= 0.01 at step | R² Mess3 | R² Bloch | RMSE Mess3 | RMSE Bloch | learned | learned at step "
+    "| collapse: min dims@95 | final dims@95 / @99 | overlap k = 1, 2 (x below random median) | joint-belief gain "
+    "| predicted TC / true fidelity cost | train min |\n|" + "---|" * 15
+)
+
+
+def spread(values) -> str:
+    mean, low, high = seeds.seed_interval(values)
+    interval = f" [{low:.3g}, {high:.3g}]" if np.isfinite(low) else ""
+    return f"{mean:.3g}{interval} ({min(values):.3g}-{max(values):.3g})"
+
+
+def expansion_table(results: dict, chosen: str) -> list[str]:
+    """dims@95, dims@99, joint gain and recovered fidelity per eps over the seeds of the chosen cell."""
+    lines = [
+        "| eps | seeds | learned | final dims@95 | final dims@99 | collapse dims@95 | joint-belief gain (%) "
+        "| predicted TC (nats) | true fidelity cost (nats) | paper dims@95 |",
+        "|" + "---|" * 10,
+    ]
+    for eps in (0.0, 0.1, 0.2, 0.3, 0.5):
+        runs = [r for n, r in results.items() if n.startswith(f"{chosen}-eps{eps:g}-b256-") and n.count("-") == 4]
+        if not runs:
+            continue
+        learned = sum(verdicts.learning(r["r2"][-1], r["gap"][-1]).learned for r in runs)
+        lines.append(
+            f"| {eps:g} | {len(runs)} | {learned} of {len(runs)} | {spread([r['dims95'][-1] for r in runs])} "
+            f"| {spread([r['dims99'][-1] for r in runs])} | {spread([collapse(r)[0] for r in runs])} "
+            f"| {spread([100 * r['joint_gain'] for r in runs])} | {spread([r['predicted_tc'] for r in runs])} "
+            f"| {runs[0]['fidelity_cost']:.5f} | {PAPER_NOISE_DIMS95[eps]} |"
+        )
+    return lines
+
+
+def curves(results: dict, names: list[str], path: Path, title: str) -> None:
+    """Gap, worst factor R^2, dims@95 and dims@99 over training steps, one line per run."""
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    for name in names:
+        r = results[name]
+        style = dict(label=describe(name), ls="--" if "tokens" in name else "-", lw=1.2)
+        axes[0].plot(r["gap_steps"][1:], np.maximum(r["gap"][1:], 1e-5), **style)
+        axes[1].plot(r["steps"][1:], [min(v) for v in r["r2"][1:]], **style)
+        axes[2].plot(r["steps"][1:], r["dims95"][1:], **style)
+        axes[3].plot(r["steps"][1:], r["dims99"][1:], **style)
+    axes[0].axhline(verdicts.LEARNED_GAP, color="grey", lw=0.8, ls=":")
+    axes[1].axhline(verdicts.LEARNED_R2, color="grey", lw=0.8, ls=":")
+    for ax in axes[2:]:
+        ax.axhspan(FACTORED_DIMS - verdicts.FACTORED_TOL, FACTORED_DIMS + verdicts.FACTORED_TOL, color="grey",
+                   alpha=0.15)  # fmt: skip
+    labels = ["held-out gap (nats, log)", "worst factor's R²", "dims@95", "dims@99"]
+    for ax, label in zip(axes, labels, strict=True):
+        ax.set_xscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(label)
+    axes[0].set_yscale("log")
+    axes[1].set_ylim(0, 1)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report(results: dict) -> None:
+    from target_study import CHOSEN, RECIPE, cells
+
+    chosen = "-".join(CHOSEN)
+    done = [n for n in cells() if n in results]
+    lines = [
+        "# The training target study",
+        "",
+        f"Machine: {cpu_name()}; every run single-threaded, two at a time, beside other work (the minutes are",
+        "wall time on a busy machine; `make run`'s measured time in the README is the quiet one).",
+        "Produced by `python benchmarks/target_study.py report` from `target_study.json`; the runs by",
+        "`python benchmarks/target_study.py train 0` and `... train 1` (two lanes). Method: that script's docstring.",
+        f"Recipe of every run: {RECIPE}.",
+        "",
+        "## Every run",
+        "",
+        GRID_HEADER,
+        *[grid_row(n, results[n]) for n in done],
+        "",
+        "![target and init](target_study.png)",
+        "",
+        f"## The chosen cell ({chosen}) over seeds and noise",
+        "",
+        *expansion_table(results, chosen),
+        "",
+        "![noise](target_study_noise.png)",
+    ]
+    (HERE / "target_study.md").write_text("\n".join(lines) + "\n")
+    first = [n for n in done if n.split("-")[2] in ("eps0", "eps0.5") and n.endswith("s0")]
+    curves(results, first, HERE / "target_study.png", "target x init, eps 0 and 0.5 (seed 0)")
+    noisy = [n for n in done if n.startswith(chosen) and n.count("-") == 4 and n.endswith("-b256-s0")]
+    curves(results, noisy, HERE / "target_study_noise.png", f"{chosen}: eps 0 to 0.5 (seed 0)")
