@@ -85,7 +85,7 @@ GRID_HEADER = (
 def spread(values) -> str:
     mean, low, high = seeds.seed_interval(values)
     interval = f" [{low:.3g}, {high:.3g}]" if np.isfinite(low) else ""
-    return f"{mean:.3g}{interval} ({min(values):.3g}-{max(values):.3g})"
+    return f"{mean:.3g}{interval} (range {min(values):.3g} to {max(values):.3g})"
 
 
 def expansion_table(results: dict, chosen: str) -> list[str]:

@@ -29,7 +29,7 @@ def test_hash_is_stable_and_ignores_speed_only_fields():
     a = make_config("laptop")
     assert a.hash() == make_config("laptop").hash()
     assert a.hash() == make_config("laptop", device="cpu", compile=True, name="other", checkpoint_every=7).hash()
-    assert a.hash() != make_config("laptop", init="tl").hash()
+    assert a.hash() != make_config("laptop", init="gpt2").hash()
     assert a.hash() != make_config("laptop", embed_std=0.5).hash()
     assert a.hash() != make_config("laptop", schedule="plateau").hash()
     assert a.hash() != make_config("laptop", seed=1).hash()

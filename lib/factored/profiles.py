@@ -2,7 +2,8 @@
 for a GPU), one `Profile` record each, and which one is the default.
 
 A profile holds plain field overrides of the run config by part; `config.make_config` applies them. Each
-choice of the `laptop` profile is measured in benchmarks/recipe.md (the time-to-result study).
+choice of the `laptop` profile is measured: the target and init in benchmarks/target_study.md, the optimizer,
+lr, schedule and batch and each recurrent net's recipe in benchmarks/recipe.md (the token recipe's study).
 """
 
 from __future__ import annotations
@@ -48,47 +49,37 @@ class Profile:
         return points[-1][1]
 
 
-# The canonical model on a 2-core CPU, chosen by the time-to-result study (benchmarks/recipe.md): small weights
-# with unit-scale embeddings (the N(0, 1) embedding is what lets the Mess3 factors be learned at this budget), Muon
-# on the hidden matrices and AdamW on the rest, both at lr 4e-3 with 100 steps of warmup and a cosine decay, batch
-# 256; 3,600 steps = 0.92M sequences, every target met by step 3,000 (about 5 quiet minutes on 2 cores).
+# The canonical model on a 2-core CPU, chosen by the training target study (benchmarks/target_study.md): the
+# paper's model with the authors' init (`tl`), trained on the exact next-token law of each context (`target=law`:
+# the one-hot loss's expectation and expected gradient, without the noise of sampling the target), Muon on the
+# hidden matrices and AdamW on the rest, both at lr 4e-3 (the token recipe's study, benchmarks/recipe.md), 100
+# warmup steps and a cosine decay, batch 256, 1,500 steps = 0.38M sequences. Every condition of the study (eps 0
+# to 0.5, the chain, the LSTM) has learned its beliefs by then, seeds 0-2.
 LAPTOP_RUN = {
-    "model": dict(init="gpt2", embed_std=1.0),
+    "model": dict(init="tl"),
     "train": dict(
-        steps=3600,
+        steps=1500,
         batch_size=256,
         lr=4e-3,
         optimizer="muon",
         schedule="cosine",
         warmup_steps=100,
+        target="law",
         eval_batch_size=4096,
         checkpoint_every=250,
-        log_every=100,  # a held-out evaluation costs about 6 training steps: every 100 steps, and at checkpoints
+        log_every=50,  # a held-out evaluation costs about 6 training steps: every 50 steps, and at checkpoints
     ),
 }
-# Each recurrent net's recipe on top of LAPTOP_RUN, from its own study (benchmarks/recipe.md, "Recipes per
-# architecture": AdamW and Muon at lr 3e-3, 1e-2, 3e-2 on the laptop budget). Width 32 needs lr 1e-2 (3e-3 leaves
-# the RNN at gap 0.058, 3e-2 never decodes a Mess3 factor); Muon then helps the gated nets (LSTM gap 0.0126 against
-# 0.0168 with AdamW, GRU 0.0124 against 0.0205) and not the plain RNN (0.0243 against 0.0228).
-# A recurrent step costs a third to a half of a transformer step, so the gated nets train twice the steps in less
-# time than the transformer's budget: at 3,600 steps their Mess3 factors reach R^2 0.80-0.90 (LSTM) and 0.79-0.84
-# (GRU), at 7,200 every factor 0.96-0.98 (gaps 0.0052 and 0.0060). The plain RNN of width 32 stays at 3,600.
+# Each recurrent net's recipe on top of LAPTOP_RUN, from the token recipe's study of each architecture
+# (benchmarks/recipe.md, "Recipes per architecture": AdamW and Muon at lr 3e-3, 1e-2, 3e-2): width 32 needs lr
+# 1e-2; Muon helps the gated nets (LSTM, GRU) and not the plain RNN; width 256 needs lr 3e-3 with AdamW (1e-2 never
+# leaves the start there).
 LAPTOP_RECURRENT: dict[str, dict[str, Any]] = {
     "rnn": dict(optimizer="adamw", lr=1e-2),
-    "lstm": dict(lr=1e-2, steps=7200),  # Muon for the hidden matrices, as the transformer
-    "gru": dict(lr=1e-2, steps=7200),
-    # width 256: lr 1e-2 never leaves the start (gap 0.14 after 3,600 steps); at 3e-3 AdamW reaches gap 0.032 (Muon
-    # 0.042), Mess3 R^2 0.86-0.88, Bloch 0.89-0.91
+    "lstm": dict(lr=1e-2),  # Muon for the hidden matrices, as the transformer
+    "gru": dict(lr=1e-2),
     "rnn256": dict(optimizer="adamw", lr=3e-3),
 }
-# The noisy processes' budget (benchmarks/recipe.md, "Noise and six factors"). A belief error costs less loss the
-# more tokens are noise, so a noisy run must come closer to its optimum before its beliefs decode as well. At eps
-# 0.2 every factor's R^2 passes 0.9 at 10,800 steps (3x; Bloch 0.89 at 7,200 and flat there, as the cosine ends).
-# At eps 0.5 the Bloch factors are at 0.47-0.53 after 3,600 steps and 0.70-0.73 after 7,200, with the gap already
-# below eps 0's: no budget a laptop sweep affords learns them, so eps 0.5 keeps 7,200 steps, where every Mess3
-# factor is learned (R^2 0.93) and the comparison of notebook 07 leaves it out as not learned.
-LAPTOP_NOISE_STEPS = ((0.2, 10_800), (0.5, 7200))
-
 PROFILE_RECORDS: dict[str, Profile] = {
     # seconds on a CPU: a tiny model and a few steps; exercises the whole pipeline in CI
     "smoke": Profile(
@@ -102,19 +93,21 @@ PROFILE_RECORDS: dict[str, Profile] = {
         mc_samples_curves=4_000,
         trains_demo_grid=True,
     ),
-    # the canonical model on a 2-core CPU in under 5 minutes (LAPTOP_RUN)
+    # the canonical model on a 2-core CPU in about 4 minutes (LAPTOP_RUN)
     "laptop": Profile(
         "laptop",
         run=LAPTOP_RUN,
         recurrent=LAPTOP_RECURRENT,
-        noise_steps=LAPTOP_NOISE_STEPS,
         mc_samples_curves=40_000,  # 8 noise levels x 40k contexts: standard errors near 1% in about a minute
     ),
-    # the laptop recipe over a budget a 2-core CPU trains in about 25 minutes: how far the laptop budget is from
-    # convergence, and what sets the final dimension (benchmarks/geometry.md)
+    # the paper's init and the sampled-token target over a budget a 2-core CPU trains in about 40 minutes: does
+    # sampled-token training reach another geometry than the exact law (benchmarks/target_study.md)?
     "long": Profile(
         "long",
-        run={"model": LAPTOP_RUN["model"], "train": LAPTOP_RUN["train"] | dict(steps=20_000, checkpoint_every=1000)},
+        run={
+            "model": LAPTOP_RUN["model"],
+            "train": LAPTOP_RUN["train"] | dict(steps=20_000, target="tokens", checkpoint_every=1000, log_every=100),
+        },
         recurrent=LAPTOP_RECURRENT,
         mc_samples_curves=40_000,
     ),
