@@ -21,21 +21,27 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 # Execute every notebook with papermill at $(PROFILE); executed copies land in outputs/notebooks/. Two lanes run at
-# once, one torch thread each (two single-threaded trainings outrun one two-threaded one: benchmarks/recipe.md); each
-# lane first trains its own run, and a notebook that needs a run the other lane is training waits for it (the run
-# folder's lock), then loads it. Each lane's log is in outputs/notebooks/lane-<a|b>.log.
-# The eps 0.2 run of 04 (10,800 steps) is the longest job: its lane adds only notebooks that train nothing.
+# once, one torch thread each (two single-threaded trainings outrun one two-threaded one: benchmarks/recipe.md, and
+# single-threaded runs are the ones the committed notebooks show, float for float); each lane first trains its own
+# run, and a notebook that needs a run the other lane is training waits for it (the run folder's lock), then loads
+# it. Each lane's log is in outputs/notebooks/lane-<a|b>.log. Lane A: the eps = 0.2 run (04), then the notebooks that
+# train nothing; lane B: the canonical (02), chain (06) and LSTM (05) runs.
 LANE_A := 04_noise 01_theory 08_factor_discovery 07_sweeps
 LANE_B := 02_training 06_dependencies 03_factored_geometry 05_architectures
+# $(call lanes,<target folder>,<extra render arguments>): every notebook in the two lanes, into that folder.
+define lanes
+@mkdir -p $(1) outputs/notebooks
+@lane() { log=$$1; shift; for nb in "$$@"; do \
+    echo "== $$nb started $$(date +%T)"; \
+    env -u FACTORED_PROFILE OMP_NUM_THREADS=1 TQDM_DISABLE=1 $(RENDER) notebooks/$$nb.ipynb $(1)/$$nb.ipynb $(2) >> $$log 2>&1 \
+      || { echo "== $$nb failed: see $$log"; return 1; }; \
+  done; }; \
+lane outputs/notebooks/lane-a.log $(LANE_A) & a=$$!; lane outputs/notebooks/lane-b.log $(LANE_B) & b=$$!; \
+wait $$a; sa=$$?; wait $$b; sb=$$?; test $$sa = 0 -a $$sb = 0 && echo "== all notebooks done $$(date +%T)"
+endef
+
 run: setup
-	@mkdir -p outputs/notebooks
-	@lane() { log=$$1; shift; for nb in "$$@"; do \
-	    echo "== $$nb (profile=$(PROFILE)) started $$(date +%T)"; \
-	    OMP_NUM_THREADS=1 TQDM_DISABLE=1 $(RENDER) notebooks/$$nb.ipynb outputs/notebooks/$$nb.ipynb \
-	      -p profile $(PROFILE) >> $$log 2>&1 || { echo "== $$nb failed: see $$log"; return 1; }; \
-	  done; }; \
-	lane outputs/notebooks/lane-a.log $(LANE_A) & a=$$!; lane outputs/notebooks/lane-b.log $(LANE_B) & b=$$!; \
-	wait $$a; sa=$$?; wait $$b; sb=$$?; test $$sa = 0 -a $$sb = 0 && echo "== all notebooks done $$(date +%T)"
+	$(call lanes,outputs/notebooks,-p profile $(PROFILE))
 
 # Train seeds 1 and 2 of $(PROFILE) (via notebook 02), for notebook 03's table across seeds.
 seeds: setup
@@ -52,13 +58,11 @@ sweep: setup
 	@test -n "$(SWEEP)" || { echo "usage: make sweep SWEEP=params/sweeps/<name>.yaml [WORKERS=n] [THREADS=n] [SCHEDULER=tcp://host:8786]"; exit 2; }
 	$(PY) -m factored.sweep $(SWEEP) $(if $(WORKERS),--workers $(WORKERS)) $(if $(THREADS),--threads $(THREADS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
-# Execute the notebooks in place at the default profile, so the committed .ipynb files show rendered outputs.
-# No -p here: papermill would add an injected-parameters cell that pins the profile for every later run (and CI).
+# Execute the notebooks in place at the default profile, exactly as `make run` executes them (two single-threaded
+# lanes), so the committed .ipynb files show the numbers a fresh clone's `make run` reproduces. No -p here: papermill
+# would add an injected-parameters cell that pins the profile for every later run (and CI).
 render: setup
-	@for nb in $(NOTEBOOKS); do \
-	  echo "== render $$nb"; \
-	  env -u FACTORED_PROFILE TQDM_DISABLE=1 $(RENDER) $$nb $$nb || exit 1; \
-	done
+	$(call lanes,notebooks,)
 	$(VENV)/bin/jupytext --sync notebooks/*.ipynb
 
 # The README's figures, copied from the rendered notebooks.
