@@ -56,3 +56,18 @@ def test_only_learned_conditions_are_compared_and_the_budgets_are_said():
     assert c.learned == ["0", "0.2"] and c.not_learned == ["0.5"] and not c.equal_steps
     assert c.steps == {"0": 3600, "0.2": 5600, "0.5": 14400}
     assert verdicts.comparison(table.assign(steps=3600)).equal_steps
+
+
+def test_a_training_path_says_when_a_run_learned_and_where_it_collapsed():
+    def point(dims, r2):
+        return {"dims": {"0.95": dims}, "r2": r2}
+
+    trajectory = {0: point(60, [0.0, 0.0]), 10: point(5, [0.3, 0.5]), 20: point(5, [0.95, 0.85]),
+                  40: point(9, [0.95, 0.92]), 80: point(11, [0.97, 0.96])}  # fmt: skip
+    metrics = [{"step": s, "gap": g} for s, g in ((0, 0.5), (10, 0.1), (20, 0.01), (30, 0.03), (40, 0.03), (80, 0.002))]
+    path = verdicts.training_path(metrics, trajectory)
+    # step 20: R² 0.85 < 0.9; step 40: gap 0.03 > 0.02; step 80: both pass
+    assert path.learned_step == 80 and path.final.learned and path.final_gap == 0.002
+    assert (path.collapse_dims95, path.collapse_step, path.final_dims95) == (5, 10, 11)  # the earliest minimum
+    never = verdicts.training_path(metrics[:3], {s: trajectory[s] for s in (0, 10, 20)})
+    assert never.learned_step is None and not never.final.learned and never.final.worst_r2 == 0.85

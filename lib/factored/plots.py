@@ -344,6 +344,33 @@ def gap_compare(metrics: dict[str, Sequence[dict]]):
     return fig
 
 
+def training_paths(
+    runs: dict[str, tuple[Sequence[dict], dict[int, dict]]], factored_dims: int, tol: int, learned_r2: float
+):
+    """Three panels over training steps for several runs ({label: (metrics rows, trajectory)}): the held-out gap
+    (symlog, as `gap_compare`), the worst factor's held-out R^2 (the line: `learned_r2`), and dims@95 (the band:
+    the factored dimension +- `tol`). Shows how two recipes differ on the way, not only at the end."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    for i, (label, (metrics, trajectory)) in enumerate(runs.items()):
+        rows = [m for m in metrics if m["step"] > 0]
+        steps = np.array([s for s in sorted(trajectory) if s > 0])
+        style = dict(color=f"C{i}", lw=1.5, label=label)
+        axes[0].plot([m["step"] for m in rows], [m["gap"] for m in rows], **style)
+        axes[1].plot(steps, [min(trajectory[s]["r2"]) for s in steps], **style)
+        axes[2].plot(steps, [trajectory[s]["dims"]["0.95"] for s in steps], **style)
+    axes[0].set_yscale("symlog", linthresh=1e-3, linscale=0.3)
+    axes[1].axhline(learned_r2, color="k", ls=":", lw=1)
+    axes[1].set_ylim(0, 1)
+    axes[2].axhspan(factored_dims - tol, factored_dims + tol, color="C2", alpha=0.15, lw=0)
+    axes[2].set_yscale("log")
+    titles = ("gap to the optimal loss (nats/token)", "worst factor's held-out R²", f"dims@95 (band: factored ± {tol})")
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set(xscale="log", xlabel="training step", title=title)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def overlap_compare(overlaps: dict[str, np.ndarray], bands: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]):
     """Mean pairwise vary-one overlap vs rank k for several runs (lines), each over its own random-init band
     (5th-95th percentile, same colour, shaded): orthogonal factor subspaces sit far below their band."""

@@ -257,3 +257,37 @@ def discovery_verdict(score: dict) -> DiscoveryVerdict:
         min_overlap=smallest("overlap"),
         min_ratio=smallest("ratio"),
     )
+
+
+@dataclass(frozen=True)
+class TrainingPath:
+    """How one run got where it is, from its metrics rows and its trajectory (PCA and regression at every
+    checkpoint): learned_step, the first checkpoint after step 0 at which it has learned its beliefs by `learning`
+    (None: not within the run); collapse_dims95 and collapse_step, the smallest dims@95 after step 0 and where
+    (the earliest such checkpoint, as `probing.stages`); final_dims95, final_gap and final (a `Learning`) at the
+    last checkpoint."""
+
+    learned_step: int | None
+    collapse_dims95: int
+    collapse_step: int
+    final_dims95: int
+    final_gap: float
+    final: Learning
+
+
+def training_path(metrics: Sequence[dict], trajectory: dict[int, dict]) -> TrainingPath:
+    """The `TrainingPath` of a run (every checkpoint is logged, so each has its gap in `metrics`)."""
+    gap = {m["step"]: m["gap"] for m in metrics}
+    steps = sorted(trajectory)
+    later = steps[1:] or steps
+    learned = [s for s in later if s in gap and learning(trajectory[s]["r2"], gap[s]).learned]
+    collapse = min(later, key=lambda s: (trajectory[s]["dims"]["0.95"], s))
+    last = steps[-1]
+    return TrainingPath(
+        learned_step=learned[0] if learned else None,
+        collapse_dims95=int(trajectory[collapse]["dims"]["0.95"]),
+        collapse_step=collapse,
+        final_dims95=int(trajectory[last]["dims"]["0.95"]),
+        final_gap=float(gap[last]),
+        final=learning(trajectory[last]["r2"], gap[last]),
+    )
