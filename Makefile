@@ -48,7 +48,7 @@ seeds: setup
 	@mkdir -p outputs/notebooks
 	@for s in 1 2; do \
 	  $(RENDER) notebooks/02_training.ipynb outputs/notebooks/02_training_seed$$s.ipynb \
-	    -p profile $(PROFILE) -p seed $$s || exit 1; \
+	    -p profile $(PROFILE) -p seed $$s -p compare_target false || exit 1; \
 	done
 
 # Run a parameter sweep: one notebook over a grid (params/sweeps/*.yaml), outputs in outputs/sweeps/<name>/.
