@@ -68,6 +68,7 @@ def grid_row(name: str, r: dict) -> str:
         f"{low} (step {at})",
         f"{r['dims95'][-1]} / {r['dims99'][-1]}",
         ", ".join(f"{o:.1e}" for o in overlap) + f" ({below} below)",
+        f"{100 * r['beliefs_r2']:.0f}% / {100 * (r['before_joint_r2'] - r['beliefs_r2']):+.0f}% / "
         f"{100 * r['joint_gain']:+.1f}%",
         f"{r['predicted_tc']:.5f} / {r['fidelity_cost']:.5f}",
         f"{r['train_seconds'] / 60:.1f}",
@@ -75,11 +76,13 @@ def grid_row(name: str, r: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-GRID_HEADER = (
-    "| run | final gap | gap <= 0.01 at step | R² Mess3 | R² Bloch | RMSE Mess3 | RMSE Bloch | learned | learned at step "
-    "| collapse: min dims@95 | final dims@95 / @99 | overlap k = 1, 2 (x below random median) | joint-belief gain "
-    "| predicted TC / true fidelity cost | train min |\n|" + "---|" * 15
-)
+GRID_COLUMNS = (
+    "run", "final gap", "gap <= 0.01 at step", "R² Mess3", "R² Bloch", "RMSE Mess3", "RMSE Bloch", "learned",
+    "learned at step", "collapse: min dims@95", "final dims@95 / @99", "overlap k = 1, 2 (x below random median)",
+    "variance: beliefs / + position, tokens, within-factor / + joint", "predicted TC / true fidelity cost",
+    "train min",
+)  # fmt: skip
+GRID_HEADER = "| " + " | ".join(GRID_COLUMNS) + " |\n|" + "---|" * len(GRID_COLUMNS)
 
 
 def spread(values) -> str:
@@ -106,6 +109,24 @@ def expansion_table(results: dict, chosen: str) -> list[str]:
             f"| {spread([100 * r['joint_gain'] for r in runs])} | {spread([r['predicted_tc'] for r in runs])} "
             f"| {runs[0]['fidelity_cost']:.5f} | {PAPER_NOISE_DIMS95[eps]} |"
         )
+    return lines
+
+
+def at_gap(r: dict, level: float) -> str:
+    """dims@95 and the worst R^2 at the first checkpoint whose held-out gap is <= level ('-': never)."""
+    gap = dict(zip(r["gap_steps"], r["gap"], strict=True))
+    for step, dims, r2 in zip(r["steps"], r["dims95"], r["r2"], strict=True):
+        if step > 0 and gap.get(step, 1.0) <= level:
+            return f"{dims}, {min(r2):.2f} (step {step})"
+    return "-"
+
+
+EQUAL_GAPS = (0.1, 0.05, 0.04, 0.02, 0.01, 0.002)  # from the plateau's end to the law runs' last gaps
+
+
+def equal_gap_table(results: dict, names: list[str]) -> list[str]:
+    lines = ["| run | " + " | ".join(f"gap <= {g:g}" for g in EQUAL_GAPS) + " |", "|" + "---|" * (len(EQUAL_GAPS) + 1)]
+    lines += [f"| {describe(n)} | " + " | ".join(at_gap(results[n], g) for g in EQUAL_GAPS) + " |" for n in names]
     return lines
 
 
@@ -158,6 +179,12 @@ def report(results: dict) -> None:
         *[grid_row(n, results[n]) for n in done],
         "",
         "![target and init](target_study.png)",
+        "",
+        "## The geometry at equal gap",
+        "",
+        "dims@95, worst factor R² (and the step) at the first checkpoint where the held-out gap reached each level.",
+        "",
+        *equal_gap_table(results, [n for n in done if n.endswith("-s0") and "-eps0-" in n]),
         "",
         f"## The chosen cell ({chosen}) over seeds and noise",
         "",
