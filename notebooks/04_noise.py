@@ -152,10 +152,11 @@ gap, base_gap = metrics[-1]["gap"], base_metrics[-1]["gap"]
 print(f"final held-out loss {metrics[-1]['eval_loss']:.5f} (step {metrics[-1]['step']}); optimal loss "
       f"{pm(optimal, optimal_err, '.5f')}; gap to the optimal predictor on the same sequences {gap:+.4f} nats"
       + (f" (eps = 0 run: {base_gap:+.4f})" if noise else ""))
+v_cost = verdicts.gap_against_cost(gap, cost)
 if noise and cost > 0:
-    print(f"the remaining gap is {gap / cost:.3g} times the fidelity cost of factoring ({cost:.2g} nats/token): "
+    print(f"the remaining gap is {v_cost.ratio:.3g} times the fidelity cost of factoring ({cost:.2g} nats/token): "
           + ("more is still to be gained by learning the factor beliefs than by giving up the factored form"
-             if gap > cost else "what is left is no more than what factoring costs"))
+             if v_cost.above_cost else "what is left is no more than what factoring costs"))
 
 # %% [markdown]
 # ## Dimension over training

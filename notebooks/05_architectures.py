@@ -68,7 +68,7 @@ import math
 
 import pandas as pd
 
-from factored import analysis, models, plots, probing, products, runs, train
+from factored import analysis, models, plots, probing, products, runs, train, verdicts
 from factored.results import model_label  # notebook 07's names for the same models
 
 label = model_label(cfg, canonical_cfg) + (" (canonical)" if cfg is canonical_cfg else "")
@@ -233,8 +233,8 @@ if label != canonical_label:  # the canonical run's summary is notebook 03's
 
 # %%
 s, c = results[label]["summary"], results[canonical_label]["summary"]
-nearer = "factored" if abs(s["final_dims95"] - factored_dim) < abs(s["final_dims95"] - joint_dim) else "joint"
-print(f"{label}: final dims@95 {s['final_dims95']}, nearer the {nearer} count (factored {factored_dim}, joint "
+nearer = verdicts.nearer_count(s["final_dims95"], factored_dim, joint_dim)
+print(f"{label}: final dims@95 {s['final_dims95']}, nearer the {nearer.nearer} count (factored {factored_dim}, joint "
       f"{joint_dim}); mean overlap at k = 1 {s['overlap_k1']:.2g} against {s['random_init_overlap_k1']:.2g} at "
       "random init.")
 if label != canonical_label:

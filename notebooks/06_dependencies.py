@@ -57,7 +57,6 @@ n_mc = profiles.profile_record(profile).mc_samples  # Monte-Carlo contexts for t
 seq_len = cfg.data.seq_len
 process, independent = products.process_of(cfg.data), products.process_of(base_cfg.data)
 joint_dim, factored_dim = products.dimension_counts(process.state_dims)
-TOL = verdicts.FACTORED_TOL  # "near the factored value": dims@95 within 2 of it
 
 # %% [markdown]
 # ## Theory: the beliefs still factor, the next-token law does not
@@ -128,9 +127,10 @@ gap, base_gap = metrics[-1]["gap"], base_metrics[-1]["gap"]
 print(f"chain: final held-out loss {metrics[-1]['eval_loss']:.5f} at step {metrics[-1]['step']} (optimal "
       f"{optimal:.5f} ± {optimal_err:.5f}); gap to the chain's optimal predictor {gap:+.4f} nats")
 print(f"independent: final gap {base_gap:+.4f} nats")
+against_cost = verdicts.gap_against_cost(gap, cost)
 print(f"a product-of-factors prediction could not get below a gap of {cost:.4f}; this run's gap is "
       + ("above that, so at this budget the loss alone does not show whether the prediction factors"
-         if gap > cost else "below it, so the network's prediction is not a product of per-factor laws"))
+         if against_cost.above_cost else "below it, so the network's prediction is not a product of per-factor laws"))
 
 # %% [markdown]
 # ## Dimension over training, side by side
@@ -229,16 +229,15 @@ print(f"saved {runs.relative(summary_file)}")
 # and does its final dimension differ from the independent run's by more than 2?
 
 # %%
-diff = pc["final_dims95"] - pind["final_dims95"]
-near = abs(pc["final_dims95"] - factored_dim) <= TOL
-print(f"chain: final dims@95 {pc['final_dims95']} ({'within' if near else 'not within'} {TOL} of the factored "
-      f"{factored_dim}); independent: {pind['final_dims95']}; difference {diff:+d} "
-      f"({'no more than' if abs(diff) <= TOL else 'more than'} {TOL}).")
+v = verdicts.chain_finding(pc["final_dims95"], pind["final_dims95"], factored_dim,
+                           (tc["chain"], tc_err["chain"]), (tc["independent"], tc_err["independent"]))  # fmt: skip
+print(f"chain: final dims@95 {v.chain_dims95} ({'within' if v.near_factored else 'not within'} {v.tol} of the "
+      f"factored {v.factored_dim}); independent: {v.independent_dims95}; difference {v.difference:+d} "
+      f"({'more than' if v.differs else 'no more than'} {v.tol}).")
 worst_r2 = min(result["r2"].values())
 print(f"every factor's belief decoded with held-out R² >= {worst_r2:.2f} in the chain run "
       f"(independent run: >= {min(base_result['r2'].values()):.2f}).")
-excess, excess_err = tc["chain"] - tc["independent"], float(np.hypot(tc_err["chain"], tc_err["independent"]))
-print(f"the chain model's predicted law carries {excess:+.4f} ± {excess_err:.4f} nats/token more cross-factor "
+print(f"the chain model's predicted law carries {v.excess:+.4f} ± {v.excess_err:.4f} nats/token more cross-factor "
       f"dependence than the independent model's (model error alone gives the latter; the true difference is "
       f"{cost:.4f}): " + ("more, by over two standard errors: the network predicts part of the same-step dependence"
-                          if excess > 2 * excess_err else "not more, within two standard errors"))
+                          if v.predicts_dependence else "not more, within two standard errors"))

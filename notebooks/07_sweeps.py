@@ -150,16 +150,16 @@ print(noise_summary.round(3).to_string() if len(noise_summary) else "no noise ru
 def learned_or_not(table, name):
     """Say per condition whether every seed has learned its beliefs (the library's rule), which conditions have
     not finished collapsing (computed from the table), and at what budgets the learned ones compare."""
+    c = verdicts.comparison(table)
     for key, row in table.iterrows():
-        status = "learned" if row["learned"] == row["seeds"] else f"NOT learned ({row['learned']:g} of {row['seeds']})"
+        status = "learned" if key in c.learned else f"NOT learned ({row['learned']:g} of {row['seeds']})"
         print(f"{name}{key}: beliefs {status} (worst factor's R² {row['worst_r2']:.2f}, mean gap {row['gap']:.3f} "
               f"after {row['steps']:,} steps; learned: every factor's R² >= {verdicts.LEARNED_R2} and gap <= "
               f"{verdicts.LEARNED_GAP})")
-    for key, row in table[table["still_falling"] > 0].iterrows():
+    for key, row in table.loc[c.still_falling].iterrows():
         print(f"{name}{key}: the smallest dims@95 is at the last checkpoint in {row['still_falling']:g} of "
               f"{row['seeds']} seeds (dims@95 {row['init']:.0f} at init): the collapse is not finished at this "
               "budget, so the final dims@95 is a point on the way down, not a settled dimension")
-    c = verdicts.comparison(table)
     budgets = ", ".join(f"{name}{key}: {c.steps[key]:,}" for key in c.learned)
     print(f"compared: {[f'{name}{k}' for k in c.learned]} (learned); left out: "
           f"{[f'{name}{k}' for k in c.not_learned] or 'none'}. "
@@ -213,9 +213,8 @@ plots.dims_over_training_by(exp_steps, "eps", exp_factored, f"dims@95 over train
 # %%
 exp_table = seeds.intervals_by(expansion, "eps", results.EXPANSION_COLUMNS)
 print(exp_table.T.to_string() if len(exp_table) else "no expansion runs here yet")
-exp_learned = expansion.groupby("eps")["learned"].all()
-print(f"learned (every seed): {[e for e in exp_order if exp_learned.get(e, False)]}; not learned: "
-      f"{[e for e in exp_order if not exp_learned.get(e, False)] or 'none'}")
+exp_learned = verdicts.learned_split(expansion, "eps", exp_order)
+print(f"learned (every seed): {exp_learned.learned}; not learned: {exp_learned.not_learned or 'none'}")
 print("\n".join(f.sentence() for f in verdicts.expansion_findings(expansion, exp_factored)))
 
 # %% [markdown]
@@ -280,14 +279,14 @@ plots.dims_vs_factors(scaling, ref.model.d_model);
 # %%
 print(scaling.round(3).to_string(index=False) if len(scaling) else "no runs on N Mess3 factors at this budget")
 if len(scaling):
-    learned, unlearned = scaling[scaling["learned"]], scaling[~scaling["learned"]]
-    below = learned[learned["final_dims95"] < learned["beliefs_joint"]]
-    print(f"learned (every factor's R² >= {verdicts.LEARNED_R2}): N = {list(learned['N'])}; final dims@95 "
+    v = verdicts.factor_scaling(scaling)
+    learned, unlearned = scaling[scaling["N"].isin(v.learned)], scaling[scaling["N"].isin(v.not_learned)]
+    print(f"learned (every factor's R² >= {verdicts.LEARNED_R2}): N = {v.learned}; final dims@95 "
           f"{', '.join(f'{d:g}' for d in learned['final_dims95'])} against joint counts "
           f"{', '.join(str(j) for j in learned['joint'])} and factored counts "
           f"{', '.join(str(f) for f in learned['factored'])}")
-    print(f"below even the joint beliefs' own dims@95 for N = {list(below['N'])}; "
-          f"at or above it for N = {sorted(set(learned['N']) - set(below['N']))}")
+    print(f"below even the joint beliefs' own dims@95 for N = {v.below_joint_beliefs}; "
+          f"at or above it for N = {v.at_or_above_joint_beliefs}")
     print("variance of the final activations that the joint belief (every cross-factor product) explains beyond "
           "beliefs, position and tokens: "
           + ", ".join(f"N = {row.N}: {100 * row.joint_gain:+.1f}% (beliefs alone {100 * row.beliefs_r2:.0f}%)"

@@ -358,10 +358,9 @@ for r, step in [(r, r.steps[-1]) for r in survey_runs] + [(run, s) for s in chec
                  "dims@95": point["dims"]["0.95"], "worst R²": learned.worst_r2})  # fmt: skip
 survey_table = pd.DataFrame(rows).set_index(["run", "step"])
 print(survey_table.round(3).to_string())
-held = survey_table[survey_table["learned"] & survey_table["independent"]]
-print(f"learned networks of independent factors: {len(held)}; every factor found and matched (overlap >= "
-      f"{verdicts.MATCHED_OVERLAP}) in {int(held['all matched'].sum())} of them"
-      + (f"; not in {list(held.index[~held['all matched']])}" if not held["all matched"].all() else ""))
+held = verdicts.survey_finding(survey_table)
+print(f"learned networks of independent factors: {held.held}; every factor found and matched (overlap >= "
+      f"{verdicts.MATCHED_OVERLAP}) in {held.all_matched} of them" + (f"; not in {held.missed}" if held.missed else ""))
 
 # %% [markdown]
 # ## Results
@@ -371,6 +370,8 @@ print(f"learned networks of independent factors: {len(held)}; every factor found
 # random network; the synthetic five factors recovered exactly; better than the SAE baseline on every factor.
 
 # %%
+beside_sae = verdicts.methods_compared(scores["independent subspaces (ours)"]["table"]["overlap"],
+                                      scores["TopK SAE + clustering"]["table"]["overlap"])  # fmt: skip
 summary = pd.DataFrame(
     [
         ("synthetic: factors found (of 5)", found_syn.n_factors),
@@ -385,11 +386,9 @@ summary = pd.DataFrame(
         ("random init: factors found", scan_random[k_random].n_factors),
         ("SAE baseline: factors found (of 5)", method_verdicts["TopK SAE + clustering"].recovered),
         ("SAE trained by SAELens: factors found (of 5)", method_verdicts["TopK SAE by SAELens + clustering"].recovered),
-        ("ours better than the SAE on every factor (overlap)",
-         bool((side_by_side[("independent subspaces (ours)", "overlap")]
-               > side_by_side[("TopK SAE + clustering", "overlap")].fillna(0)).all())),
+        ("ours better than the SAE on every factor (overlap)", beside_sae.every_factor),
         ("learned runs of independent factors with every factor found and matched",
-         f"{int(held['all matched'].sum())} of {len(held)}"),
+         f"{held.all_matched} of {held.held}"),
     ],
     columns=["quantity", "value"],
 )

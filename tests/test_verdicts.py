@@ -50,10 +50,14 @@ def test_discovery_verdicts_count_and_match():
 
 
 def test_only_learned_conditions_are_compared_and_the_budgets_are_said():
-    table = pd.DataFrame({"seeds": [3, 3, 3], "learned": [3, 3, 1], "steps": [3600, 5600, 14400]},
-                         index=["0", "0.2", "0.5"])  # fmt: skip
+    table = pd.DataFrame({"seeds": [3, 3, 3], "learned": [3, 3, 1], "steps": [3600, 5600, 14400],
+                          "still_falling": [0, 1, 2]}, index=["0", "0.2", "0.5"])  # fmt: skip
     c = verdicts.comparison(table)
     assert c.learned == ["0", "0.2"] and c.not_learned == ["0.5"] and not c.equal_steps
+    assert (
+        c.still_falling == ["0.2", "0.5"]
+        and verdicts.comparison(table.drop(columns="still_falling")).still_falling == []
+    )
     assert c.steps == {"0": 3600, "0.2": 5600, "0.5": 14400}
     assert verdicts.comparison(table.assign(steps=3600)).equal_steps
 
@@ -71,3 +75,62 @@ def test_a_training_path_says_when_a_run_learned_and_where_it_collapsed():
     assert (path.collapse_dims95, path.collapse_step, path.final_dims95) == (5, 10, 11)  # the earliest minimum
     never = verdicts.training_path(metrics[:3], {s: trajectory[s] for s in (0, 10, 20)})
     assert never.learned_step is None and not never.final.learned and never.final.worst_r2 == 0.85
+
+
+def test_a_gap_is_set_against_the_fidelity_cost():
+    above = verdicts.gap_against_cost(0.03, 0.01)
+    assert above.above_cost and above.ratio == pytest.approx(3.0)
+    assert not verdicts.gap_against_cost(0.01, 0.01).above_cost  # equal: no more than factoring costs
+    free = verdicts.gap_against_cost(0.005, 0.0)
+    assert free.above_cost and math.isnan(free.ratio)
+
+
+def test_a_dimension_is_nearer_the_factored_or_the_joint_count():
+    assert verdicts.nearer_count(14, 10, 431).nearer == "factored"
+    assert verdicts.nearer_count(300, 10, 431).nearer == "joint"
+    assert verdicts.nearer_count(18, 10, 26).nearer == "joint"  # a tie goes to joint: factored must be nearer
+
+
+def test_the_chain_is_held_to_the_factored_band_and_its_excess_dependence_to_two_standard_errors():
+    near = verdicts.chain_finding(11, 10, 10, (0.010, 0.003), (0.002, 0.004))
+    assert near.near_factored and near.difference == 1 and not near.differs
+    assert near.excess == pytest.approx(0.008) and near.excess_err == pytest.approx(0.005)
+    assert not near.predicts_dependence  # 0.008 < 2 x 0.005
+    far = verdicts.chain_finding(14, 10, 10, (0.020, 0.003), (0.002, 0.004))
+    assert not far.near_factored and far.difference == 4 and far.differs and far.predicts_dependence
+    assert verdicts.chain_finding(12, 15, 10, (0, 0), (0, 0)).difference == -3
+
+
+def test_conditions_are_learned_only_when_every_seed_has_learned():
+    per_run = pd.DataFrame({"eps": ["0", "0", "0.1", "0.1", "0.5"], "learned": [True, True, True, False, True]})
+    split = verdicts.learned_split(per_run, "eps", ["0", "0.1", "0.3", "0.5"])
+    assert split.learned == ["0", "0.5"] and split.not_learned == ["0.1", "0.3"]  # 0.3: no run, not learned
+
+
+def test_factor_scaling_says_which_n_learned_and_which_sit_below_the_joint_beliefs():
+    scaling = pd.DataFrame({"N": [1, 2, 3, 4], "learned": [True, True, True, False],
+                            "final_dims95": [4, 9, 12, 30], "beliefs_joint": [2, 8, 20, 60]})  # fmt: skip
+    v = verdicts.factor_scaling(scaling)
+    assert (v.learned, v.not_learned) == ([1, 2, 3], [4])
+    assert (v.below_joint_beliefs, v.at_or_above_joint_beliefs) == ([3], [1, 2])
+
+
+def test_a_survey_is_held_to_learned_networks_of_independent_factors():
+    survey = pd.DataFrame(
+        {
+            "run": ["a", "a", "b", "c"],
+            "step": [10, 20, 20, 20],
+            "learned": [True, True, False, True],
+            "independent": [True, True, True, False],
+            "all matched": [True, False, False, False],
+        }
+    )
+    v = verdicts.survey_finding(survey.set_index(["run", "step"]))
+    assert (v.held, v.all_matched, v.missed) == (2, 1, [("a", 20)])
+
+
+def test_one_method_beats_another_only_where_its_overlap_is_larger():
+    every = verdicts.methods_compared([0.95, 0.9, 0.8], [0.5, math.nan, 0.7])  # NaN: not matched, counts as 0
+    assert (every.factors, every.better, every.every_factor) == (3, 3, True)
+    tie = verdicts.methods_compared([0.95, 0.7], [0.5, 0.7])
+    assert (tie.better, tie.every_factor) == (1, False)

@@ -59,16 +59,19 @@ class Comparison:
     """Which conditions of a `results.condition_table` may have their dimensions compared: learned (every seed
     has learned its beliefs) and not_learned (keys, in table order); steps, each condition's training steps;
     equal_steps: the learned ones trained equally long (else they are compared at equal quality: each was
-    trained until learned, and at equal steps the slower ones would still be learning)."""
+    trained until learned, and at equal steps the slower ones would still be learning); still_falling, the
+    conditions where some seed's smallest dims@95 is at its last checkpoint (the collapse is not finished, so its
+    final dims@95 is a point on the way down)."""
 
     learned: list
     not_learned: list
     steps: dict
     equal_steps: bool
+    still_falling: list
 
 
 def comparison(table: pd.DataFrame) -> Comparison:
-    """The `Comparison` of a condition table (columns seeds, learned, steps)."""
+    """The `Comparison` of a condition table (columns seeds, learned, steps; still_falling, if present)."""
     learned = [key for key, row in table.iterrows() if row["learned"] == row["seeds"]]
     steps = {key: int(row["steps"]) for key, row in table.iterrows()}
     return Comparison(
@@ -76,6 +79,7 @@ def comparison(table: pd.DataFrame) -> Comparison:
         not_learned=[key for key in table.index if key not in learned],
         steps=steps,
         equal_steps=len({steps[key] for key in learned}) <= 1,
+        still_falling=[key for key, row in table.iterrows() if row.get("still_falling", 0) > 0],
     )
 
 
@@ -291,3 +295,166 @@ def training_path(metrics: Sequence[dict], trajectory: dict[int, dict]) -> Train
         final_gap=float(gap[last]),
         final=learning(trajectory[last]["r2"], gap[last]),
     )
+
+
+@dataclass(frozen=True)
+class GapAgainstCost:
+    """A network's held-out gap to the optimal predictor against the fidelity cost of factoring (both nats/token,
+    on its own process): ratio, gap / cost (NaN at cost 0); above_cost, the gap is larger than what the best
+    factored predictor must lose, so learning the factor beliefs better still gains more than giving up the
+    factored form, and the loss alone cannot show whether the prediction factors (04, 06)."""
+
+    gap: float
+    cost: float
+    ratio: float
+    above_cost: bool
+
+
+def gap_against_cost(gap: float, cost: float) -> GapAgainstCost:
+    """The `GapAgainstCost` of one run."""
+    return GapAgainstCost(float(gap), float(cost), gap / cost if cost else math.nan, bool(gap > cost))
+
+
+@dataclass(frozen=True)
+class NearerCount:
+    """Which belief dimension count a network's dims@95 is nearer (05): "factored" (sum(d_n - 1)) when strictly
+    nearer it than the joint count (prod(d_n) - 1), else "joint"."""
+
+    dims95: int
+    factored: int
+    joint: int
+    nearer: str
+
+
+def nearer_count(dims95: int, factored_dim: int, joint_dim: int) -> NearerCount:
+    """The `NearerCount` of one final dims@95."""
+    nearer = "factored" if abs(dims95 - factored_dim) < abs(dims95 - joint_dim) else "joint"
+    return NearerCount(dims95, factored_dim, joint_dim, nearer)
+
+
+# "The network predicts part of the dependence": its predicted law's total correlation exceeds the independent
+# model's by more than this many standard errors of the difference.
+DEPENDENCE_SIGMAS = 2
+
+
+@dataclass(frozen=True)
+class ChainFinding:
+    """Notebook 06's verdict on the chain run beside the independent run (same profile, seed, budget).
+
+    near_factored: the chain's final dims@95 within `tol` of the factored value; difference, chain minus
+    independent final dims@95, and differs, |difference| > tol. excess: how much more cross-factor dependence
+    (total correlation, nats/token) the chain model's predicted law carries than the independent model's,
+    excess_err its standard error; predicts_dependence: excess > DEPENDENCE_SIGMAS x excess_err."""
+
+    chain_dims95: int
+    independent_dims95: int
+    factored_dim: int
+    tol: int
+    near_factored: bool
+    difference: int
+    differs: bool
+    excess: float
+    excess_err: float
+    predicts_dependence: bool
+
+
+def chain_finding(
+    chain_dims95: int,
+    independent_dims95: int,
+    factored_dim: int,
+    chain_tc: tuple[float, float],
+    independent_tc: tuple[float, float],
+    tol: int = FACTORED_TOL,
+) -> ChainFinding:
+    """The `ChainFinding` from both runs' final dims@95 and the (mean, standard error) of each model's predicted
+    law's total correlation."""
+    difference = chain_dims95 - independent_dims95
+    excess, excess_err = chain_tc[0] - independent_tc[0], float(np.hypot(chain_tc[1], independent_tc[1]))
+    return ChainFinding(
+        chain_dims95=chain_dims95,
+        independent_dims95=independent_dims95,
+        factored_dim=factored_dim,
+        tol=tol,
+        near_factored=bool(abs(chain_dims95 - factored_dim) <= tol),
+        difference=difference,
+        differs=bool(abs(difference) > tol),
+        excess=excess,
+        excess_err=excess_err,
+        predicts_dependence=bool(excess > DEPENDENCE_SIGMAS * excess_err),
+    )
+
+
+@dataclass(frozen=True)
+class LearnedSplit:
+    """Conditions (values of one column of a per-run frame, in the order given) whose every seed has learned its
+    beliefs, and the rest."""
+
+    learned: list
+    not_learned: list
+
+
+def learned_split(per_run: pd.DataFrame, by: str, order: Sequence) -> LearnedSplit:
+    """The `LearnedSplit` of a per-run frame with a boolean column `learned` (a condition with no run: not
+    learned)."""
+    every = per_run.groupby(by)["learned"].all()
+    learned = [key for key in order if every.get(key, False)]
+    return LearnedSplit(learned, [key for key in order if key not in learned])
+
+
+@dataclass(frozen=True)
+class FactorScalingFinding:
+    """What the runs on N Mess3 factors say (07, `results.factor_scaling`'s frame, one row per N): learned and
+    not_learned, the N of each; below_joint_beliefs, the learned N whose final dims@95 is below even the joint
+    beliefs' own dims@95 on the same data, and at_or_above_joint_beliefs, the other learned N."""
+
+    learned: list
+    not_learned: list
+    below_joint_beliefs: list
+    at_or_above_joint_beliefs: list
+
+
+def factor_scaling(scaling: pd.DataFrame) -> FactorScalingFinding:
+    """The `FactorScalingFinding` of a factor-scaling frame (columns N, learned, final_dims95, beliefs_joint)."""
+    learned = scaling[scaling["learned"]]
+    below = learned[learned["final_dims95"] < learned["beliefs_joint"]]
+    return FactorScalingFinding(
+        learned=list(learned["N"]),
+        not_learned=list(scaling[~scaling["learned"]]["N"]),
+        below_joint_beliefs=list(below["N"]),
+        at_or_above_joint_beliefs=sorted(set(learned["N"]) - set(below["N"])),
+    )
+
+
+@dataclass(frozen=True)
+class SurveyFinding:
+    """Factor discovery over many trained networks (08's survey, one row per network and step, columns learned,
+    independent, "all matched"): held, the rows it is held to (learned networks of independent factors);
+    all_matched, how many of them have every factor found and matched; missed, the index labels of the others."""
+
+    held: int
+    all_matched: int
+    missed: list
+
+
+def survey_finding(survey: pd.DataFrame) -> SurveyFinding:
+    """The `SurveyFinding` of a survey table."""
+    held = survey[survey["learned"] & survey["independent"]]
+    return SurveyFinding(len(held), int(held["all matched"].sum()), list(held.index[~held["all matched"]]))
+
+
+@dataclass(frozen=True)
+class MethodsCompared:
+    """Two factor-finding methods scored against the same true factors (`discovery.score_against_truth`'s
+    overlaps, one per true factor; NaN: the method matched nothing to it, counted as 0): better, the factors
+    where the first method's overlap is strictly larger; every_factor, it is larger on all of them."""
+
+    factors: int
+    better: int
+    every_factor: bool
+
+
+def methods_compared(overlaps: Sequence[float], other_overlaps: Sequence[float]) -> MethodsCompared:
+    """The `MethodsCompared` of one method's overlaps against another's."""
+    ours, theirs = np.asarray(overlaps, dtype=float), np.nan_to_num(np.asarray(other_overlaps, dtype=float), nan=0.0)
+    wins = ours > theirs
+    return MethodsCompared(len(wins), int(wins.sum()), bool(wins.all()))
