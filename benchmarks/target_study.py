@@ -57,13 +57,15 @@ def cell(init: str, target: str, eps: float = 0.0, seed: int = 0, batch: int = 2
 
 def cells() -> list[str]:
     """Every run of the study, in the order they are trained: the cells that choose the profile, then the runs
-    `make run` trains at the chosen cell (eps 0.2, the chain, the LSTM), then seeds, noise and batch."""
+    `make run` trains at the chosen cell (eps 0.2, the chain, the LSTM), then seeds, noise and the rest of the grid."""
     first = [cell(i, t) for i in ("paper", "laptop") for t in ("law", "tokens")]
     notebooks = [cell(*CHOSEN, 0.2), cell(*CHOSEN, process="chain"), cell(*CHOSEN, process="lstm")]
     seeds = [cell(*CHOSEN, seed=s) for s in (1, 2)]
     noisy = [cell(i, t, 0.5) for i in ("paper", "laptop") for t in ("law", "tokens")]
     expansion = [cell(*CHOSEN, eps, s) for eps in NOISE_LEVELS[1:] for s in (0, 1, 2)]
-    return list(dict.fromkeys([*first, *notebooks, *seeds, *noisy, cell(*CHOSEN, batch=1024), *expansion]))
+    return list(
+        dict.fromkeys([*first, *notebooks, *seeds, *noisy[:2], *expansion, *noisy[2:], cell(*CHOSEN, batch=1024)])
+    )
 
 
 def run_config(name: str) -> RunConfig:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import optim, products, runs, sampling, theory
+from . import optim, products, runs, sampling, theory, verdicts
 from .config import RunConfig
 from .models import inputs_and_targets, pick_device, target_positions
 from .paths import pin_outputs_dir
@@ -302,7 +302,7 @@ def loss_milestones(metrics: list[dict], plateau: float, margin: float = 0.01) -
     """
     rows = [m for m in metrics if m["step"] > 0]
     below = [m["step"] for m in rows if m["eval_loss"] < plateau - margin]
-    close = [m["step"] for m in rows if m["gap"] <= 0.02]
+    close = [m["step"] for m in rows if m["gap"] <= verdicts.LEARNED_GAP]
     last = metrics[-1]
     return {
         "plateau": plateau,
