@@ -126,7 +126,7 @@ plots.vary_one_dims({stage: vary[step] for stage, step in st.items()}, names);
 # colour patterns mean the subspace holds the belief geometry.
 
 # %%
-data = probing.probe_data(process, min(acfg.n_sequences, 2000), cfg.data.seq_len, acfg.seed)
+data = probing.few_probe_data(process, acfg, cfg.data.seq_len)
 model = run.load_model(st["final"])
 probed = probing.probe(model, process, data, acfg.site_for(model))
 projections = [analysis.project(probed.flat_acts, V, k=2) for V in vary[st["final"]]["directions"]]

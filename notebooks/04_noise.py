@@ -64,7 +64,7 @@ import dataclasses
 
 import pandas as pd
 
-from factored import analysis, experiments, plots, probing, products, runs, seeds, theory, train, verdicts
+from factored import analysis, experiments, paper, plots, probing, products, runs, seeds, theory, train, verdicts
 from factored import results as across_runs  # `results` below: this notebook's own
 
 acfg = probing.analysis_config(profile)
@@ -231,8 +231,6 @@ print(f"true law's total correlation (the fidelity cost) at {label}: {cost:.2g} 
 # x 25,000 sequences). Also saved in the run folder as `summaries/04_noise-<settings>.json`.
 
 # %%
-PAPER_FINAL_DIMS = {0.0: "10-11", 0.001: "11-13", 0.01: "11-13", 0.05: "11-13", 0.1: "11-13", 0.2: "about 19",
-                    0.3: "about 24", 0.5: "about 38"}
 result = results[label]["summary"]
 theory_rows = {
     label: {"fidelity cost of factoring (nats/token)": pm(cost, cost_err, ".3g"),
@@ -242,12 +240,13 @@ theory_rows = {
 }
 table = pd.concat([pd.DataFrame({k: theory_rows[k] for k in results}),
                    experiments.comparison_table(results, kinds, factored_dim)])
+paper_final = paper.NOISE_FINAL_DIMS95.get(noise, paper.Reported("not in the paper's sweep", "")).value
 table[f"paper ({label})"] = table.index.map({
-    "dims@95 at init": "about 60", "min dims@95 (step)": "3-5",
-    f"factored phase (dims@95 within {TOL} of {factored_dim})": "10-11, up to about 1e4 steps",
-    "final dims@95 (step)": (PAPER_FINAL_DIMS.get(noise, "not in the paper's sweep") + " (500k steps)"
-                             if not n_mess3 else "not in the paper (another process)"),
-    "mean overlap k = 1, 2 (final)": "about 1e-3 at eps = 0", "random-init overlap k = 1, 2": "0.3-0.5",
+    "dims@95 at init": paper.INIT_DIMS95.value, "min dims@95 (step)": paper.NOISE_COLLAPSE_DIMS95.value,
+    f"factored phase (dims@95 within {TOL} of {factored_dim})": paper.FACTORED_PHASE.value,
+    "final dims@95 (step)": (paper_final + " (500k steps)" if not n_mess3 else "not in the paper (another process)"),
+    "mean overlap k = 1, 2 (final)": f"{paper.OVERLAP.value} at eps = 0",
+    "random-init overlap k = 1, 2": paper.RANDOM_INIT_OVERLAP.value,
 }).fillna("-")
 table.index.name = "quantity"
 print(table.to_string())
@@ -268,10 +267,9 @@ print(f"saved {runs.relative(summary_file)}")
 # is from convergence, noise or not.
 
 # %%
-PAPER_EXPANSION_STEP = 10_000  # the paper's dims@95 starts growing with eps after about 1e4 steps
-paper = config.make_config("paper").train
+authors = config.make_config("paper").train
 tokens = cfg.train.steps * cfg.train.batch_size * seq_len
-paper_tokens = PAPER_EXPANSION_STEP * paper.batch_size * seq_len
+paper_tokens = paper.EXPANSION_STEP * authors.batch_size * seq_len  # dims@95 grows with eps after these
 v = verdicts.noise_phases(phases, base_phases, factored_dim, tokens, paper_tokens)
 low, high = v.band
 print(f"Factored phase at {label}: {'yes' if v.phase_seen else 'no'}. After the collapse to {v.min_dims95} "
@@ -292,7 +290,7 @@ if v.budget_share < 1:
     print(f"This run's budget, {cfg.train.steps:,} steps x {cfg.train.batch_size:,} sequences = {tokens:.2g} "
           f"tokens, is {100 * v.budget_share:.2g}% of the ~{paper_tokens:.0g} tokens after which the paper's "
           f"dims@95 grows with eps. The late expansion needs the `paper` profile (-p profile paper: "
-          f"{paper.steps:,} steps x {paper.batch_size:,} sequences, a GPU job); what this scale can show is the "
+          f"{authors.steps:,} steps x {authors.batch_size:,} sequences, a GPU job); what this scale can show is the "
           f"collapse and the factored phase.")
 else:
     print(f"This run's budget ({tokens:.2g} tokens) reaches past the ~{paper_tokens:.0g} tokens after which the "

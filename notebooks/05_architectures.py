@@ -68,7 +68,7 @@ import math
 
 import pandas as pd
 
-from factored import analysis, models, plots, probing, products, runs, train, verdicts
+from factored import analysis, models, paper, plots, probing, products, runs, train, verdicts
 from factored.results import model_label  # notebook 07's names for the same models
 
 label = model_label(cfg, canonical_cfg) + (" (canonical)" if cfg is canonical_cfg else "")
@@ -168,7 +168,7 @@ plots.per_factor_compare({lab: r["trajectory"] for lab, r in results.items()}, n
 
 # %%
 final = results[label]["stages"]["final"]
-data = probing.probe_data(process, min(acfg.n_sequences, 2000), cfg.data.seq_len, acfg.seed)
+data = probing.few_probe_data(process, acfg, cfg.data.seq_len)
 model = all_runs[label].load_model(final)
 site = acfg.site_for(model)
 probed = probing.probe(model, process, data, site)
@@ -197,15 +197,6 @@ plots.overlap_compare(
 # This run's summary is also saved in its run folder (`summaries/05_architectures-<settings>.json`).
 
 # %%
-PAPER_FINAL_DIMS95 = {  # (arch, d_model, n_layers, n_ctx) -> final dims@95 read off the paper's figures
-    ("transformer", 120, 4, 9): "10-11",
-    ("transformer", 480, 4, 9): "about 10-12",
-    ("transformer", 120, 4, 101): "about 10-12",
-    ("lstm", 32, 2, 9): "about 14-17",
-    ("rnn", 256, 2, 9): "about 35 (at 30k steps)",
-}
-
-
 def column(lab: str) -> dict[str, object]:
     s, c = results[lab]["summary"], configs[lab]
     key = (c.model.arch, c.model.d_model, c.model.n_layers, c.data.seq_len + 1)
@@ -219,7 +210,7 @@ def column(lab: str) -> dict[str, object]:
         "mean overlap k=1, 2": f"{s['overlap_k1']:.1e}, {s['overlap_k2']:.1e}",
         "random-init overlap k=1, 2": f"{s['random_init_overlap_k1']:.2f}, {s['random_init_overlap_k2']:.2f}",
         "gap to optimal loss (nats)": f"{s['optimal_loss_gap']:.4f}",
-        "paper: final dims@95": PAPER_FINAL_DIMS95.get(key, "not reported"),
+        "paper: final dims@95": paper.ARCHITECTURE_FINAL_DIMS95.get(key, paper.Reported("not reported", "")).value,
     }
 
 

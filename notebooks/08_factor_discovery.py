@@ -205,7 +205,7 @@ if len(found.subspaces):
 
 # %%
 flat, flat_beliefs = probed.flat_acts, probed.flat_beliefs
-n_show = min(len(flat), 2000 * (seq_len - 1))
+n_show = min(len(flat), probing.FEW_SEQUENCES * (seq_len - 1))
 if len(pairs):
     plots.discovered_projections(
         [flat_beliefs[t][:n_show] for _, t in pairs],
@@ -225,7 +225,7 @@ else:
 # no factored structure to find.
 
 # %%
-torch.manual_seed(1000 + seed)
+torch.manual_seed(probing.RANDOM_INIT_SEED + seed)
 random_model = run.new_model().eval()
 random_acts = probing.activations(random_model, process, data.tokens, site_name)
 k_random, scan_random = discovery.scan_and_choose(random_acts, seed=seed)

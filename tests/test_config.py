@@ -90,9 +90,12 @@ def namespace(**params):
     return ns | params
 
 
-def test_check_parameters_accepts_declared_values():
-    check_parameters(namespace())
-    check_parameters(namespace(noise=0, seed=3, profile="smoke"))  # papermill passes -p noise 0 as an int
+def test_check_parameters_accepts_declared_values_and_the_prologue_converts_them():
+    assert check_parameters(namespace()) is None
+    check_parameters(namespace(json=json))  # modules and other non-data names are not parameters
+    ns = namespace(noise=0, seed=3, profile="smoke")  # papermill passes -p noise 0 as an int
+    prologue(ns)
+    assert (ns["noise"], type(ns["noise"]), ns["seed"], ns["profile"]) == (0.0, float, 3, "smoke")
     check_parameters(namespace(json=json))  # modules and other non-data names are not parameters
 
 

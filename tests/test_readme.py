@@ -83,3 +83,14 @@ def test_the_transformerlens_export_snippet_runs(tmp_path, monkeypatch):
         64,
         9,
     )
+
+
+def test_the_results_table_quotes_the_papers_values_from_the_library():
+    from factored import paper
+
+    results = README.split("## Results", 1)[1]
+    table = results[results.index("\n|") + 1 :].split("\n\n", 1)[0]
+    header, rule, *rows = table.splitlines()
+    column = header.split("|").index(" paper ")
+    quoted = {cells[1].strip(): cells[column].strip() for cells in (row.split("|") for row in rows)}
+    assert {q: quoted[q] for q in paper.readme_column()} == paper.readme_column()

@@ -138,9 +138,8 @@ def test_local_pool_runs_every_point_then_skips_them(notebook, outputs):
     _, threads = sweep.split_cores(2)
     assert f"OMP_NUM_THREADS {threads} x 2.0 seed 7" in printed(folder / "x=2.0.ipynb")
 
-    start = time.perf_counter()
     again = sweep.run(s, progress=False)
-    assert [r.status for r in again] == ["skipped", "skipped"] and time.perf_counter() - start < 10
+    assert [r.status for r in again] == ["skipped", "skipped"]
     assert "2 points: 0 done, 2 skipped, 0 failed" in sweep.summary_table(again)
 
     folders = results.sweep_folders(outputs)
@@ -277,10 +276,8 @@ def test_a_held_lock_times_out_with_a_clear_message_but_a_finished_run_loads_at_
         with pytest.raises(TimeoutError, match=r"is being trained by another process .*gave up after 0.2 s"):
             train.get_or_train(cfg, root=tmp_path, progress=False, timeout=0.2)
     run = train.get_or_train(cfg, root=tmp_path, progress=False)
-    with FileLock(path / ".lock"):
-        start = time.perf_counter()
+    with FileLock(path / ".lock"):  # timeout 0: a lock still held would raise, a finished run never waits for it
         assert train.get_or_train(cfg, root=tmp_path, progress=False, timeout=0).finished
-        assert time.perf_counter() - start < 1
     assert run.finished
 
 

@@ -133,14 +133,16 @@ def discovery_at(run: Run, step: int, acfg: probing.AnalysisConfig, seed: int = 
     return {"verdict": verdicts.discovery_verdict(score), "report": report, "score": score}
 
 
-def beyond_factored_at(run: Run, steps: Sequence[int], acfg: probing.AnalysisConfig, n_sequences: int = 2_000):
+def beyond_factored_at(
+    run: Run, steps: Sequence[int], acfg: probing.AnalysisConfig, n_sequences: int = probing.FEW_SEQUENCES
+):
     """Does the representation grow beyond the factor beliefs? Dimension-free measures at checkpoints `steps`:
     "beliefs_r2" and "joint_gain" of `probing.variance_decomposition` (the share of the activations' variance the
     beliefs explain linearly, and what every cross-factor product of belief coordinates adds on top of beliefs,
     position and tokens), and "prediction_tc", the total correlation of the model's own next-token law (nats per
     token; the true law's is the fidelity cost). One row per step, as a data frame indexed by step."""
     seq_len = run.config.data.seq_len
-    data = probing.probe_data(run.process, min(acfg.n_sequences, n_sequences), seq_len, acfg.seed)
+    data = probing.few_probe_data(run.process, acfg, seq_len, n_sequences)
     rows = {}
     for step in steps:
         model = run.load_model(step)

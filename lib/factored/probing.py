@@ -19,8 +19,14 @@ from tqdm.auto import tqdm
 from . import analysis, config, products, profiles, sampling, theory
 from .models import build_model, inputs_and_targets
 from .runs import Run, atomic_write_text
+from .verdicts import FACTORED_TOL
 
 CACHE_VERSION = 1  # bump when the content of the cached analysis files changes
+# The analyses that need fewer probe sequences than a trajectory (the scatter plots of projections, the variance
+# decompositions with their thousands of features) take at most this many.
+FEW_SEQUENCES = 2_000
+# Randomly initialised model i of an overlap baseline is drawn with torch seed RANDOM_INIT_SEED + i.
+RANDOM_INIT_SEED = 1_000
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,11 @@ def probe_data(process, n_sequences: int, seq_len: int, seed: int) -> ProbeData:
     return ProbeData(tokens, beliefs)
 
 
+def few_probe_data(process, cfg: AnalysisConfig, seq_len: int, n_sequences: int = FEW_SEQUENCES) -> ProbeData:
+    """The first min(cfg.n_sequences, n_sequences) sequences of the analysis' probe data (the same seed)."""
+    return probe_data(process, min(cfg.n_sequences, n_sequences), seq_len, cfg.seed)
+
+
 def vary_one_tokens(process, factor: int, n_settings: int, n_sequences: int, seq_len: int, seed: int) -> torch.Tensor:
     """Sequences in which only `factor`'s token stream varies: [n_settings, n_sequences, L] joint tokens.
 
@@ -189,14 +200,14 @@ def variance_decomposition(model, process, data: ProbeData, site: str, seed: int
     return analysis.variance_explained(probed.flat_acts, feature_sets, seed=seed)
 
 
-def joint_belief_gain(run: Run, cfg: AnalysisConfig, n_sequences: int = 2_000) -> dict:
+def joint_belief_gain(run: Run, cfg: AnalysisConfig, n_sequences: int = FEW_SEQUENCES) -> dict:
     """Is the final representation factored or joint? `variance_decomposition` at the final checkpoint:
     `beliefs_r2`, the held-out share of the activations' variance the beliefs explain linearly; `before_joint_r2`,
     with position, tokens and within-factor products added; `joint_gain`, what every cross-factor product of
     belief coordinates (the joint belief) explains on top. A factored network leaves joint_gain near 0; a joint
     one puts its variance there. (The tokens come first because the newest token alone already predicts much of
     the joint belief: without them, an untrained network's token embedding would count as "joint".)"""
-    data = probe_data(run.process, min(cfg.n_sequences, n_sequences), run.config.data.seq_len, cfg.seed)
+    data = few_probe_data(run.process, cfg, run.config.data.seq_len, n_sequences)
     model = run.load_model(run.steps[-1])
     rows = variance_decomposition(model, run.process, data, cfg.site_for(model), cfg.seed)
     r2 = [r["r2"] for r in rows]
@@ -255,13 +266,13 @@ def vary_one_at(run: Run, steps: list[int], cfg: AnalysisConfig = AnalysisConfig
 
 def random_init_overlaps(run: Run, cfg: AnalysisConfig = AnalysisConfig()) -> np.ndarray:
     """Mean pairwise overlap vs k for cfg.n_random_models freshly initialised models of the run's architecture
-    (seeds 1000, 1001, ...): [n_models, k_max]. The baseline band an untrained network gives."""
+    (torch seeds RANDOM_INIT_SEED + 0, 1, ...): [n_models, k_max]. The baseline band an untrained network gives."""
     path = run.dir / "analysis" / f"random_init-{cfg.hash()}.json"
     if path.exists():
         return np.asarray(json.loads(path.read_text()))
     rows = []
     for i in range(cfg.n_random_models):
-        torch.manual_seed(1000 + i)
+        torch.manual_seed(RANDOM_INIT_SEED + i)
         model = run.new_model().eval()
         site = cfg.site_for(model)
         rows.append(vary_one(model, run.process, cfg, run.config.data.seq_len, site)["mean_overlap"])
@@ -379,7 +390,9 @@ def analyze_all(run: Run, cfg: AnalysisConfig, names: list[str], progress: bool 
     }
 
 
-def dimension_phases(trajectory: dict[int, dict], factored_dims: int, tol: int = 2, threshold: str = "0.95") -> dict:
+def dimension_phases(
+    trajectory: dict[int, dict], factored_dims: int, tol: int = FACTORED_TOL, threshold: str = "0.95"
+) -> dict:
     """The phases of dims@95 over training, as the noise experiments describe them (plain ints and lists).
 
     After the collapse (the smallest dims@95 after step 0, as in `stages`), the *factored phase* is the longest
