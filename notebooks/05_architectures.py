@@ -57,9 +57,7 @@ sizes = config.architecture_sizes(arch, d_model, n_layers, n_heads, d_mlp)  # re
 cfg = config.from_parameters(profile, arch=arch, seed=seed, target=target, steps=steps, n_ctx=n_ctx, **sizes)
 canonical_cfg = config.from_parameters(profile, seed=seed, target=target, steps=steps)  # 02 and 03's run
 # the canonical transformer itself shares its run folder with notebooks 02 and 03; any other model gets its own
-variant = f"transformer{cfg.model.d_model}x{cfg.model.n_layers}-ctx{cfg.data.seq_len + 1}"  # a recurrent net: lstm32x2
-cfg = canonical_cfg if cfg.hash() == canonical_cfg.hash() else cfg if arch != "transformer" else config.RunConfig(
-    variant, cfg.data, cfg.model, cfg.train)  # fmt: skip
+# (`config.condition_name`: lstm32x2, transformer480x4-ctx9)
 print(f"this run:\n{cfg.describe()}\ncanonical:\n{canonical_cfg.describe()}")
 
 # %%
@@ -71,7 +69,7 @@ import pandas as pd
 from factored import analysis, models, paper, plots, probing, products, runs, train, verdicts
 from factored.results import model_label  # notebook 07's names for the same models
 
-label = model_label(cfg, canonical_cfg) + (" (canonical)" if cfg is canonical_cfg else "")
+label = model_label(cfg, canonical_cfg) + (" (canonical)" if cfg == canonical_cfg else "")
 canonical_label = model_label(canonical_cfg, canonical_cfg) + " (canonical)"
 configs = {label: cfg, canonical_label: canonical_cfg}  # one entry when this run is the canonical one
 acfg = probing.analysis_config(profile)  # notebook 03's settings: its caches are shared

@@ -263,3 +263,17 @@ def test_a_noisy_run_trains_for_the_budget_its_profile_measured(monkeypatch):
     assert make_config("laptop", noise=0.2, steps=500).train.steps == 500  # a budget given wins
     assert make_config("laptop").train.steps == steps
     assert profiles.PROFILE_RECORDS["smoke"].steps_at(0.5) is None  # no table: the profile's own steps
+
+
+def test_one_rule_names_every_run_folder():
+    assert make_config("laptop").name == "canonical"
+    assert make_config("laptop", d_model=480, d_mlp=1920).name == "transformer480x4-ctx9"
+    assert make_config("laptop", seq_len=100).name == "transformer120x4-ctx101"
+    assert make_config("laptop", arch="lstm", d_model=32, n_layers=2).name == "lstm32x2"
+    assert make_config("laptop", noise=0.2, d_model=60, d_mlp=240).name == "eps0.2"  # sizes: in the hash only
+    assert make_config("smoke", d_model=480, d_mlp=1920, name="mine").name == "mine"
+    # a sweep's point and the notebook it runs name the same run
+    from factored import sweep_spec
+
+    point = sweep_spec.Point("d_model=480", {"arch": "transformer", "d_model": 480, "profile": "laptop"})
+    assert sweep_spec.point_config(point).run_id == from_parameters("laptop", d_model=480, d_mlp=1920).run_id

@@ -307,12 +307,14 @@ def make_config(profile: str | None = None, name: str | None = None, **overrides
     Every field name of DataConfig, ModelConfig and TrainConfig is accepted; the result is validated. A recurrent
     net starts from its own recipe in the profile (`Profile.recurrent`), a noisy process from its own budget
     (`Profile.noise_steps`); fields given here override both. The name
-    (which starts the run folder's) defaults to the run's condition, `condition_name`.
+    (which starts the run folder's) defaults to the run's condition, `condition_name`, against the profile's own
+    transformer.
     """
     profile = resolve_profile(profile)
     parts = {"data": DataConfig(), "model": ModelConfig(), "train": TrainConfig()}
     for part, values in PROFILE_RECORDS[profile].run.items():
         parts[part] = replace(parts[part], **values)
+    canonical = (parts["data"].seq_len, parts["model"])  # the profile's transformer, for `condition_name`
     owners = field_owners()
     unknown = sorted(set(overrides) - set(owners))
     if unknown:
@@ -332,20 +334,25 @@ def make_config(profile: str | None = None, name: str | None = None, **overrides
         require(not given, given[0] if given else "", f"left unset for arch={parts['model'].arch!r} (transformer "
                 "only)", overrides.get(given[0]) if given else None)  # fmt: skip
         parts["model"] = replace(parts["model"], **{k: getattr(ModelConfig(), k) for k in TRANSFORMER_ONLY})
-    return RunConfig(name=name or condition_name(parts["data"], parts["model"]), **parts)
+    return RunConfig(name=name or condition_name(parts["data"], parts["model"], canonical), **parts)
 
 
-def condition_name(data: DataConfig, model: ModelConfig) -> str:
-    """What a run is, for its folder name: `canonical` for the paper's transformer on the five independent noiseless
-    factors, else its process, architecture and noise joined by '-': `eps0.2`, `chain`, `mess3x4`, `lstm32x2`,
-    `chain-eps0.5`. (Sizes of the transformer and training settings are in the hash part of the folder name.)"""
+def condition_name(data: DataConfig, model: ModelConfig, canonical: tuple[int, ModelConfig] | None = None) -> str:
+    """What a run is, for its folder name (the one rule every notebook and sweep names runs by): `canonical` for
+    the paper's transformer on the five independent noiseless factors, else its process, architecture and noise
+    joined by '-': `eps0.2`, `chain`, `mess3x4`, `lstm32x2`, `chain-eps0.5`. With `canonical` (the profile's
+    (seq_len, ModelConfig)), another transformer on that process is named by its sizes and context,
+    `transformer480x4-ctx9`. (Other sizes and training settings are in the hash part of the folder name.)"""
     independent = data.structure == structures.INDEPENDENT.name
     parts = [f"mess3x{data.n_mess3}" if data.n_mess3 else "" if independent else data.structure]
     if (data.mess3_x, data.mess3_a) != (DataConfig.mess3_x, DataConfig.mess3_a):
         parts.append(f"x{data.mess3_x:g}-a{data.mess3_a:g}")
     parts.append("" if model.arch == "transformer" else f"{model.arch}{model.d_model}x{model.n_layers}")
     parts.append(f"eps{data.noise:g}" if data.noise else "")
-    return "-".join(p for p in parts if p) or "canonical"
+    name = "-".join(p for p in parts if p) or "canonical"
+    if name == "canonical" and canonical is not None and (data.seq_len, model) != canonical:
+        return f"transformer{model.d_model}x{model.n_layers}-ctx{data.seq_len + 1}"
+    return name
 
 
 def architecture_sizes(arch: str, d_model: int = 0, n_layers: int = 0, n_heads: int = 0, d_mlp: int = 0) -> dict:

@@ -35,9 +35,8 @@ def sweep_runs(path: Path, profile: str = "", root: Path | None = None) -> list[
 
 
 def finished_runs(root: Path | None = None) -> list[runs.Run]:
-    """Every finished run in outputs/runs/ (under `root`), whoever made it; of runs with the same config under two
-    names (notebooks name runs differently) only the first, so no run counts twice as two seeds."""
-    out, seen = [], set()
+    """Every finished run in outputs/runs/ (under `root`), whoever made it."""
+    out = []
     for path in sorted((root or runs.outputs_dir()).glob("runs/*/config.json")):
         try:
             cfg = runs.read_config(path)
@@ -45,8 +44,7 @@ def finished_runs(root: Path | None = None) -> list[runs.Run]:
             warnings.warn(f"skipping {runs.relative(path.parent)}: {e}", stacklevel=2)
             continue
         run = runs.Run(path.parent, cfg)
-        if run.finished and cfg.hash() not in seen:
-            seen.add(cfg.hash())
+        if run.finished:
             out.append(run)
     return out
 
