@@ -11,11 +11,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from bench_training import cpu_name
 
-from factored import seeds, verdicts
+from factored import paper, seeds, verdicts
 
 HERE = Path(__file__).resolve().parent
 FACTORED_DIMS = 10  # the five-factor process: 3 x 2 (Mess3) + 2 x 2 (Bloch)
-PAPER_NOISE_DIMS95 = {0.0: "10-11", 0.1: "11-13", 0.2: "19", 0.3: "24", 0.5: "38"}  # late in training (PAPER.md)
 
 
 def learned_at(r: dict) -> int | None:
@@ -107,7 +106,7 @@ def expansion_table(results: dict, chosen: str) -> list[str]:
             f"| {eps:g} | {len(runs)} | {learned} of {len(runs)} | {spread([r['dims95'][-1] for r in runs])} "
             f"| {spread([r['dims99'][-1] for r in runs])} | {spread([collapse(r)[0] for r in runs])} "
             f"| {spread([100 * r['joint_gain'] for r in runs])} | {spread([r['predicted_tc'] for r in runs])} "
-            f"| {runs[0]['fidelity_cost']:.5f} | {PAPER_NOISE_DIMS95[eps]} |"
+            f"| {runs[0]['fidelity_cost']:.5f} | {paper.NOISE_FINAL_DIMS95[eps].value} |"
         )
     return lines
 
