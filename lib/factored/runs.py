@@ -21,7 +21,7 @@ import shutil
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cached_property
@@ -126,12 +126,74 @@ class UnsafeCheckpoint(DamagedCheckpoint):
     suffix = ".refused"
 
 
-def load_checkpoint(run_dir: Path, step: int, device: str | torch.device = "cpu") -> dict:
-    """The state saved at `step` (model, optimizer, scheduler, rng, loss_window, step, config, metrics); a file
-    that cannot be read raises DamagedCheckpoint naming it, one that cannot be read safely UnsafeCheckpoint."""
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "rng", "loss_window", "step")  # what resume reads
+
+
+def tensor_checksum(state: object) -> str:
+    """sha256 over everything in a checkpoint's state (each tensor's name, dtype, shape and bytes, each plain
+    value's repr, in key order), its own "checksum" entry left out. torch.load reads a flipped byte inside tensor
+    data without complaint; this catches it. Hashing reads the tensors and changes nothing training computes."""
+    digest = hashlib.sha256()
+
+    def visit(obj: object, name: str) -> None:
+        if isinstance(obj, torch.Tensor):
+            data = obj.detach().cpu().contiguous()
+            digest.update(f"{name}:{data.dtype}:{tuple(data.shape)};".encode())
+            digest.update(data.view(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        elif isinstance(obj, dict):
+            for key in sorted(obj, key=str):
+                if not (name == "" and key == "checksum"):
+                    visit(obj[key], f"{name}/{key}")
+        elif isinstance(obj, list | tuple):
+            for i, item in enumerate(obj):
+                visit(item, f"{name}/{i}")
+        else:  # plain data (a step, a learning rate, the loss window): exact through pickle, so its repr is too
+            digest.update(f"{name}={obj!r};".encode())
+
+    visit(state, "")
+    return digest.hexdigest()
+
+
+def with_checksum(state: dict) -> dict:
+    """The state to save, with the checksum `load_checkpoint` verifies."""
+    return {**state, "checksum": tensor_checksum(state)}
+
+
+def checkpoint_problem(state: object, step: int, shapes: dict[str, tuple] | None = None) -> str | None:
+    """What makes a state torch.load read safely unfit to resume `step` from, or None: not a training checkpoint
+    (a mapping with CHECKPOINT_KEYS and this step), a checksum that does not match its tensors (absent in
+    checkpoints saved before checksums: those load as before), or model tensors whose names or shapes differ from
+    `shapes` (the run's model, when given)."""
+    if (
+        not isinstance(state, dict)
+        or not all(k in state for k in CHECKPOINT_KEYS)
+        or not isinstance(state["model"], dict)
+    ):
+        return "is not a training checkpoint (no model, optimizer and random states)"
+    if state["step"] != step:
+        return f"is not a training checkpoint of step {step} (it says step {state['step']})"
+    if "checksum" in state and state["checksum"] != tensor_checksum(state):
+        return "does not match its checksum (its tensors were altered on disk)"
+    if shapes is not None:
+        found = {k: tuple(v.shape) for k, v in state["model"].items() if isinstance(v, torch.Tensor)}
+        wrong = sorted(set(found) ^ set(shapes)) or [k for k in shapes if found[k] != shapes[k]]
+        if wrong:
+            name = wrong[0]
+            return (f"is not a training checkpoint of this run's model (tensor {name}: "
+                    f"{found.get(name, 'missing')} in the file, {shapes.get(name, 'none')} in the model)")  # fmt: skip
+    return None
+
+
+def load_checkpoint(
+    run_dir: Path, step: int, device: str | torch.device = "cpu", shapes: dict[str, tuple] | None = None
+) -> dict:
+    """The state saved at `step` (model, optimizers, schedulers, rng, loss_window, step, config, metrics,
+    checksum), checked by `checkpoint_problem` (with the model's tensor `shapes`, if given); a file that cannot
+    be read, or that is no checkpoint of this run, raises DamagedCheckpoint naming it, one that cannot be read
+    safely UnsafeCheckpoint."""
     path = checkpoint_path(run_dir, step)
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as e:
         raise UnsafeCheckpoint(
             f"checkpoint {relative(path)} holds more than tensors and plain data{_refused_object(e)}; "
@@ -139,6 +201,10 @@ def load_checkpoint(run_dir: Path, step: int, device: str | torch.device = "cpu"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise DamagedCheckpoint(f"checkpoint {relative(path)} is damaged and cannot be read ({e})") from None
+    problem = checkpoint_problem(state, step, shapes)
+    if problem is not None:
+        raise DamagedCheckpoint(f"checkpoint {relative(path)} {problem}")
+    return state
 
 
 def _refused_object(error: Exception) -> str:
@@ -148,21 +214,45 @@ def _refused_object(error: Exception) -> str:
     return f" ({refused[0]})" if refused else ""
 
 
+class StaleMetrics(DamagedCheckpoint):
+    """The metrics of a run that restarts from step 0 (no checkpoint was readable, or none was ever saved): kept
+    aside, so that the new metrics.jsonl holds every step once."""
+
+    state = "belongs to training that restarts from step 0"
+    suffix = ".before-restart"
+
+
+def aside_path(path: Path, suffix: str) -> Path:
+    """<name><suffix>, or <name><suffix>.2, .3, ... if that is taken: nothing set aside before is overwritten."""
+    aside, n = path.with_name(path.name + suffix), 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}{suffix}.{n}")
+    return aside
+
+
 def set_aside(path: Path, problem: type[DamagedCheckpoint] = DamagedCheckpoint) -> Path:
-    """Rename a damaged (or unsafe) checkpoint to <name>.damaged (<name>.refused): kept for inspection, no longer
-    seen as a checkpoint."""
-    aside = path.with_name(path.name + problem.suffix)
+    """Rename a damaged (or unsafe) checkpoint to <name>.damaged (<name>.refused), or stale metrics to
+    <name>.before-restart: kept for inspection, no longer read; one warning line names both."""
+    aside = aside_path(path, problem.suffix)
     os.replace(path, aside)
     warnings.warn(f"{relative(path)} {problem.state}: moved aside to {aside.name}", stacklevel=2)
     return aside
 
 
-def last_good_checkpoint(run_dir: Path, device: str | torch.device = "cpu") -> tuple[int, dict] | None:
-    """(step, state) of the latest readable checkpoint, setting aside every damaged or unsafe one after it; None
-    if none."""
+def model_shapes(model: torch.nn.Module) -> dict[str, tuple]:
+    """{name: shape} of a model's state: what a checkpoint of its run must hold."""
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def last_good_checkpoint(
+    run_dir: Path, device: str | torch.device = "cpu", shapes: dict[str, tuple] | None = None
+) -> tuple[int, dict] | None:
+    """(step, state) of the latest readable checkpoint of this run (of the model `shapes`, if given), setting
+    aside every damaged, foreign or unsafe one after it; None if none."""
     for step in reversed(saved_steps(run_dir)):
         try:
-            return step, load_checkpoint(run_dir, step, device)
+            return step, load_checkpoint(run_dir, step, device, shapes)
         except DamagedCheckpoint as e:
             set_aside(checkpoint_path(run_dir, step), type(e))
     return None
@@ -245,7 +335,7 @@ class Run:
             return False
         last = self.steps[-1]
         try:
-            state = load_checkpoint(self.dir, last)
+            state = load_checkpoint(self.dir, last, shapes=self.shapes)
         except DamagedCheckpoint as e:
             set_aside(checkpoint_path(self.dir, last), type(e))
             return False
@@ -256,6 +346,13 @@ class Run:
 
     def metrics(self) -> list[dict]:
         return read_metrics(self.dir)
+
+    @cached_property
+    def shapes(self) -> dict[str, tuple]:
+        """The tensor shapes of this run's model (built on the meta device, leaving torch's random state as it
+        was): a checkpoint of another architecture or size is not this run's."""
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            return model_shapes(self.new_model())
 
     @cached_property
     def process(self) -> FactoredProcess:
@@ -273,7 +370,7 @@ class Run:
             raise ValueError(f"step must be one of the checkpointed steps {steps[0]}..{steps[-1]}, got {step}")
         dev = pick_device(device) if isinstance(device, str) else device
         model = self.new_model().to(dev)
-        model.load_state_dict(load_checkpoint(self.dir, step, dev)["model"])
+        model.load_state_dict(load_checkpoint(self.dir, step, dev, model_shapes(model))["model"])
         return model.eval()
 
 
@@ -299,6 +396,10 @@ def read_config(path: Path) -> RunConfig:
         problem = f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
     except UnicodeDecodeError:
         problem = "not text (UTF-8)"
+    except RecursionError:
+        problem = "nested too deeply to be a run config"
+    except IsADirectoryError:
+        problem = "a folder, not a file"
     except ValueError as e:
         problem = str(e)
     raise ValueError(f"{relative(path)} is not a readable run config: {problem}; repair it or move its run folder away")
@@ -347,9 +448,13 @@ def run_lock(run_dir: Path, timeout: float | None = None) -> Iterator[None]:
 
 
 def remove_lock_file(run_dir: Path) -> None:
-    """Delete a finished run's leftover .lock file. Safe: nobody trains a finished run, so a process that still
-    waits on the old file finds the run finished once it gets the lock, and trains nothing."""
-    (Path(run_dir) / ".lock").unlink(missing_ok=True)
+    """Delete a finished run's leftover .lock file where the folder can be written. Safe: nobody trains a finished
+    run, so a process that still waits on the old file finds the run finished once it gets the lock, and trains
+    nothing. In a read-only store (shared, archived) the file stays: loading a finished run writes nothing."""
+    lock = Path(run_dir) / ".lock"
+    if lock.exists() and os.access(run_dir, os.W_OK):
+        with suppress(OSError):  # a read-only mount that os.access did not see: the leftover is harmless
+            lock.unlink()
 
 
 # ------------------------------------------------------------------------------------------------- summaries
@@ -372,6 +477,48 @@ def save_summary(run: Run, name: str, data: dict, settings: dict) -> Path:
 
 
 def load_summary(run: Run, name: str, settings: dict) -> dict | None:
-    """The results `save_summary` saved under this name and these settings, or None."""
-    path = summary_path(run, name, settings)
-    return json.loads(path.read_text())["results"] if path.exists() else None
+    """The results `save_summary` saved under this name and these settings, or None (also for a damaged file,
+    which `read_cache` sets aside)."""
+    saved = read_cache(summary_path(run, name, settings), lambda d: isinstance(d, dict) and is_dict(d.get("results")))
+    return None if saved is None else saved["results"]
+
+
+def is_dict(value: object) -> bool:
+    return isinstance(value, dict)
+
+
+def read_cache(path: Path, valid: Callable[[object], bool]) -> object | None:
+    """The JSON cached at `path`, or None when there is none. A file that is not what its reader expects (torn
+    or empty JSON, or `valid` false: `[]` or a null entry where a dict is expected) is set aside as
+    <name>.damaged, named in one warning line, and None returned, so that the result is computed again."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        damaged = not valid(data)
+    except (ValueError, UnicodeDecodeError):  # torn or empty
+        data, damaged = None, True
+    if damaged:
+        set_aside(path)
+        return None
+    return data
+
+
+def cached_json(path: Path, compute: Callable[[], object], valid: Callable[[object], bool]) -> object:
+    """The JSON value cached at `path` (`read_cache`), else `compute()`, written there atomically and returned."""
+    data = read_cache(path, valid)
+    if data is None:
+        data = compute()
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_text(path, json.dumps(data))
+    return data
+
+
+def cached(run: Run, key: str, settings: dict, compute: Callable[[], dict]) -> dict:
+    """A result of this run, computed once per `settings`: `load_summary(run, key, settings)`, else `compute()`,
+    saved with `save_summary` and returned (a damaged summary is set aside and computed again)."""
+    data = load_summary(run, key, settings)
+    if data is None:
+        data = compute()
+        save_summary(run, key, data, settings)
+    return data
