@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from . import optim, products, runs, sampling, theory, verdicts
 from .config import RunConfig
 from .models import inputs_and_targets, pick_device, target_positions
-from .paths import pin_outputs_dir
+from .paths import pin_outputs_dir, restore_ctrl_c
 from .profiles import PROFILES
 from .runs import Run
 
@@ -159,14 +159,16 @@ def setup(cfg: RunConfig, run_dir: Path) -> Session:
 
 
 def resume(session: Session) -> int | None:
-    """Restore the session from the run's latest readable checkpoint (damaged ones set aside, leftover temp files
-    removed) and its metrics up to that checkpoint: the rows logged after it are dropped (training logs them
-    again), and the checkpoint's own row, kept in the checkpoint, is put back if the file lost it (a torn last
-    line). Returns that checkpoint's step, or None for a run with no checkpoint yet."""
+    """Restore the session from the run's latest readable checkpoint (damaged, foreign or unsafe ones set aside,
+    leftover temp files removed) and its metrics up to that checkpoint: the rows logged after it are dropped
+    (training logs them again), and the checkpoint's own row, kept in the checkpoint, is put back if the file
+    lost it (a torn last line). Returns that checkpoint's step, or None for a run with no checkpoint (its old
+    metrics then set aside: `restart_metrics`)."""
     run_dir = session.run.dir
     runs.remove_leftovers(run_dir)
-    resumed = runs.last_good_checkpoint(run_dir, session.device)
+    resumed = runs.last_good_checkpoint(run_dir, session.device, runs.model_shapes(session.model))
     if resumed is None:
+        restart_metrics(run_dir)
         return None
     step, state = resumed
     session.model.load_state_dict(state["model"])
@@ -180,6 +182,17 @@ def resume(session: Session) -> int | None:
     session.window[:] = list(state["loss_window"])
     runs.write_metrics(run_dir, runs.metrics_until(session.run.metrics(), step, state.get("metrics")))
     return step
+
+
+def restart_metrics(run_dir: Path) -> None:
+    """Before training starts again from step 0 (no checkpoint readable, or a full disk before the first one was
+    saved), set aside the metrics logged before (`runs.StaleMetrics`, one warning naming where), so that
+    metrics.jsonl holds every step once."""
+    path = runs.metrics_path(run_dir)
+    if path.exists() and path.stat().st_size:
+        runs.set_aside(path, runs.StaleMetrics)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def train_step(session: Session, tokens: torch.Tensor, beliefs: list[torch.Tensor]) -> float:
@@ -253,7 +266,7 @@ def save(session: Session, step: int, row: dict) -> None:
         "config": session.cfg.to_dict(),
         "metrics": row,
     }
-    runs.atomic_save(state, runs.checkpoint_path(session.run.dir, step))
+    runs.atomic_save(runs.with_checksum(state), runs.checkpoint_path(session.run.dir, step))
 
 
 def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
@@ -274,23 +287,27 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
     tokens_per_step = t.batch_size * session.eval_inputs.shape[1]
     quiet = {} if progress else {"disable": True}  # progress=True leaves the choice to TQDM_DISABLE
     bar = tqdm(total=t.steps, initial=start, desc=cfg.run_id, dynamic_ncols=True, **quiet)
-    clock, last_logged = time.perf_counter(), start
-    for step in range(start + 1, t.steps + 1):
-        tokens, beliefs = sampling.sample(
-            session.run.process, t.batch_size, cfg.data.seq_len, generator=session.data_rng, device=session.device
-        )
-        loss = train_step(session, tokens, beliefs)
-        bar.update(1)
-        if step % (t.log_every or t.plateau_window) == 0 or step in checkpoints:  # every checkpoint step is logged
-            rate = tokens_per_step * (step - last_logged) / max(time.perf_counter() - clock, 1e-9)
-            row = log(session, step, loss, rate)
-            clock, last_logged = time.perf_counter(), step
-            bar.set_postfix(loss=f"{loss:.4f}", gap=f"{row['gap']:+.4f}", lr=f"{row['lr']:.1e}")
-        if step in checkpoints:
-            save(session, step, row)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training diverged at step {step} (loss {loss}); try a smaller lr")
-    bar.close()
+    clock, last_logged, step = time.perf_counter(), start, start
+    try:
+        for step in range(start + 1, t.steps + 1):
+            tokens, beliefs = sampling.sample(
+                session.run.process, t.batch_size, cfg.data.seq_len, generator=session.data_rng, device=session.device
+            )
+            loss = train_step(session, tokens, beliefs)
+            bar.update(1)
+            if step % (t.log_every or t.plateau_window) == 0 or step in checkpoints:  # every checkpoint step is logged
+                rate = tokens_per_step * (step - last_logged) / max(time.perf_counter() - clock, 1e-9)
+                row = log(session, step, loss, rate)
+                clock, last_logged = time.perf_counter(), step
+                bar.set_postfix(loss=f"{loss:.4f}", gap=f"{row['gap']:+.4f}", lr=f"{row['lr']:.1e}")
+            if step in checkpoints:
+                save(session, step, row)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"training diverged at step {step} (loss {loss}); try a smaller lr")
+    except KeyboardInterrupt:  # Ctrl-C: one line at the command line (`main`), not a traceback from the loop
+        raise Interrupted(step) from None
+    finally:
+        bar.close()
     return run_dir
 
 
@@ -337,26 +354,60 @@ def get_or_train(cfg: RunConfig, root: Path | None = None, progress: bool = True
     return run
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) while training; `step` is the step it was on. Every checkpoint saved before it stays, so
+    the same call (or command) resumes from the last one."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"interrupted at step {step}")
+        self.step = step
+
+
+def run_fields_help() -> str:
+    """The run fields the command line takes, by part of the run config (what `--help` lists)."""
+    from .config import field_owners
+
+    owners = field_owners()
+    parts = {part: [name for name, p in owners.items() if p == part] for part in dict.fromkeys(owners.values())}
+    lines = [f"  {part}: {', '.join(names)}" for part, names in parts.items()]
+    return "run fields (each at most once, as --<field> value; n_ctx sets seq_len + 1):\n" + "\n".join(lines)
+
+
+def run_field_pairs(rest: list[str]) -> list[tuple[str, str]]:
+    """[(field, value text)] from the arguments after the command line's own: `--<field> value` pairs, each field
+    once (`--steps 5 --steps 3` is refused, not read as 3; `--n-ctx` and `--n_ctx` are one field). ValueError
+    saying what is wrong."""
+    if len(rest) % 2 or not all(k.startswith("--") for k in rest[::2]):
+        raise ValueError(f"run fields come as --<field> value pairs, got {rest}")
+    pairs = [(k[2:].replace("-", "_"), v) for k, v in zip(rest[::2], rest[1::2], strict=True)]
+    seen: dict[str, str] = {}
+    for name, value in pairs:
+        if name in seen:
+            raise ValueError(f"run field {name} given twice ({seen[name]}, then {value}); give each field once")
+        seen[name] = value
+    return pairs
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m factored.train --profile paper --seed 0 --noise 0.2 ...`: train one run into the run store, the
     same folder the notebooks read (they then load it instead of training). Any field of the run config may be
-    given as --name value (read as YAML, numbers as Python reads them: 0.2, 1e-3, true); a bad one is one error
-    naming it, before training."""
+    given once as --<field> value (read as YAML, numbers as Python reads them: 0.2, 1e-3, true); a bad one is one
+    error naming it, before training. Ctrl-C stops at once (exit 130); run the same command again to resume."""
     import argparse
     import sys
 
     from . import config, parameters
 
-    parser = argparse.ArgumentParser(prog="python -m factored.train", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m factored.train", description=main.__doc__, epilog=run_fields_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     parser.add_argument("--profile", default="", help=f"one of {PROFILES} (default: $FACTORED_PROFILE, laptop)")
     parser.add_argument("--name", default="", help="the run's name (default: its condition, as the notebooks name it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args, rest = parser.parse_known_args(argv)
-    if len(rest) % 2 or not all(k.startswith("--") for k in rest[::2]):
-        parser.error(f"run fields come as --name value pairs, got {rest}")
     try:
-        names = [k[2:].replace("-", "_") for k in rest[::2]]
-        fields = {name: parameters.parse_value(name, v) for name, v in zip(names, rest[1::2], strict=True)}
+        fields = {name: parameters.parse_value(name, v) for name, v in run_field_pairs(rest)}
         pin_outputs_dir()  # a relative FACTORED_OUTPUTS is this working folder's; an outputs file is refused here
         cfg = config.from_parameters(args.profile, **fields)
         if args.name:
@@ -368,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"training {cfg.run_id} into {runs.relative(runs.run_dir_for(cfg))}", file=sys.stderr)
     try:
         run = get_or_train(cfg, progress=not args.no_progress)
+    except KeyboardInterrupt as e:  # exit status 128 + SIGINT, as a shell reports a command it stopped
+        at = f" at step {e.step}" if isinstance(e, Interrupted) else ""
+        print(f"interrupted{at}; run it again to resume", file=sys.stderr)
+        return 130
     except ValueError as e:  # a run folder holding another config or a broken config.json
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -381,4 +436,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    restore_ctrl_c()  # the command line's own process only: main() called from Python keeps its handlers
     raise SystemExit(main())
