@@ -111,3 +111,4 @@ def test_a_render_started_with_sigint_ignored_still_stops_on_it(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 130 and "interrupted" in err and not target.exists()
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err  # the kernel's log is quiet too

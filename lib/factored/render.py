@@ -13,25 +13,52 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
 
 from .parameters import parse_value
-from .paths import pin_outputs_dir
+from .paths import pin_outputs_dir, restore_ctrl_c
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
+# The kernel logs only what stops it: its own log (a warning about TCP on every start, and a traceback when its
+# sockets close under a Ctrl-C'd execution) says nothing about the notebook, whose errors come back as cell outputs
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 KERNEL_START_TIMEOUT = 300  # seconds; papermill's 60 is too short for kernels importing torch at once on 2 cores
 
 
-def partial_path(target: Path) -> Path:
-    return target.with_name(f".{target.stem}.partial.ipynb")
+def partial_path(target: Path, pid: int | None = None) -> Path:
+    """`.<name>.partial.ipynb` beside the target (`.<name>.<pid>.partial.ipynb`: a second render's own)."""
+    return target.with_name(f".{target.stem}{f'.{pid}' if pid else ''}.partial.ipynb")
 
 
 def failed_path(target: Path) -> Path:
     return target.with_name(f"{target.stem}.failed.ipynb")
+
+
+@contextmanager
+def claimed_partial(target: Path) -> Iterator[Path]:
+    """The partial file this render writes, held under an OS lock (released when the process exits, even by a
+    kill): `partial_path(target)`, or while another render of the same target holds that one, a file of this
+    process's own, so that two renders to one target never write into one file."""
+    import fcntl
+
+    for path in (partial_path(target), partial_path(target, os.getpid())):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # no truncation: another render may be writing it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            yield path
+        finally:
+            os.close(fd)
+        return
+    raise RuntimeError(f"cannot claim a partial file for {target}")  # only if this very process holds both
 
 
 def execute(
@@ -43,25 +70,46 @@ def execute(
 
     notebook, target = Path(notebook), Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(target)
-    try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(partial),
-            parameters=parameters or {},
-            cwd=str(cwd or notebook.parent),
-            start_timeout=KERNEL_START_TIMEOUT,
-            log_output=log_output,
-            progress_bar=log_output,
-        )
-    except BaseException:
-        if partial.exists():
-            os.replace(partial, failed_path(target))
-        raise
-    finished(partial, keep_pairing=target.resolve() == notebook.resolve())
-    os.replace(partial, target)
+    with claimed_partial(target) as partial:
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(partial),
+                parameters=parameters or {},
+                cwd=str(cwd or notebook.parent),
+                start_timeout=KERNEL_START_TIMEOUT,
+                log_output=log_output,
+                progress_bar=log_output,
+                extra_arguments=KERNEL_ARGUMENTS,
+            )
+        except BaseException:
+            if partial.stat().st_size:  # the notebook as far as it ran
+                os.replace(partial, failed_path(target))
+            else:  # nothing ran (a notebook that cannot be read): nothing to keep
+                partial.unlink()
+            raise
+        finished(partial, keep_pairing=target.resolve() == notebook.resolve())
+        os.replace(partial, target)
     failed_path(target).unlink(missing_ok=True)
     return target
+
+
+DEAD_KERNEL = "the kernel died, likely out of memory"
+
+
+def cause(error: BaseException) -> str:
+    """Why a render failed, in one line: papermill's own last line names the failing cell and error; a kernel
+    that died (killed by the system, most often for memory) is said so."""
+    name, text = type(error).__name__, str(error).strip()
+    line = f"{name}: {text.splitlines()[-1]}" if text else name
+    return f"{DEAD_KERNEL} ({line})" if name == "DeadKernelError" else line
+
+
+def footer(target: Path) -> str:
+    """What a failed render left: the target as it was, and the notebook up to its error where one was written."""
+    failed = failed_path(target)
+    kept = f"; the notebook up to its error is in {failed}" if failed.exists() else ""
+    return f"{target} left as it was{kept}"
 
 
 def finished(path: Path, keep_pairing: bool) -> None:
@@ -104,15 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: {args.target} left as it was", file=sys.stderr)
         return 130
     except Exception as e:  # papermill's own message names the failing cell and error
-        print(f"{args.notebook} failed: {type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-              f"\n{args.target} left as it was; the notebook up to its error is in {failed_path(args.target)}",
-              file=sys.stderr)  # fmt: skip
+        print(f"{args.notebook} failed: {cause(e)}\n{footer(args.target)}", file=sys.stderr)
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    # Ctrl-C stops a render however it was started: a script's background job inherits an ignored SIGINT, which
-    # Python would keep ignoring (the sweep runner does the same; it runs its points in sessions of their own)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    restore_ctrl_c()  # the command line's own process only: main() called from Python keeps its handlers
     sys.exit(main())

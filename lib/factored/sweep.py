@@ -51,6 +51,7 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 
 from .paths import outputs_dir, pin_outputs_dir, relative
+from .render import DEAD_KERNEL
 from .sweep_spec import Point, Sweep, fail, load, point_files, sweep_dir, validate
 
 # Pool workers import this module only to launch `factored.render`, so they start in a fraction of a second: what
@@ -134,7 +135,8 @@ def _strip_ansi(text: str) -> str:
 
 def _error_of(failed: Path, stderr: str) -> tuple[str, str]:
     """(one line, full text) of why a point failed: the error a cell raised, from the notebook as far as it ran,
-    else the last line the process wrote (a kernel that died, a notebook that could not be read)."""
+    else the kernel's death (`render.DEAD_KERNEL`: likely out of memory), else the last line the process wrote (a
+    notebook that could not be read)."""
     if failed.exists():
         import nbformat
 
@@ -145,6 +147,9 @@ def _error_of(failed: Path, stderr: str) -> tuple[str, str]:
                     where = f" (cell In [{cell.get('execution_count')}])"
                     return line + where, _strip_ansi("\n".join(out.get("traceback", [])))
     lines = [line for line in stderr.splitlines() if line.strip()]
+    dead = next((line for line in lines if DEAD_KERNEL in line), None)  # `render` says so; no cell raised
+    if dead is not None:
+        return dead[dead.index(DEAD_KERNEL) :], stderr
     return (lines[-1] if lines else "the notebook's process exited with no message"), stderr
 
 
