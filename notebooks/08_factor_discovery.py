@@ -328,10 +328,8 @@ else:
 def surveyed(r, step):
     """discovery_at's verdict, cached in the run folder with the settings it was computed with."""
     settings = {**dataclasses.asdict(acfg), "discovery_seed": seed, "method": discovery.METHOD_VERSION}
-    row = runs.load_summary(r, f"08_discovery-step{step}", settings)
-    if row is None:
-        row = dataclasses.asdict(experiments.discovery_at(r, step, acfg, seed)["verdict"])
-        runs.save_summary(r, f"08_discovery-step{step}", row, settings)
+    row = runs.cached(r, f"08_discovery-step{step}", settings,
+                      lambda: dataclasses.asdict(experiments.discovery_at(r, step, acfg, seed)["verdict"]))  # fmt: skip
     return verdicts.DiscoveryVerdict(**row)
 
 

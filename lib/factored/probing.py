@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from . import analysis, config, products, profiles, sampling, theory
 from .models import build_model, inputs_and_targets
-from .runs import Run, atomic_write_text
+from .runs import Run, atomic_write_text, cached_json, read_cache
 from .verdicts import FACTORED_TOL
 
 CACHE_VERSION = 1  # bump when the content of the cached analysis files changes
@@ -216,9 +216,11 @@ def joint_belief_gain(run: Run, cfg: AnalysisConfig, n_sequences: int = FEW_SEQU
 
 def _cached_steps(path, steps: list[int], compute, progress: bool = False, desc: str = "") -> dict:
     """{step: compute(step)} for `steps`, kept in the JSON file `path`: only missing steps are computed, and the
-    file is rewritten atomically after each one, so an interrupted analysis resumes where it stopped."""
+    file is rewritten atomically after each one, so an interrupted analysis resumes where it stopped (a damaged
+    file is set aside and computed again: `runs.read_cache`)."""
     path.parent.mkdir(exist_ok=True)
-    cache = {int(k): v for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
+    saved = read_cache(path, lambda d: isinstance(d, dict) and all(isinstance(v, dict) for v in d.values()))
+    cache = {int(k): v for k, v in (saved or {}).items()}
     quiet = {} if progress else {"disable": True}  # progress=True leaves the choice to TQDM_DISABLE
     for step in tqdm([s for s in steps if s not in cache], desc=desc, **quiet):
         cache[step] = compute(step)
@@ -267,18 +269,18 @@ def vary_one_at(run: Run, steps: list[int], cfg: AnalysisConfig = AnalysisConfig
 def random_init_overlaps(run: Run, cfg: AnalysisConfig = AnalysisConfig()) -> np.ndarray:
     """Mean pairwise overlap vs k for cfg.n_random_models freshly initialised models of the run's architecture
     (torch seeds RANDOM_INIT_SEED + 0, 1, ...): [n_models, k_max]. The baseline band an untrained network gives."""
+
+    def compute() -> list[list[float]]:
+        rows = []
+        for i in range(cfg.n_random_models):
+            torch.manual_seed(RANDOM_INIT_SEED + i)
+            model = run.new_model().eval()
+            site = cfg.site_for(model)
+            rows.append(vary_one(model, run.process, cfg, run.config.data.seq_len, site)["mean_overlap"])
+        return np.asarray(rows).tolist()
+
     path = run.dir / "analysis" / f"random_init-{cfg.hash()}.json"
-    if path.exists():
-        return np.asarray(json.loads(path.read_text()))
-    rows = []
-    for i in range(cfg.n_random_models):
-        torch.manual_seed(RANDOM_INIT_SEED + i)
-        model = run.new_model().eval()
-        site = cfg.site_for(model)
-        rows.append(vary_one(model, run.process, cfg, run.config.data.seq_len, site)["mean_overlap"])
-    path.parent.mkdir(exist_ok=True)
-    atomic_write_text(path, json.dumps(np.asarray(rows).tolist()))
-    return np.asarray(rows)
+    return np.asarray(cached_json(path, compute, lambda d: isinstance(d, list) and len(d) > 0))
 
 
 def final_vary_one(run: Run, cfg: AnalysisConfig = AnalysisConfig()) -> tuple[int, dict, np.ndarray]:

@@ -239,13 +239,9 @@ def noise_growth(run_list: list[runs.Run], acfg: probing.AnalysisConfig, n_mc: i
     columns = ["run", "fidelity_cost", "below_factored", "dims_growth"]
     columns += [f"{k}_{when}" for when in ("collapse", "final") for k in GROWTH_MEASURES]
     settings = {**asdict(acfg), "n_mc": n_mc}
-    rows = []
-    for run in run_list:
-        row = runs.load_summary(run, "noise_growth", settings)
-        if row is None:
-            row = _noise_growth_of(run, acfg, n_mc)
-            runs.save_summary(run, "noise_growth", row, settings)
-        rows.append({"run": run.dir.name, **row})
+    rows = [{"run": run.dir.name,
+             **runs.cached(run, "noise_growth", settings, lambda r=run: _noise_growth_of(r, acfg, n_mc))}
+            for run in run_list]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 

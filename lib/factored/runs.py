@@ -479,12 +479,9 @@ def save_summary(run: Run, name: str, data: dict, settings: dict) -> Path:
 def load_summary(run: Run, name: str, settings: dict) -> dict | None:
     """The results `save_summary` saved under this name and these settings, or None (also for a damaged file,
     which `read_cache` sets aside)."""
-    saved = read_cache(summary_path(run, name, settings), lambda d: isinstance(d, dict) and is_dict(d.get("results")))
+    path = summary_path(run, name, settings)
+    saved = read_cache(path, lambda d: isinstance(d, dict) and isinstance(d.get("results"), dict))
     return None if saved is None else saved["results"]
-
-
-def is_dict(value: object) -> bool:
-    return isinstance(value, dict)
 
 
 def read_cache(path: Path, valid: Callable[[object], bool]) -> object | None:
