@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from . import optim, products, runs, sampling, theory, verdicts
 from .config import RunConfig
-from .models import inputs_and_targets, pick_device, target_positions
+from .models import pick_device
+from .products import inputs_and_targets, target_positions
 from .paths import pin_outputs_dir, restore_ctrl_c
 from .profiles import PROFILES
 from .runs import Run
@@ -365,12 +366,16 @@ class Interrupted(KeyboardInterrupt):
 
 def run_fields_help() -> str:
     """The run fields the command line takes, by part of the run config (what `--help` lists)."""
+    import textwrap
+
     from .config import field_owners
 
     owners = field_owners()
     parts = {part: [name for name, p in owners.items() if p == part] for part in dict.fromkeys(owners.values())}
-    lines = [f"  {part}: {', '.join(names)}" for part, names in parts.items()]
-    return "run fields (each at most once, as --<field> value; n_ctx sets seq_len + 1):\n" + "\n".join(lines)
+    lines = [textwrap.fill(", ".join(names), 100, initial_indent=f"  {part}: ", subsequent_indent=" " * 9)
+             for part, names in parts.items()]  # fmt: skip
+    return ("run fields, each at most once as --<field> value (n_ctx, the context length with BOS, sets seq_len):\n"
+            + "\n".join(lines))  # fmt: skip
 
 
 def run_field_pairs(rest: list[str]) -> list[tuple[str, str]]:
