@@ -201,3 +201,13 @@ def test_training_in_a_read_only_store_is_one_line_saying_the_folder_must_be_wri
         assert train_mod.main(["--profile", "smoke", "--steps", "3", "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err) and err[-1].startswith("error: ") and "read-only" in err[-1].lower()
+
+
+def test_a_finished_run_with_a_torn_last_row_in_a_read_only_store_still_loads(tmp_path):
+    cfg = tiny(steps=5)
+    run = get_or_train(cfg, root=tmp_path, progress=False)
+    text = runs.metrics_path(run.dir).read_text()
+    runs.metrics_path(run.dir).write_text(text[:-20])  # the final row, torn
+    with read_only(tmp_path), pytest.warns(UserWarning, match="dropped a torn last line"):
+        loaded = get_or_train(cfg, root=tmp_path, progress=False)
+    assert loaded.finished and runs.metrics_path(run.dir).read_text() == text[:-20]  # nothing written

@@ -330,7 +330,7 @@ class Run:
     def verified(self) -> bool:
         """Finished, and its final checkpoint readable. A damaged or unsafe final checkpoint is set aside (so that
         training resumes from the last good one) and the run counts as unfinished; a torn last metrics row is put
-        back from the final checkpoint, which keeps its own row."""
+        back from the final checkpoint, which keeps its own row (where the folder can be written)."""
         if not self.finished:
             return False
         last = self.steps[-1]
@@ -341,7 +341,8 @@ class Run:
             return False
         rows = self.metrics()
         if not any(m["step"] == last for m in rows) and state.get("metrics") is not None:  # a torn last row
-            write_metrics(self.dir, metrics_until(rows, last, state["metrics"]))
+            with suppress(OSError):  # a read-only store: the file stays as it is (its torn row dropped on reading)
+                write_metrics(self.dir, metrics_until(rows, last, state["metrics"]))
         return True
 
     def metrics(self) -> list[dict]:
