@@ -81,7 +81,12 @@ MIN_CONTRAST = 2.0  # the weakest link inside a factor: at least twice the stron
 MAX_COMPONENTS = 24  # at most this many principal components are separated (FastICA's cost grows as k^2)
 # A direction counts as varying when its standard deviation exceeds the largest one's times d * eps(float32): the
 # round-off of a float32 dot product over d terms (models compute in float32; a float64 copy keeps that error).
+# And, whatever the largest one, when it exceeds eps(float32) times the data's largest |value|: rows that do not
+# vary leave only the round-off of centring them, which is no direction however it compares with itself.
 _RANK_EPS = float(np.finfo(np.float32).eps)
+# Acts whose largest |value| lies beyond 2**+-_SAFE_EXPONENT are brought to about 1 (`_rescaled`) before any
+# decomposition: their squares would overflow (a LinAlgError) or underflow (variation read as none) in float64.
+_SAFE_EXPONENT = 400
 # Two subspaces are the same factor when more than half of one's top-2 energy lies in the other (a majority; two
 # random planes in d dims share 2/d).
 SAME_FACTOR = 0.5
@@ -135,9 +140,26 @@ def spectrum(acts: np.ndarray) -> np.ndarray:
     return np.clip(np.linalg.eigvalsh(flat.T @ flat / len(flat))[::-1], 0.0, None)
 
 
-def _rank_of(var: np.ndarray) -> int:
-    """How many variances [d] (decreasing) belong to directions that vary (`_RANK_EPS`)."""
-    return int((var > var[0] * (len(var) * _RANK_EPS) ** 2).sum()) if var[0] > 0 else 0
+def _rank_of(var: np.ndarray, scale: float = 0.0) -> int:
+    """How many variances [d] (decreasing) belong to directions that vary (`_RANK_EPS`), relative to the largest
+    and to the data's `scale` (its largest |value|, before centring)."""
+    floor = max(var[0] * (len(var) * _RANK_EPS) ** 2, (_RANK_EPS * scale) ** 2)
+    return int((var > floor).sum()) if var[0] > 0 else 0
+
+
+def _rescaled(acts: np.ndarray) -> np.ndarray:
+    """acts [B, P, d], times the power of 2 (exact in floating point) that brings its largest |value| to about 1
+    when that lies beyond 2**+-_SAFE_EXPONENT; else acts itself, so that results at ordinary scales are exactly
+    those without it. Ranks, subspaces and factors do not depend on the scale; variances are then in its units."""
+    top = float(np.abs(acts).max()) if acts.size else 0.0
+    if top == 0.0 or 2.0**-_SAFE_EXPONENT <= top <= 2.0**_SAFE_EXPONENT:
+        return acts
+    return np.ldexp(np.asarray(acts, dtype=np.float64), -int(np.frexp(top)[1]))
+
+
+def _scale(acts: np.ndarray) -> float:
+    """The largest |value| of acts: what float32 round-off is relative to."""
+    return float(np.abs(acts).max()) if acts.size else 0.0
 
 
 def normal_scores(acts: np.ndarray) -> np.ndarray:
@@ -176,8 +198,9 @@ def analysed_view(acts: np.ndarray, variance: float = 0.95) -> tuple[str, np.nda
 
 
 def numerical_rank(acts: np.ndarray) -> int:
-    """In how many directions the position-centred acts [B, P, d] vary beyond float32 round-off."""
-    return _rank_of(spectrum(acts))
+    """In how many directions the position-centred acts [B, P, d] vary beyond float32 round-off (at any scale)."""
+    acts = _rescaled(_as_3d(acts))
+    return _rank_of(spectrum(acts), _scale(acts))
 
 
 def n_signal(acts: np.ndarray) -> int:
@@ -185,10 +208,10 @@ def n_signal(acts: np.ndarray) -> int:
     they carry: variances above the Marchenko-Pastur edge sigma^2 (1 + sqrt(d / B))^2 of isotropic noise, with
     sigma^2 the median variance (most directions of a wide layer are noise) and B the number of sequences (the
     positions of one sequence are not independent samples, so B, not B P, sets the edge: the wider one)."""
-    acts = _as_3d(acts)
+    acts = _rescaled(_as_3d(acts))
     var = spectrum(acts)
     edge = np.median(var) * (1 + np.sqrt(var.size / acts.shape[0])) ** 2
-    return min(int((var > edge).sum()), _rank_of(var))
+    return min(int((var > edge).sum()), _rank_of(var, _scale(acts)))
 
 
 def _separable(acts: np.ndarray, name: str = "acts") -> np.ndarray:
@@ -722,8 +745,9 @@ def find_factors(acts: np.ndarray, **kwargs) -> FactorReport:
     sequences: the noise threshold and the components' precision come from B. kwargs go to `scan_and_choose`
     (variance, n_shuffles, alpha, min_contrast, seed). Returns a `FactorReport`; `.table()` and `.summary()`
     print it. Zero factors is an answer: no subspaces whose activity is independent of the rest. Inputs it
-    cannot separate (d < 2, too few sequences, no variation) are one ValueError saying so."""
-    acts = _separable(_as_3d(acts))
+    cannot separate (d < 2, too few sequences, no variation beyond round-off) are one ValueError saying so; any
+    scale that float64 holds is separated (`_rescaled`)."""
+    acts = _separable(_rescaled(_as_3d(acts)))  # at an extreme scale, variances are in `_rescaled`'s units
     view_name, view = analysed_view(acts, kwargs.get("variance", 0.95))
     k, scan = scan_and_choose(acts, view=view, **kwargs)
     found = scan[k]
