@@ -38,7 +38,7 @@ seed: int = 0
 # %%
 from factored import parameters, profiles
 
-parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
+parameters.prologue(globals());  # checks, converts and resolves the parameters: a bad one stops here
 
 # %%
 import matplotlib.pyplot as plt
@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from factored import ghmm, plots, processes, products, sampling, theory
+from factored import analysis, ghmm, plots, processes, products, sampling, theory
 
 n_mc = profiles.profile_record(profile).mc_samples_curves  # Monte-Carlo contexts per point of the eps curves
 np.set_printoptions(precision=5, suppress=True)
@@ -117,7 +117,7 @@ eta = np.broadcast_to(joint.pi, (64, joint.n_states)).copy()
 errors = []
 for t in range(8):
     eta = ghmm.update(joint, eta, tokens[:, t].numpy())
-    product = products.joint_belief([b[:, t + 1].double().numpy() for b in beliefs])
+    product = analysis.joint_belief([b[:, t + 1].double().numpy() for b in beliefs])
     errors.append(np.abs(eta - product).max())
 print(f"max |joint belief - Kronecker product of factor beliefs| = {max(errors):.2e} "
       f"(float32 sampler beliefs vs float64 filtering)")

@@ -48,14 +48,9 @@ n_mess3: int = 0  # 0: the paper's five factors; N in [1, 8]: N independent Mess
 compare_target: bool = True  # also train this run with the other target, and compare the two (last section)
 
 # %%
-from factored import config, parameters
+from factored import parameters
 
-parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
-cfg = config.from_parameters(
-    profile,
-    seed=seed, target=target, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp,
-    n_mess3=n_mess3,
-)
+cfg, acfg = parameters.prologue(globals())  # checks and converts the parameters, builds the run: a bad one stops here
 print(cfg.describe())
 
 # %%
@@ -130,7 +125,6 @@ if compare_target:
     other_cfg = dataclasses.replace(
         cfg, train=dataclasses.replace(cfg.train, target="tokens" if cfg.train.target == "law" else "law")
     )
-    acfg = probing.analysis_config(profile)
     compared = {c.train.target: train.get_or_train(c) for c in (cfg, other_cfg)}
     paths = {f"target={t}": (r.metrics(), probing.analyze_run(r, acfg)) for t, r in compared.items()}
     _, factored_dim = products.dimension_counts(run.process.state_dims)

@@ -42,15 +42,9 @@ site: str = ""  # "": the model's last residual stream (or last recurrent layer)
 n_random_models: int = 5  # randomly initialised models for the overlap baseline band
 
 # %%
-from factored import config, parameters, probing
+from factored import parameters, probing
 
-parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
-cfg = config.from_parameters(
-    profile,
-    seed=seed, target=target, steps=steps, d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_mlp=d_mlp,
-    n_mess3=n_mess3,
-)
-acfg = probing.analysis_config(profile, run=cfg, site=site or None, n_random_models=n_random_models)  # site too
+cfg, acfg = parameters.prologue(globals())  # checks, converts, builds the run and analysis: a bad value stops here
 print(cfg.describe(), acfg, sep="\n")
 
 # %%

@@ -51,12 +51,9 @@ d_mlp: int = 0
 # %%
 from factored import config, parameters, profiles
 
-parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
-process_fields = dict(n_mess3=n_mess3, mess3_x=mess3_x, mess3_a=mess3_a,
-                      **config.architecture_sizes("transformer", d_model, n_layers, n_heads, d_mlp))  # fmt: skip
-run_fields = dict(seed=seed, target=target, steps=steps, **process_fields)
-cfg = config.from_parameters(profile, noise=noise, **run_fields)  # bad values stop here
-base_cfg = config.from_parameters(profile, **run_fields)  # eps = 0 (02-03's by default)
+setup = parameters.prologue(globals())  # checks, converts, builds the run and analysis: a bad value stops here
+cfg, acfg = setup
+base_cfg = parameters.run_config(setup.values, noise=0.0)  # eps = 0 (02-03's by default)
 print(cfg.describe())
 
 # %%
@@ -67,7 +64,6 @@ import pandas as pd
 from factored import analysis, experiments, paper, plots, probing, products, runs, seeds, theory, train, verdicts
 from factored import results as across_runs  # `results` below: this notebook's own
 
-acfg = probing.analysis_config(profile)
 n_mc = profiles.profile_record(profile).mc_samples  # Monte-Carlo contexts for the theory
 seq_len = cfg.data.seq_len
 process = products.process_of(cfg.data)

@@ -50,12 +50,10 @@ n_ctx: int = 0  # length of a sequence with its BOS (seq_len + 1); 0: the profil
 steps: int = 0  # 0: the profile's training budget
 
 # %%
-from factored import config, parameters
+from factored import parameters
 
-parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
-sizes = config.architecture_sizes(arch, d_model, n_layers, n_heads, d_mlp)  # recurrent defaults, d_mlp = 4 d_model
-cfg = config.from_parameters(profile, arch=arch, seed=seed, target=target, steps=steps, n_ctx=n_ctx, **sizes)
-canonical_cfg = config.from_parameters(profile, seed=seed, target=target, steps=steps)  # 02 and 03's run
+cfg, acfg = parameters.prologue(globals())  # checks, converts, builds the run and analysis: a bad value stops here
+canonical_cfg = parameters.run_config(dict(profile=profile, seed=seed, target=target, steps=steps))  # 02-03's run
 # the canonical transformer itself shares its run folder with notebooks 02 and 03; any other model gets its own
 # (`config.condition_name`: lstm32x2, transformer480x4-ctx9)
 print(f"this run:\n{cfg.describe()}\ncanonical:\n{canonical_cfg.describe()}")
@@ -72,7 +70,7 @@ from factored.results import model_label  # notebook 07's names for the same mod
 label = model_label(cfg, canonical_cfg) + (" (canonical)" if cfg == canonical_cfg else "")
 canonical_label = model_label(canonical_cfg, canonical_cfg) + " (canonical)"
 configs = {label: cfg, canonical_label: canonical_cfg}  # one entry when this run is the canonical one
-acfg = probing.analysis_config(profile)  # notebook 03's settings: its caches are shared
+# acfg: notebook 03's settings, so its caches are shared
 print(acfg)
 
 # %% [markdown]

@@ -37,11 +37,11 @@ target: str = ""  # tokens (sampled next tokens) | law (their exact law); "": th
 steps: int = 0  # 0: the profile's training budget
 
 # %%
-from factored import config, parameters, profiles
+from factored import parameters, profiles
 
-parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
-cfg = config.from_parameters(profile, structure="chain", seed=seed, target=target, steps=steps)
-base_cfg = config.from_parameters(profile, seed=seed, target=target, steps=steps)  # independent: 02-03's run
+setup = parameters.prologue(globals(), structure="chain")  # checks, converts, builds: a bad value stops here
+cfg, acfg = setup
+base_cfg = parameters.run_config(setup.values)  # independent: 02-03's run
 print(cfg.describe())
 
 # %%
@@ -52,7 +52,6 @@ import pandas as pd
 
 from factored import analysis, experiments, paper, plots, probing, products, runs, theory, train, verdicts
 
-acfg = probing.analysis_config(profile)
 n_mc = profiles.profile_record(profile).mc_samples  # Monte-Carlo contexts for the theory
 seq_len = cfg.data.seq_len
 process, independent = products.process_of(cfg.data), products.process_of(base_cfg.data)

@@ -48,16 +48,16 @@ profile: str = ""  # smoke: trains the sweeps' runs itself, tiny (CI); laptop | 
 # %%
 from factored import config, parameters, profiles
 
-parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
+_, acfg = parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
 
 import math
 
 import pandas as pd
 
-from factored import paths, plots, probing, products, results, runs, seeds, sweep, train, verdicts
+from factored import paths, plots, products, results, runs, seeds, sweep, train, verdicts
 
 SWEEPS = {name: paths.SWEEPS_DIR / f"{name}.yaml" for name in ("noise", "architectures", "factors", "expansion")}
-acfg = probing.analysis_config(profile)  # notebooks 03-05's analysis sizes: their caches are shared
+# acfg: notebooks 03-05's analysis sizes, so their caches are shared
 ref = config.make_config(profile)  # the canonical transformer of this profile: the models are named against it
 joint_dim, factored_dim = products.dimension_counts(products.process_of(ref.data).state_dims)
 t = ref.train

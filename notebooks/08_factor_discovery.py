@@ -58,12 +58,9 @@ n_mess3: int = 0  # 0: the paper's five factors
 survey: bool = True  # also score every other finished run of this profile and 3 checkpoints of this one
 
 # %%
-from factored import config, parameters, probing
+from factored import parameters, probing
 
-parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
-cfg = config.from_parameters(profile, seed=seed, noise=noise, arch=arch, n_mess3=n_mess3,
-                             **config.architecture_sizes(arch, d_model, n_layers))  # fmt: skip
-acfg = probing.analysis_config(profile, run=cfg, site=site or None)  # an unknown site stops here, before training
+cfg, acfg = parameters.prologue(globals())  # checks, converts, builds run and analysis (an unknown site stops here)
 
 import dataclasses
 
@@ -335,7 +332,7 @@ def surveyed(r, step):
 
 swept = [r for name in ("noise", "architectures", "factors")
          for r in results.sweep_runs(paths.SWEEPS_DIR / f"{name}.yaml", profile)]  # fmt: skip
-chain = runs.finished_run(config.from_parameters(profile, structure="chain", seed=seed))
+chain = runs.finished_run(parameters.run_config(dict(profile=profile, seed=seed), structure="chain"))
 others = list({r.dir: r for r in [*swept, *([chain] if chain else [])] if r.dir != run.dir}.values())
 survey_runs = [run, *others] if survey else [run]
 trajectory = probing.analyze_run(run, acfg)

@@ -6,7 +6,7 @@ from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
 from factored import analysis as an
-from factored.products import joint_belief
+from factored.analysis import joint_belief
 
 D = 120
 

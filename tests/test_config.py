@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from factored import config, profiles
+from factored import config, parameters, profiles
 from factored.config import DataConfig, ModelConfig, RunConfig, TrainConfig, from_parameters, make_config
 from factored.parameters import check as check_parameters
 from factored.parameters import parse_value, prologue
@@ -163,15 +163,15 @@ def test_hash_ignores_fields_at_their_default():
 
 
 def test_a_recurrent_net_refuses_transformer_sizes_and_hashes_without_them():
-    lstm = config.from_parameters("laptop", arch="lstm", **config.architecture_sizes("lstm"))
+    lstm = config.from_parameters("laptop", arch="lstm", **parameters.architecture_sizes("lstm"))
     assert (lstm.model.d_model, lstm.model.n_layers) == (32, 2)  # the authors' recurrent nets
     assert (lstm.model.n_heads, lstm.model.d_mlp, lstm.model.init) == (3, 480, "tl")  # the profile's reset
     with pytest.raises(ValueError, match=r"n_heads must be left unset for arch='lstm' \(transformer only\), got 7"):
-        config.from_parameters("laptop", arch="lstm", **config.architecture_sizes("lstm", n_heads=7))
-    smoke = config.from_parameters("smoke", arch="gru", **config.architecture_sizes("gru"))  # smoke sets heads, mlp
+        config.from_parameters("laptop", arch="lstm", **parameters.architecture_sizes("lstm", n_heads=7))
+    smoke = config.from_parameters("smoke", arch="gru", **parameters.architecture_sizes("gru"))  # smoke sets heads, mlp
     plain = config.RunConfig(smoke.name, smoke.data, config.ModelConfig("gru", 32, 2), smoke.train)
     assert smoke.hash() == plain.hash()  # unused transformer fields never enter the hash
-    assert config.architecture_sizes("transformer", d_model=64) == {"d_model": 64, "n_layers": 0, "n_heads": 0,
+    assert parameters.architecture_sizes("transformer", d_model=64) == {"d_model": 64, "n_layers": 0, "n_heads": 0,
                                                                      "d_mlp": 256}  # fmt: skip
 
 
@@ -185,7 +185,7 @@ def test_profiles_are_records_of_run_analysis_and_monte_carlo_sizes():
 
 
 def test_describe_shows_what_the_run_uses():
-    lstm = config.from_parameters("laptop", arch="lstm", **config.architecture_sizes("lstm")).describe()
+    lstm = config.from_parameters("laptop", arch="lstm", **parameters.architecture_sizes("lstm")).describe()
     assert lstm.startswith("run lstm32x2-") and "n_heads" not in lstm and "d_mlp" not in lstm
     laptop = config.make_config("laptop").describe()
     assert "schedule=cosine" in laptop and "plateau_patience" not in laptop and "device" not in laptop
@@ -277,3 +277,23 @@ def test_one_rule_names_every_run_folder():
 
     point = sweep_spec.Point("d_model=480", {"arch": "transformer", "d_model": 480, "profile": "laptop"})
     assert sweep_spec.point_config(point).run_id == from_parameters("laptop", d_model=480, d_mlp=1920).run_id
+
+
+def test_the_prologue_returns_the_run_and_analysis_its_parameters_describe():
+    declared = {"profile": str, "seed": int, "arch": str, "d_model": int, "site": str, "survey": bool}
+    ns = {"__annotations__": declared, "profile": "smoke", "seed": 2, "arch": "lstm", "d_model": 0, "site": "",
+          "survey": True}  # fmt: skip
+    setup = prologue(ns, noise=0.1)
+    cfg, acfg = setup
+    assert cfg == from_parameters("smoke", seed=2, arch="lstm", d_model=32, n_layers=2, noise=0.1)
+    assert acfg.site is None and acfg.n_sequences == profiles.profile_record("smoke").analysis["n_sequences"]
+    assert setup.values == {"profile": "smoke", "seed": 2, "arch": "lstm", "d_model": 0, "site": "", "survey": True}
+    only_profile = prologue({"__annotations__": {"profile": str}, "profile": "smoke"})
+    assert only_profile.run is None and only_profile.analysis == acfg
+
+
+def test_an_analysis_config_checks_itself():
+    from factored.probing import AnalysisConfig
+
+    with pytest.raises(ValueError, match="k_max must be an integer >= 1, got 0"):
+        AnalysisConfig(k_max=0)

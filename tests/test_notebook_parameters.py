@@ -41,7 +41,7 @@ def test_a_bad_parameter_stops_in_the_checking_cell_and_writes_nothing(name, par
     with pytest.raises(papermill.PapermillExecutionError) as info:
         execute(name, tmp_path / "out.ipynb", **parameters)
     assert info.value.ename == "ValueError" and message in info.value.evalue
-    assert "parameters.prologue(globals())" in info.value.source  # the cell right after the parameters
+    assert "parameters.prologue(globals()" in info.value.source  # the cell right after the parameters
     assert run_folders(outputs) == []
 
 
@@ -51,5 +51,5 @@ def test_an_outputs_folder_that_is_a_file_stops_a_notebook_in_the_checking_cell(
     with pytest.raises(papermill.PapermillExecutionError) as info:
         execute("02_training", tmp_path / "out.ipynb")
     assert info.value.ename == "ValueError" and f"FACTORED_OUTPUTS={outputs} cannot be" in info.value.evalue
-    assert "parameters.prologue(globals())" in info.value.source
+    assert "parameters.prologue(globals()" in info.value.source
     assert outputs.read_text() == "a file"

@@ -121,7 +121,7 @@ def test_the_joint_belief_gain_separates_factored_from_joint_activations():
     process = products.mess3_factors(2)
     data = probing.probe_data(process, 1500, 8, seed=1)
     beliefs = [b.reshape(-1, b.shape[-1]) for b in probing.paired_beliefs(data.beliefs, 8)]
-    concat, joint = np.hstack(beliefs), products.joint_belief(beliefs)
+    concat, joint = np.hstack(beliefs), analysis.joint_belief(beliefs)
     rng = np.random.default_rng(0)
     sets = {
         "beliefs": concat,

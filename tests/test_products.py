@@ -9,6 +9,7 @@ import torch
 from scipy import stats
 
 from factored import products
+from factored.analysis import joint_belief
 from factored.ghmm import all_sequences, position_entropies, sequence_probability, update
 from factored.processes import bloch_walk, mess3, rrxor, zero_one_random
 from factored.products import (
@@ -18,7 +19,6 @@ from factored.products import (
     decode,
     encode,
     independent,
-    joint_belief,
     joint_ghmm,
     paper_process,
 )

@@ -6,7 +6,8 @@ import torch
 from factored import products, runs, sampling
 from factored import train as train_mod
 from factored.config import make_config
-from factored.models import build_model, inputs_and_targets
+from factored.models import build_model
+from factored.products import inputs_and_targets
 from factored.runs import open_run
 from factored.train import get_or_train, law_targets, per_position_loss
 

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import reduce
 
 import numpy as np
-
-from .products import joint_belief
 
 THRESHOLDS = (0.8, 0.9, 0.95, 0.99)
 DEFAULT_RCONDS = tuple(float(r) for r in np.logspace(-8, -1, 8))
@@ -114,6 +113,16 @@ def pca_summary(X: np.ndarray, thresholds: Iterable[float] = THRESHOLDS) -> dict
 def factored_reference(beliefs: Sequence[np.ndarray]) -> np.ndarray:
     """CEV of the concatenated factor beliefs (list[N] of [n, S_n]): the 'Factored' reference curve."""
     return cumulative_explained_variance(np.concatenate(_as_factor_list(beliefs), axis=1))
+
+
+def joint_belief(beliefs):
+    """Kronecker product of per-factor beliefs (list[N] of [..., S_n]) -> [..., prod S_n], factor 0 first: the
+    joint belief, every cross-factor product of belief coordinates (numpy arrays or torch tensors alike)."""
+
+    def outer(a, b):
+        return (a[..., :, None] * b[..., None, :]).reshape(*a.shape[:-1], a.shape[-1] * b.shape[-1])
+
+    return reduce(outer, beliefs)
 
 
 def joint_reference(beliefs: Sequence[np.ndarray]) -> np.ndarray:

@@ -355,20 +355,6 @@ def condition_name(data: DataConfig, model: ModelConfig, canonical: tuple[int, M
     return name
 
 
-def architecture_sizes(arch: str, d_model: int = 0, n_layers: int = 0, n_heads: int = 0, d_mlp: int = 0) -> dict:
-    """A notebook's size parameters (0: unset) for `from_parameters`, with the rules of the architecture study:
-    a recurrent net's unset width and depth are the authors' (RECURRENT_DEFAULTS) and it takes no transformer-only
-    sizes; a transformer whose width is set but not its MLP gets d_mlp = 4 d_model (the GPT-2 ratio)."""
-    sizes = {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads, "d_mlp": d_mlp}
-    if arch in ARCHS and arch != "transformer":
-        return {k: sizes[k] or v for k, v in RECURRENT_DEFAULTS.items()} | {
-            k: v for k, v in sizes.items() if k in TRANSFORMER_ONLY and v
-        }
-    if d_model and not d_mlp:
-        sizes["d_mlp"] = 4 * d_model
-    return sizes
-
-
 def from_parameters(profile: str = "", name: str | None = None, **parameters: Any) -> RunConfig:
     """The run a notebook's parameters describe: make_config where a size or budget of 0 means "the profile's".
 

@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ARCHS, ModelConfig
-from .products import FactoredProcess, add_bos
 
 # A capture request: site name -> None until that site's hook fills it in with its activations.
 Cache = dict[str, Tensor | None]
@@ -301,18 +300,6 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
-def inputs_and_targets(process: FactoredProcess, tokens: Tensor, uses_bos: bool) -> tuple[Tensor, Tensor]:
-    """tokens [B, L] -> (inputs, targets): [BOS, x1..x_{L-1}] -> [x1..xL] with BOS, else [x1..x_{L-1}] -> [x2..xL]."""
-    if uses_bos:
-        return add_bos(process, tokens)[:, :-1], tokens
-    return tokens[:, :-1], tokens[:, 1:]
-
-
-def target_positions(seq_len: int, uses_bos: bool) -> slice:
-    """Which of the L token positions the model is trained to predict (all with BOS, 2..L without)."""
-    return slice(0, seq_len) if uses_bos else slice(1, seq_len)
-
-
 def model_config(model: SiteModel) -> dict:
     """The keyword arguments of build_model that made `model` (for self-describing checkpoints)."""
     return {**asdict(model.config), "vocab_size": model.vocab_size, "n_ctx": model.n_ctx}
@@ -330,9 +317,17 @@ __all__ = [
     "SiteModel",
     "Transformer",
     "build_model",
-    "inputs_and_targets",
     "model_config",
     "n_params",
     "pick_device",
-    "target_positions",
 ]
+
+
+def __getattr__(name: str):
+    """The framing of token sequences into inputs and targets lives beside the token codec, in `products`; it is
+    still found here, where older callers look for it."""
+    if name in ("inputs_and_targets", "target_positions"):
+        from . import products
+
+        return getattr(products, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,7 +17,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import analysis, config, products, profiles, sampling, theory
-from .models import build_model, inputs_and_targets
+from .models import build_model
+from .products import inputs_and_targets
 from .runs import Run, atomic_write_text, cached_json, read_cache
 from .verdicts import FACTORED_TOL
 
@@ -41,6 +42,14 @@ class AnalysisConfig:
     n_random_models: int = 5  # randomly initialised models for the overlap baseline band
     batch_size: int = 4_096
     seed: int = 12_345  # analysis data seed, distinct from training seeds
+
+    def __post_init__(self) -> None:
+        """One ValueError naming the first field out of its range."""
+        for name, low in (("n_sequences", 2), ("vary_settings", 1), ("vary_sequences", 2), ("k_max", 1),
+                          ("n_random_models", 1), ("batch_size", 1), ("seed", 0)):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
     def site_for(self, model) -> str:
         """The site analysed in `model`: this config's, or the model's default."""
@@ -195,7 +204,7 @@ def variance_decomposition(model, process, data: ProbeData, site: str, seed: int
         ),
         "+ previous token, per factor": token_features(process, data.tokens, lag=1),
         "+ beliefs, quadratic within factor": analysis.quadratic_features(beliefs),
-        "+ joint belief (cross-factor products)": products.joint_belief(beliefs),
+        "+ joint belief (cross-factor products)": analysis.joint_belief(beliefs),
     }
     return analysis.variance_explained(probed.flat_acts, feature_sets, seed=seed)
 
@@ -305,14 +314,10 @@ def reference_curves(process, cfg: AnalysisConfig, seq_len: int) -> dict:
 
 def analysis_config(profile: str | None = None, run: config.RunConfig | None = None, **overrides) -> AnalysisConfig:
     """The analysis settings of a profile (`profiles.Profile.analysis`: the smoke profile's are small enough for
-    CI), with single fields overridden by name (`site=...`, `n_random_models=...`). Every field is checked, and
-    with `run` (the run it will analyse) the site too, so that a bad value stops a notebook before it trains."""
+    CI), with single fields overridden by name (`site=...`, `n_random_models=...`). Every field checks itself,
+    and with `run` (the run it will analyse) the site is checked against its model, so that a bad value stops a
+    notebook before it trains."""
     cfg = replace(AnalysisConfig(**profiles.profile_record(profile).analysis), **overrides)
-    for name, low in (("n_sequences", 2), ("vary_settings", 1), ("vary_sequences", 2), ("k_max", 1),
-                      ("n_random_models", 1), ("batch_size", 1), ("seed", 0)):  # fmt: skip
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if run is not None and cfg.site is not None:
         vocab = products.process_of(run.data).model_vocab_size
         sites = build_model(run.model, vocab, run.data.seq_len + 1).sites

@@ -198,13 +198,18 @@ def add_bos(process: FactoredProcess, tokens: torch.Tensor) -> torch.Tensor:
     return torch.cat([bos, tokens], dim=1)
 
 
-def joint_belief(beliefs):
-    """Kronecker product of per-factor beliefs (list[N] of [..., S_n]) -> [..., prod S_n], factor 0 first."""
+def inputs_and_targets(
+    process: FactoredProcess, tokens: torch.Tensor, uses_bos: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """tokens [B, L] -> (inputs, targets): [BOS, x1..x_{L-1}] -> [x1..xL] with BOS, else [x1..x_{L-1}] -> [x2..xL]."""
+    if uses_bos:
+        return add_bos(process, tokens)[:, :-1], tokens
+    return tokens[:, :-1], tokens[:, 1:]
 
-    def outer(a, b):
-        return (a[..., :, None] * b[..., None, :]).reshape(*a.shape[:-1], a.shape[-1] * b.shape[-1])
 
-    return reduce(outer, beliefs)
+def target_positions(seq_len: int, uses_bos: bool) -> slice:
+    """Which of the L token positions the model is trained to predict (all with BOS, 2..L without)."""
+    return slice(0, seq_len) if uses_bos else slice(1, seq_len)
 
 
 def dimension_counts(state_dims: Sequence[int]) -> tuple[int, int]:

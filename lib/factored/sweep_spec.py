@@ -22,22 +22,18 @@ from __future__ import annotations
 import itertools
 import re
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from . import config, parameters
-from .config import DataConfig, ModelConfig, TrainConfig
 from .paths import NOTEBOOKS_DIR, outputs_dir, relative
 from .render import failed_path, partial_path
 
 SWEEP_KEYS = ("notebook", "grid", "fixed")
-# run-config fields a notebook parameter may set (through config.from_parameters, which also knows n_ctx)
-CONFIG_PARAMETERS = frozenset(
-    {f.name for part in (DataConfig, ModelConfig, TrainConfig) for f in fields(part)} | {"n_ctx"}
-)
+CONFIG_PARAMETERS = parameters.RUN_PARAMETERS  # run-config fields a notebook parameter may set
 
 
 @dataclass(frozen=True)
@@ -174,23 +170,16 @@ def validate(sweep: Sweep) -> list[Point]:
     return pts
 
 
-SIZES = ("arch", "d_model", "n_layers", "n_heads", "d_mlp")
-
-
 def point_config(point: Point, profile: str | None = None) -> config.RunConfig:
-    """The run a point's notebook trains: its run fields through `config.from_parameters`, with the architecture
-    study's size rules (`config.architecture_sizes`: a recurrent net's width and depth, a transformer's d_mlp =
-    4 d_model), as notebooks 02, 04 and 05 build it. `profile` (default: the point's own) replaces the point's;
-    steps the point fixes then hold only at the point's own profile (another profile keeps its own budget)."""
+    """The run a point's notebook trains: `parameters.run_config` of its parameters, the constructor the notebook's
+    prologue calls. `profile` (default: the point's own) replaces the point's; steps the point fixes then hold
+    only at the point's own profile (another profile keeps its own budget)."""
     params = dict(point.parameters)
-    own = params.pop("profile", "")
+    own = params.get("profile", "")
     if profile is not None and profile != own:
         params.pop("steps", None)
-    values = {k: v for k, v in params.items() if k in CONFIG_PARAMETERS}
-    sizes = {k: values.pop(k) for k in SIZES if k in values}
-    arch = sizes.pop("arch", "transformer")
-    return config.from_parameters(own if profile is None else profile, arch=arch, **values,
-                                  **config.architecture_sizes(arch, **sizes))  # fmt: skip
+        params["profile"] = profile
+    return parameters.run_config(params)
 
 
 def sweep_dir(sweep: Sweep, root: Path | None = None) -> Path:
