@@ -109,9 +109,10 @@ def score(run: runs.Run, fidelity: float) -> dict:
     }
 
 
-def fidelity_cost(eps: float) -> float:
-    """The true law's fidelity cost of factoring, mean over the 8 positions (exactly 0 at eps 0)."""
-    per_position, _ = theory.fidelity_cost(products.paper_process(noise=eps), 8, n_samples=FIDELITY_SAMPLES)
+def fidelity_cost(data: DataConfig) -> float:
+    """The true law's fidelity cost of factoring for the run's process, mean over the 8 positions (exactly 0 for
+    independent noiseless factors)."""
+    per_position, _ = theory.fidelity_cost(products.process_of(data), data.seq_len, n_samples=FIDELITY_SAMPLES)
     return float(np.mean(per_position))
 
 
@@ -132,7 +133,7 @@ def train_lane(lane: int, n_lanes: int) -> None:
         start = time.perf_counter()
         run = train.get_or_train(cfg, progress=False)
         seconds = time.perf_counter() - start
-        result = score(run, fidelity_cost(cfg.data.noise))
+        result = score(run, fidelity_cost(cfg.data))
         record(name, {**result, "train_seconds": seconds, "run": run.dir.name})
         print(f"{name}: {run.dir.name} trained in {seconds / 60:.1f} min, final gap {result['gap'][-1]:+.5f}, "
               f"dims@95 {result['dims95'][-1]}", flush=True)  # fmt: skip
