@@ -65,7 +65,7 @@ def test_model_labels_name_what_differs_from_the_reference():
     assert results.model_label(lstm, ref) == "LSTM 32x2"
     wide = config.from_parameters("laptop", d_model=480, d_mlp=1920, n_ctx=33)
     assert results.model_label(wide, ref) == "transformer 480x4, n_ctx 33"
-    assert results.model_label(config.make_config("laptop", init="tl"), ref) == "transformer 120x4, init tl"
+    assert results.model_label(config.make_config("laptop", init="gpt2"), ref) == "transformer 120x4, init gpt2"
 
 
 def test_factor_scaling_sets_measured_dims_beside_both_predictions():
