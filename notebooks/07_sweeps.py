@@ -220,8 +220,8 @@ print("\n".join(f.sentence() for f in verdicts.expansion_findings(expansion, exp
 # Every model of `params/sweeps/architectures.yaml` on the noiseless five-factor process, each trained with its
 # own optimizer and lr (`Profile.recurrent`, from the recipe study) on the exact law for 1,500 steps, beside the
 # canonical transformer (the eps = 0 runs above). A recurrent net is probed at the hidden state of its top
-# layer. The paper (one seed each, 30k steps and more) finds the LSTM of width 32 at 14-17 dimensions, the RNN of width 256 still at about 35 at 30k steps, the
-# wide transformer and the long contexts at 10-12.
+# layer. The paper (one seed each, 30k steps and more) finds the LSTM of width 32 at 14-17 dimensions, the RNN
+# of width 256 still at about 35 at 30k steps, the wide transformer and the long contexts at 10-12.
 #
 # Each net is said to have learned its beliefs, or not, by the library's rule before its dimension is compared.
 
