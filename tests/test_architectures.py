@@ -48,7 +48,7 @@ def test_bad_parameters_stop_before_anything_is_written(tmp_path, outputs, param
 def test_notebooks_02_and_03_share_a_run_on_n_mess3_factors_and_refuse_too_many(tmp_path, outputs):
     """Notebook 02 with `-p n_mess3 2` (a point of params/sweeps/factors.yaml): 9 joint tokens, its own run,
     which notebook 03 with the same parameter analyses rather than training another."""
-    text = printed(execute("02_training", tmp_path / "out.ipynb", n_mess3=2))
+    text = printed(execute("02_training", tmp_path / "out.ipynb", n_mess3=2, compare_target=False))
     assert "plateau ln(9) = 2.19722 nats" in text
     assert [p.name.split("-")[0] for p in (outputs / "runs").iterdir()] == ["mess3x2"]
     text = printed(execute("03_factored_geometry", tmp_path / "out3.ipynb", n_mess3=2))
