@@ -93,9 +93,10 @@ def spread(values) -> str:
 def expansion_table(results: dict, chosen: str) -> list[str]:
     """dims@95, dims@99, joint gain and recovered fidelity per eps over the seeds of the chosen cell."""
     lines = [
-        "| eps | seeds | learned | final dims@95 | final dims@99 | collapse dims@95 | joint-belief gain (%) "
-        "| predicted TC (nats) | true fidelity cost (nats) | paper dims@95 |",
-        "|" + "---|" * 10,
+        "| eps | seeds | learned | final gap (nats) | gap below the fidelity cost | final dims@95 | final dims@99 "
+        "| collapse dims@95 | joint-belief gain (%) | predicted TC (nats) | true fidelity cost (nats) "
+        "| paper dims@95 |",
+        "|" + "---|" * 12,
     ]
     for eps in (0.0, 0.1, 0.2, 0.3, 0.5):
         runs = [r for n, r in results.items() if n.startswith(f"{chosen}-eps{eps:g}-b256-") and n.count("-") == 4]
@@ -103,7 +104,9 @@ def expansion_table(results: dict, chosen: str) -> list[str]:
             continue
         learned = sum(verdicts.learning(r["r2"][-1], r["gap"][-1]).learned for r in runs)
         lines.append(
-            f"| {eps:g} | {len(runs)} | {learned} of {len(runs)} | {spread([r['dims95'][-1] for r in runs])} "
+            f"| {eps:g} | {len(runs)} | {learned} of {len(runs)} | {spread([r['gap'][-1] for r in runs])} "
+            f"| {sum(r['gap'][-1] < r['fidelity_cost'] for r in runs)} of {len(runs)} "
+            f"| {spread([r['dims95'][-1] for r in runs])} "
             f"| {spread([r['dims99'][-1] for r in runs])} | {spread([collapse(r)[0] for r in runs])} "
             f"| {spread([100 * r['joint_gain'] for r in runs])} | {spread([r['predicted_tc'] for r in runs])} "
             f"| {runs[0]['fidelity_cost']:.5f} | {paper.NOISE_FINAL_DIMS95[eps].value} |"
