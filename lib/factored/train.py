@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 from . import optim, products, runs, sampling, theory, verdicts
 from .config import RunConfig
 from .models import pick_device
-from .products import inputs_and_targets, target_positions
 from .paths import pin_outputs_dir, restore_ctrl_c
+from .products import inputs_and_targets, target_positions
 from .profiles import PROFILES
 from .runs import Run
 
