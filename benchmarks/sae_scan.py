@@ -6,7 +6,7 @@
 Both trainers see the same activations as notebook 08 (the run's last checkpoint, its default site, the laptop
 analysis' held-out sequences, BOS dropped) and go through the same clustering and scoring: `sae.sae_factors`
 (our TopK SAE) and `sae.sae_factors(trainer="saelens")` (SAELens' TopKTrainingSAE and SAETrainer), each scored by
-`discovery.score_against_truth` against the vary-one subspaces. Independent subspace analysis
+`discovery_eval.score_against_truth` against the vary-one subspaces. Independent subspace analysis
 (`discovery.scan_and_choose`) on the same activations is the first row. Nothing is written into the run folder
 (the vary-one subspaces are computed, not cached). Writes benchmarks/sae_scan.md (--out).
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from factored import config, discovery, plots, probing, runs, sae
+from factored import config, discovery, discovery_eval, probing, runs, sae
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_training import cpu_name  # noqa: E402
@@ -43,7 +43,7 @@ def open_finished_run(name: str | None) -> runs.Run:
 
 def matched_overlaps(found: list[np.ndarray], reference: list[np.ndarray]) -> list[float]:
     """Each true factor's overlap (rank 2) with the found subspace paired to it, 0 when none is: list[N]."""
-    pairs, overlap = discovery.match_subspaces(found, reference)
+    pairs, overlap = discovery_eval.match_subspaces(found, reference)
     out = [0.0] * len(reference)
     for f, t in pairs:
         out[t] = float(overlap[f, t])
@@ -51,7 +51,7 @@ def matched_overlaps(found: list[np.ndarray], reference: list[np.ndarray]) -> li
 
 
 def score_row(method: str, found: list[np.ndarray], acts, beliefs, reference, **extra) -> dict:
-    score = discovery.score_against_truth(found, acts, beliefs, reference)
+    score = discovery_eval.score_against_truth(found, acts, beliefs, reference)
     overlaps = matched_overlaps(found, reference)
     return {
         "method": method,
@@ -82,7 +82,7 @@ def main() -> None:
     acts = probing.activations(model, process, data.tokens, site)  # [B, L-1, d]
     beliefs = probing.paired_beliefs(data.beliefs, seq_len)
     reference = list(probing.vary_one(model, process, acfg, seq_len, site)["directions"])
-    names = plots.factor_names(plots.factor_kinds(process))
+    names = process.names
     d = acts.shape[-1]
     print(f"{run.dir.name} step {run.steps[-1]}, {site}: activations {acts.shape}", flush=True)
 

@@ -4,9 +4,8 @@ import functools
 
 import numpy as np
 import pytest
-from sklearn.metrics import adjusted_rand_score
 
-from factored import analysis, discovery, ghmm, processes, products, sampling
+from factored import analysis, discovery, discovery_eval, ghmm, processes, products, sampling
 
 D_MODEL, N_SEQ, SEQ_LEN = 120, 1500, 8  # the synthetic width is the paper's d_model
 
@@ -20,11 +19,11 @@ def beliefs():
 
 # ------------------------------------------------------------------------------------------ known answers
 def test_five_independent_factors_are_recovered_exactly(beliefs):
-    acts, truth = discovery.synthetic_activations(beliefs)
+    acts, truth = discovery_eval.synthetic_activations(beliefs)
     assert discovery.n_components_at(acts) == 10  # 5 factors x 2 dims carry 95% of the variance; noise does not
     found = discovery.discover_factors(acts)
     assert found.n_factors == 5 and [len(g) for g in found.groups] == [2] * 5 and found.unassigned.size == 0
-    pairs, overlap = discovery.match_subspaces(found.subspaces, truth)
+    pairs, overlap = discovery_eval.match_subspaces(found.subspaces, truth)
     assert sorted(pairs[:, 1]) == [0, 1, 2, 3, 4]
     assert overlap[pairs[:, 0], pairs[:, 1]].min() > 0.99  # the same planes, up to the noise
     off = overlap.copy()
@@ -34,10 +33,10 @@ def test_five_independent_factors_are_recovered_exactly(beliefs):
 
 
 def test_one_factor_is_one_and_noise_components_stay_unassigned(beliefs):
-    acts, truth = discovery.synthetic_activations(beliefs[:1], seed=1)
+    acts, truth = discovery_eval.synthetic_activations(beliefs[:1], seed=1)
     found = discovery.discover_factors(acts, n_components=8)  # 2 belief dims + 6 dims of pure noise
     assert found.n_factors == 1 and len(found.groups[0]) == 2 and len(found.unassigned) == 6
-    assert discovery.match_subspaces(found.subspaces, truth)[1][0, 0] > 0.999
+    assert discovery_eval.match_subspaces(found.subspaces, truth)[1][0, 0] > 0.999
 
 
 def test_gaussian_noise_has_no_factors():
@@ -46,14 +45,14 @@ def test_gaussian_noise_has_no_factors():
 
 
 def test_each_found_subspace_alone_decodes_its_factor(beliefs):
-    acts, truth = discovery.synthetic_activations(beliefs, seed=3)
+    acts, truth = discovery_eval.synthetic_activations(beliefs, seed=3)
     found = discovery.discover_factors(acts)
     flat = acts.reshape(-1, D_MODEL)
-    for f, t in discovery.match_subspaces(found.subspaces, truth)[0]:
+    for f, t in discovery_eval.match_subspaces(found.subspaces, truth)[0]:
         target = beliefs[t].reshape(-1, 3)
-        full = discovery.subspace_r2(flat, target)
-        assert full > 0.95 and discovery.subspace_r2(flat, target, found.subspaces[f]) > 0.99 * full
-        assert discovery.subspace_r2(flat, target, found.readouts[f]) > 0.99 * full
+        full = discovery_eval.subspace_r2(flat, target)
+        assert full > 0.95 and discovery_eval.subspace_r2(flat, target, found.subspaces[f]) > 0.99 * full
+        assert discovery_eval.subspace_r2(flat, target, found.readouts[f]) > 0.99 * full
         assert analysis.subspace_overlap(found.readouts[f], found.subspaces[f], 2) > 0.99  # orthogonal factors
 
 
@@ -133,53 +132,14 @@ def test_group_subspace_orders_directions_by_variance():
     np.testing.assert_allclose(variances, [9, 1])
 
 
-def test_match_subspaces_pairs_by_overlap():
-    basis = np.eye(6)
-    reference = [basis[0:2], basis[2:4], basis[4:6]]
-    found = [basis[[4, 5]], basis[[0, 1]]]
-    pairs, overlap = discovery.match_subspaces(found, reference)
-    assert pairs.tolist() == [[0, 2], [1, 0]] and overlap.shape == (2, 3)
-    np.testing.assert_allclose(overlap[pairs[:, 0], pairs[:, 1]], 1)
-    empty_pairs, empty = discovery.match_subspaces([], reference)
-    assert empty_pairs.shape == (0, 2) and empty.shape == (0, 3)
-
-
-def test_a_factored_unembedding_reveals_the_vocabulary():
-    process = products.paper_process()
-    parts = products.decode(process, np.arange(process.vocab_size))  # [432, 5] sub-tokens
-    rng = np.random.default_rng(0)
-    Q = np.linalg.qr(rng.normal(size=(D_MODEL, 10)))[0].T  # 5 orthogonal planes, [10, d]
-    # additive logits: token t gets sum_n u_n[t_n] . (factor n's plane)
-    unembed = sum(rng.normal(size=(v, 2))[parts[:, n]] @ Q[2 * n : 2 * n + 2] for n, v in enumerate([3, 3, 3, 4, 4]))
-    for n in range(5):
-        labels, scores = discovery.token_partition(discovery.token_readout(unembed, Q[2 * n : 2 * n + 2]))
-        assert adjusted_rand_score(parts[:, n], labels) == 1.0 and max(scores, key=scores.get) == [3, 3, 3, 4, 4][n]
-
-
-def test_project_helper_agrees_with_analysis():
-    rng = np.random.default_rng(0)
-    acts, V = rng.normal(size=(30, 6)), np.linalg.qr(rng.normal(size=(6, 2)))[0].T
-    beliefs = acts @ V.T @ rng.normal(size=(2, 3))
-    assert discovery.subspace_r2(acts, beliefs, V) == pytest.approx(analysis.belief_regression(acts, [beliefs]).r2[0])
-
-
 def test_scan_and_choice_on_a_known_answer(beliefs):
-    acts, _ = discovery.synthetic_activations(beliefs[3:], seed=4)  # the two Bloch factors: 4 dims
+    acts, _ = discovery_eval.synthetic_activations(beliefs[3:], seed=4)  # the two Bloch factors: 4 dims
     scan = discovery.scan_components(acts, range(2, 7))
     counts = {k: d.n_factors for k, d in scan.items()}
     assert counts[4] == counts[5] == 2 and discovery.refound(scan)[4] == 2
     assert scan[discovery.choose_components(scan)].n_factors == 2
     with pytest.raises(ValueError, match="ks"):
         discovery.scan_components(acts, [])
-
-
-def test_synthetic_activations_have_the_stated_subspaces(beliefs):
-    acts, subspaces = discovery.synthetic_activations(beliefs[:2], d=20, noise_std=0.0)
-    assert acts.shape == (N_SEQ, SEQ_LEN - 1, 20) and [s.shape for s in subspaces] == [(2, 20), (2, 20)]
-    centred = discovery.centre_positions(acts).reshape(-1, 20)
-    inside = sum(analysis.project(centred, s, k=2, mean=np.zeros(20)) @ s for s in subspaces)
-    np.testing.assert_allclose(inside, centred, atol=1e-6)  # all the variance lies in the two planes (float32)
-    assert analysis.subspace_overlap(subspaces[0], subspaces[1], 2) < 1e-20  # orthogonal by construction
 
 
 # ------------------------------------------------------------------------- held-out known answers (the scan)
@@ -207,7 +167,7 @@ MESS3, BLOCH = processes.mess3(0.15, 0.6), processes.bloch_walk(1.0, 3.0)
 def _found(acts, truth):
     """(factors found, matched overlaps) of `find_factors` on acts against the true subspaces."""
     report = discovery.find_factors(acts)
-    pairs, overlap = discovery.match_subspaces(report.subspaces, truth)
+    pairs, overlap = discovery_eval.match_subspaces(report.subspaces, truth)
     return report.n_factors, overlap[pairs[:, 0], pairs[:, 1]]
 
 
@@ -216,14 +176,14 @@ def test_a_factor_at_a_tenth_of_the_scale_is_found():
     # its patterns, which a FastICA rotation error of angle e tilts by ~10 e toward the strong factors: B = 3000
     b = _beliefs_of([MESS3, MESS3, MESS3, BLOCH, BLOCH], n_seq=3000)
     b[2] = b[2] * 0.1
-    acts, truth = discovery.synthetic_activations(b, d=40)  # 40 dims: the noise floor as in 120, a shorter scan
+    acts, truth = discovery_eval.synthetic_activations(b, d=40)  # 40 dims: the noise floor as in 120, a shorter scan
     assert discovery.n_components_at(acts) < 10 <= discovery.n_signal(acts)
     n, matched = _found(acts, truth)
     assert n == 5 and matched.min() >= 0.9
 
 
 def test_a_saturating_nonlinearity_keeps_the_factors(beliefs):
-    acts, truth = discovery.synthetic_activations([b[:800] for b in beliefs], d=40)  # 40 dims: fewer harmonics
+    acts, truth = discovery_eval.synthetic_activations([b[:800] for b in beliefs], d=40)  # 40 dims: fewer harmonics
     mixed = acts - acts.mean(axis=(0, 1))
     acts = np.tanh(0.5 * mixed / np.sqrt((mixed**2).mean()))  # a 1-sigma value reaches tanh(0.5): mild saturation
     n, matched = _found(acts, truth)
@@ -252,10 +212,10 @@ SATURATING = {"tanh": np.tanh, "softsign": lambda x: x / (1 + np.abs(x))}  # sof
 def test_strong_saturation_keeps_the_factors(nonlinearity, gain, d):
     # tanh(4 z): a 1-sigma unit reads 0.999; every unit mixes all 5 factors, so each factor's coordinates are scaled
     # by the others' energies and products of factors fill further directions (the module's docstring)
-    acts, truth = discovery.synthetic_activations(_five_factor_beliefs(), d=d)
+    acts, truth = discovery_eval.synthetic_activations(_five_factor_beliefs(), d=d)
     saturated = SATURATING[nonlinearity](gain * _unit_rms(acts))
     report = discovery.find_factors(saturated)
-    pairs, overlap = discovery.match_subspaces(report.subspaces, truth)
+    pairs, overlap = discovery_eval.match_subspaces(report.subspaces, truth)
     assert report.view == "normal scores" and report.n_factors == 5 and overlap[pairs[:, 0], pairs[:, 1]].min() >= 0.9
 
 
@@ -276,11 +236,27 @@ def test_strong_saturation_keeps_the_factors(nonlinearity, gain, d):
 def test_tanh_twice_through_a_random_mixing(d):
     # held out of the development (run once, after the method was fixed): a 2-layer recurrent net's hidden state,
     # h2 = tanh(2 h1 M^T) with h1 = tanh(2 z); the factors' directions are carried through M
-    acts, truth = discovery.synthetic_activations(_five_factor_beliefs(), d=d)
+    acts, truth = discovery_eval.synthetic_activations(_five_factor_beliefs(), d=d)
     mixing = np.random.default_rng(11).normal(size=(d, d)) / np.sqrt(d)
     hidden = np.tanh(2 * _unit_rms(np.tanh(2 * _unit_rms(acts)) @ mixing.T))
     carried = [np.linalg.qr((t @ mixing.T).T)[0].T for t in truth]
     n, matched = _found(hidden, carried)
+    assert n == 5 and matched.min() >= 0.9
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the view loses the weak factor, not the count or the cut: normal scores (chosen, the same at any gain, "
+    "and the same without tanh) of units that mix all five factors put harmonics of the strong ones into its plane "
+    "(its variance share 0.35% -> 0.81%), and FastICA pairs its second coordinate with a harmonic at every k "
+    "(k = 2..18: no group overlaps it by 0.01); the raw view keeps tanh's harmonics (19% of it in the top 10 PCs)",
+)
+def test_a_weak_factor_through_strong_saturation_is_found():
+    # the two cases above at once: a factor at a tenth of the others' scale, then every unit saturated (tanh(4 z))
+    b = _beliefs_of([MESS3, MESS3, MESS3, BLOCH, BLOCH], n_seq=3000)
+    b[2] = b[2] * 0.1
+    acts, truth = discovery_eval.synthetic_activations(b, d=40)
+    n, matched = _found(np.tanh(4 * _unit_rms(acts)), truth)
     assert n == 5 and matched.min() >= 0.9
 
 
@@ -297,7 +273,7 @@ def test_normal_scores_are_the_same_under_any_increasing_function_of_a_unit():
 
 
 def test_the_view_is_the_more_compact_one():
-    acts, _ = discovery.synthetic_activations(_five_factor_beliefs(), d=40)
+    acts, _ = discovery_eval.synthetic_activations(_five_factor_beliefs(), d=40)
     assert discovery.analysed_view(acts)[0] == "activations"  # a linear code: scores would bend it
     saturated = np.tanh(2 * _unit_rms(acts))
     assert discovery.top_share(saturated, 10) < 0.9  # harmonics and cross-terms: > 10% outside the factors' 10 dims
@@ -335,14 +311,14 @@ def test_a_component_that_depends_on_two_groups_is_a_cross_term():
 
 
 def test_exactly_low_rank_activations_do_not_crash():
-    acts, truth = discovery.synthetic_activations(_beliefs_of([MESS3, MESS3, MESS3, BLOCH, BLOCH]), noise_std=0.0)
+    acts, truth = discovery_eval.synthetic_activations(_beliefs_of([MESS3, MESS3, MESS3, BLOCH, BLOCH]), noise_std=0.0)
     assert discovery.numerical_rank(acts) == 10  # 5 factors x 2 free coordinates, in 120 dims
     n, matched = _found(acts, truth)
     assert n == 5 and matched.min() >= 0.99
 
 
 def test_float32_round_off_is_no_direction(beliefs):
-    acts, _ = discovery.synthetic_activations(beliefs, noise_std=0.0)  # float32 beliefs: fixed sums hold to ~1e-7
+    acts, _ = discovery_eval.synthetic_activations(beliefs, noise_std=0.0)  # float32 beliefs: fixed sums hold to ~1e-7
     assert discovery.numerical_rank(acts) == 10
 
 
@@ -356,7 +332,7 @@ def test_float32_round_off_is_no_direction(beliefs):
     ids=["other-parameters", "six-factors", "two-factors"],
 )
 def test_other_products_are_recovered(factors):
-    acts, truth = discovery.synthetic_activations(_beliefs_of(factors, n_seq=1000), seed=5)
+    acts, truth = discovery_eval.synthetic_activations(_beliefs_of(factors, n_seq=1000), seed=5)
     n, matched = _found(acts, truth)
     assert n == len(factors) and matched.min() >= 0.99
 
@@ -376,7 +352,7 @@ def test_non_orthogonal_mixing_is_recovered(beliefs):
 
 def test_token_and_position_features_do_not_make_factors(beliefs):
     rng = np.random.default_rng(7)
-    acts, truth = discovery.synthetic_activations([b[:800] for b in beliefs], d=40, seed=7)
+    acts, truth = discovery_eval.synthetic_activations([b[:800] for b in beliefs], d=40, seed=7)
     token = rng.integers(0, 432, size=acts.shape[:2])  # a nuisance: a random embedding of a random token
     acts = acts + 0.02 * rng.normal(size=(432, 40))[token] + rng.normal(size=(SEQ_LEN - 1, 40))
     n, matched = _found(acts, truth)
@@ -395,27 +371,36 @@ def test_nulls_have_no_factors(kind):
 
 
 def test_find_factors_reports_and_scores(beliefs):
-    acts, truth = discovery.synthetic_activations(beliefs[:2], seed=9)
+    acts, truth = discovery_eval.synthetic_activations(beliefs[:2], seed=9)
     report = discovery.find_factors(acts[:, :, :])
     table, summary = report.table(), report.summary()
     assert report.n_factors == 2 == len(table["dims"]) and summary["k"] == report.k
     assert sum(table["share"]) > 0.9  # the two factors hold all the variance but the noise's
-    score = discovery.score_against_truth(report.subspaces, acts, beliefs[:2], truth)
+    score = discovery_eval.score_against_truth(report.subspaces, acts, beliefs[:2], truth)
     assert score["n_recovered"] == 2 and score["n_spurious"] == 0
     assert min(score["table"]["ratio"]) > 0.99 and min(score["table"]["overlap"]) > 0.99
-    assert "r2_readout" not in score["table"]
-    # readouts are scored like subspaces: the same directions give the same numbers, crossed ones read nothing
-    read = discovery.score_against_truth(report.subspaces, acts, beliefs[:2], truth, readouts=report.subspaces)
-    assert read["table"]["ratio_readout"] == read["table"]["ratio"]
-    crossed = discovery.score_against_truth(report.subspaces, acts, beliefs[:2], truth, readouts=report.subspaces[::-1])
-    assert max(crossed["table"]["ratio_readout"]) < 0.5
-    nothing = discovery.score_against_truth([], acts, beliefs[:2], truth, readouts=[])
-    assert nothing["n_recovered"] == 0 and np.isnan(nothing["table"]["r2_subspace"]).all()
-    assert np.isnan(nothing["table"]["ratio_readout"]).all()  # nothing found: the column is there, all NaN
+
+
+def test_the_estimator_stores_its_settings_and_fits_what_find_factors_finds(beliefs):
+    from sklearn.base import clone
+
+    estimator = discovery.FactorDiscovery(n_shuffles=10, seed=3)
+    assert estimator.get_params() == {"alpha": 0.01, "min_contrast": discovery.MIN_CONTRAST, "n_shuffles": 10,
+                                      "seed": 3, "variance": 0.95}  # fmt: skip
+    assert not hasattr(estimator, "report_") and clone(estimator).get_params() == estimator.get_params()
+    acts, _ = discovery_eval.synthetic_activations(beliefs[:2], d=12, seed=5)
+    assert estimator.fit(acts) is estimator
+    report = discovery.find_factors(acts, n_shuffles=10, seed=3)
+    assert estimator.n_factors_ == report.n_factors == 2 and estimator.n_components_ == report.k
+    assert estimator.report_.summary() == report.summary()
+    for fitted, found in zip(estimator.subspaces_, report.subspaces, strict=True):
+        np.testing.assert_array_equal(fitted, found)  # one implementation: the same numbers
+    with pytest.raises(TypeError):
+        discovery.find_factors(acts, n_components=4)  # k is scanned, not set
 
 
 def test_refound_counts_factors_seen_at_a_neighbouring_k(beliefs):
-    acts, _ = discovery.synthetic_activations(beliefs[3:], seed=4)
+    acts, _ = discovery_eval.synthetic_activations(beliefs[3:], seed=4)
     scan = discovery.scan_components(acts, [3, 4, 5, 7])
     again = discovery.refound(scan)
     assert again[4] == again[5] == 2 and again[7] == 0  # 7 has no neighbour in the scan
@@ -452,9 +437,9 @@ def test_inputs_find_factors_cannot_handle_are_one_clear_error(acts, message):
 def test_find_factors_takes_a_torch_tensor_even_one_that_requires_grad(beliefs):
     import torch
 
-    acts, _ = discovery.synthetic_activations(beliefs[:2], d=12, seed=5)
+    acts, _ = discovery_eval.synthetic_activations(beliefs[:2], d=12, seed=5)
     expected = discovery.find_factors(acts)
     for tensor in (torch.tensor(acts, requires_grad=True), torch.tensor(acts, dtype=torch.bfloat16)):
         report = discovery.find_factors(tensor)
         assert report.n_factors == expected.n_factors == 2
-        assert discovery.match_subspaces(report.subspaces, expected.subspaces)[1].max(axis=1).min() > 0.99
+        assert discovery_eval.match_subspaces(report.subspaces, expected.subspaces)[1].max(axis=1).min() > 0.99

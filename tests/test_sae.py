@@ -6,7 +6,7 @@ import pytest
 import torch
 from sae_lens import TopKSAE, TopKSAEConfig
 
-from factored import discovery, ghmm, processes, sae
+from factored import discovery_eval, ghmm, processes, sae
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def data():
             eta = ghmm.update(g, eta, x)
             out.append(eta)
         beliefs.append(np.stack(out, axis=1))
-    acts, truth = discovery.synthetic_activations(beliefs, d=16)
+    acts, truth = discovery_eval.synthetic_activations(beliefs, d=16)
     return acts, beliefs, truth
 
 
@@ -72,7 +72,7 @@ def test_sae_subspaces_are_scored_like_discovery(data):
     assert found.n_factors == len(found.clusters) <= 2 and found.fvu < 0.2
     for s in found.subspaces:
         np.testing.assert_allclose(s @ s.T, np.eye(len(s)), atol=1e-8)  # orthonormal, as discovery's
-    score = discovery.score_against_truth(found.subspaces, acts, beliefs, truth)
+    score = discovery_eval.score_against_truth(found.subspaces, acts, beliefs, truth)
     assert score["n_true"] == 2 and score["n_found"] == found.n_factors
     assert set(score["table"]) == {"factor", "found", "overlap", "r2_subspace", "r2_full", "ratio"}
     assert min(score["table"]["r2_full"]) > 0.95
@@ -119,6 +119,6 @@ def test_saelens_subspaces_recover_the_known_factors(data):
     assert isinstance(found, sae.SAEFactors) and found.n_factors == 2 and found.fvu < 0.2
     for s in found.subspaces:
         np.testing.assert_allclose(s @ s.T, np.eye(len(s)), atol=1e-8)
-    score = discovery.score_against_truth(found.subspaces, acts, beliefs, truth)
+    score = discovery_eval.score_against_truth(found.subspaces, acts, beliefs, truth)
     assert score["n_recovered"] == 2 and score["n_spurious"] == 0
     assert min(score["table"]["ratio"]) > 0.5  # each factor's belief read from its found subspace

@@ -48,11 +48,11 @@ found at k is not found again at k + 1. Two remedies, one for each place the non
 
 How many components k to keep is scanned (`scan_and_choose`): up to two past the components above the noise
 floor (weak factors carry little variance but stand clear of the noise), never past the numerical rank; the
-k reported finds the most factors that are found again at k - 1 or k + 1. `find_factors` is the entry point.
+k reported finds the most factors that are found again at k - 1 or k + 1. `FactorDiscovery` is the entry point (a
+scikit-learn estimator), `find_factors` the same in one call.
 
-Checks against ground truth (`match_subspaces`, `subspace_r2`, `score_against_truth`, shared with the
-sparse-autoencoder baseline in `sae`) and the vocabulary's factorisation read from the unembedding
-(`token_partition`) are at the end.
+Known answers and scores against ground truth are in `discovery_eval`; the vocabulary read from the unembedding is
+in `readout`.
 """
 
 from __future__ import annotations
@@ -64,14 +64,12 @@ from typing import Any
 
 import numpy as np
 from scipy.cluster.hierarchy import linkage
-from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import squareform
 from scipy.special import ndtri
 from scipy.stats import chi2, rankdata
-from sklearn.cluster import KMeans
+from sklearn.base import BaseEstimator
 from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import silhouette_score
 
 from . import analysis
 
@@ -581,119 +579,10 @@ def scan_and_choose(
     return choose_components(scan, extra), scan
 
 
-# ------------------------------------------------------------------------------- checks with ground truth
-def synthetic_activations(
-    beliefs: Sequence[np.ndarray], d: int = 120, noise_std: float = 0.01, seed: int = 0
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """A known answer: true beliefs (list[N] of [B, P, S_n]) concatenated, rotated at random into d dimensions,
-    plus isotropic Gaussian noise of std `noise_std` per dimension. Returns (acts [B, P, d], subspaces list[N] of
-    orthonormal [r_n, d]: the directions in which factor n's beliefs vary, r_n their rank, 2 for Mess3 and
-    Bloch beliefs, which have a fixed sum or a fixed first coordinate; directions below 1e-5 of the largest
-    singular value count as fixed)."""
-    parts = [np.asarray(b, dtype=np.float64) for b in beliefs]
-    Y = np.concatenate(parts, axis=-1)
-    if Y.ndim != 3 or Y.shape[-1] > d:
-        raise ValueError(f"beliefs must be [B, P, S_n] arrays with sum S_n <= d={d}, got {[b.shape for b in parts]}")
-    rng = np.random.default_rng(seed)
-    Q = np.linalg.qr(rng.normal(size=(d, Y.shape[-1])))[0]  # [d, sum S_n], orthonormal columns
-    acts = Y @ Q.T + noise_std * rng.normal(size=(*Y.shape[:2], d))
-    subspaces, start = [], 0
-    for b in parts:
-        flat = b.reshape(-1, b.shape[-1])
-        _, sv, vt = np.linalg.svd(flat - flat.mean(axis=0), full_matrices=False)
-        rank = int((sv > 1e-5 * sv[0]).sum())  # float32 beliefs: a fixed sum holds to ~1e-7
-        subspaces.append(vt[:rank] @ Q[:, start : start + b.shape[-1]].T)
-        start += b.shape[-1]
-    return acts, subspaces
-
-
-def match_subspaces(
-    found: Sequence[np.ndarray], reference: Sequence[np.ndarray], k: int = 2
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pair found subspaces with reference ones: Hungarian matching on their overlap at rank k.
-
-    found: list[F] of orthonormal [m, d] (may be empty); reference: list[R] of orthonormal [m, d]. Returns
-    (pairs [min(F, R), 2] of (found, reference) indices maximising the total overlap, overlap [F, R]), the
-    overlap being `analysis.subspace_overlap` at rank min(k, both ranks)."""
-    if len(reference) == 0:
-        raise ValueError("reference must be a non-empty list of [m, d] arrays")
-    overlap = np.array([[analysis.subspace_overlap(f, r, min(k, len(f), len(r))) for r in reference] for f in found])
-    if len(found) == 0:
-        return np.zeros((0, 2), dtype=int), np.zeros((0, len(reference)))
-    rows, cols = linear_sum_assignment(-overlap)
-    return np.stack([rows, cols], axis=1), overlap
-
-
-def subspace_r2(acts: np.ndarray, beliefs: np.ndarray, directions: np.ndarray | None = None, seed: int = 0) -> float:
-    """Held-out R^2 of one factor's beliefs [n, S] regressed on acts [n, d] projected on directions [m, d]
-    (None: the full activations), by `analysis.belief_regression`."""
-    x = acts if directions is None else analysis.project(acts, directions, k=len(directions))
-    return float(analysis.belief_regression(x, [beliefs], seed=seed).r2[0])
-
-
-def score_against_truth(
-    found: Sequence[np.ndarray],
-    acts: np.ndarray,
-    true_beliefs: Sequence[np.ndarray],
-    true_subspaces: Sequence[np.ndarray],
-    same: float = SAME_FACTOR,
-    seed: int = 0,
-    readouts: Sequence[np.ndarray] | None = None,
-) -> dict:
-    """How well found subspaces (any method's: list[F] of orthonormal [m, d]) recover known factors.
-
-    acts: [B, P, d] (or [n, d]); true_beliefs: list[N] of [B, P, S_n] (or [n, S_n]); true_subspaces: list[N] of
-    orthonormal [r, d]. Found and true are paired by `match_subspaces`; a true factor counts as found when its
-    pair's overlap exceeds `same` (SAME_FACTOR). Returns {"table": {column: list[N]}: factor, found (index, -1:
-    none), overlap, r2_subspace (held-out R^2 of the beliefs from the matched subspace; nan when none), r2_full
-    (from all of acts), ratio; with `readouts` (list[F] of [m, d]: the directions that read each found factor
-    out, `Discovery.readouts`) also r2_readout and ratio_readout; "n_found": F, "n_true": N, "n_recovered": true
-    factors found, "n_spurious": found subspaces matching no true factor}."""
-    acts = np.asarray(acts, dtype=np.float64)
-    flat = acts.reshape(-1, acts.shape[-1])
-    beliefs = [np.asarray(b, dtype=np.float64).reshape(len(flat), -1) for b in true_beliefs]
-    if len(beliefs) != len(true_subspaces):
-        raise ValueError(f"true_beliefs and true_subspaces must be as many, got {len(beliefs)}, {len(true_subspaces)}")
-    pairs, overlap = match_subspaces(list(found), list(true_subspaces))
-    partner = {int(t): int(f) for f, t in pairs if overlap[f, t] > same}
-    columns = ["factor", "found", "overlap", "r2_subspace", "r2_full", "ratio"]
-    with_readouts = readouts is not None
-    table: dict[str, list] = {k: [] for k in columns + (["r2_readout", "ratio_readout"] if with_readouts else [])}
-
-    def scored(directions: np.ndarray | None, b: np.ndarray, full: float) -> tuple[float, float]:
-        """(held-out R^2 from these directions, its ratio to the whole stream's); NaN when nothing matched."""
-        if directions is None:
-            return float("nan"), float("nan")
-        sub = subspace_r2(flat, b, directions, seed=seed)
-        return sub, sub / full if full > 0 else float("nan")
-
-    for t, b in enumerate(beliefs):
-        f = partner.get(t, -1)
-        full = subspace_r2(flat, b, seed=seed)
-        table["factor"].append(t)
-        table["found"].append(f)
-        table["overlap"].append(float(overlap[:, t].max()) if len(found) else 0.0)
-        table["r2_full"].append(full)
-        r2, ratio = scored(found[f] if f >= 0 else None, b, full)
-        table["r2_subspace"].append(r2)
-        table["ratio"].append(ratio)
-        if with_readouts:
-            r2, ratio = scored(readouts[f] if f >= 0 else None, b, full)
-            table["r2_readout"].append(r2)
-            table["ratio_readout"].append(ratio)
-    return {
-        "table": table,
-        "n_found": len(found),
-        "n_true": len(beliefs),
-        "n_recovered": len(partner),
-        "n_spurious": len(found) - len(partner),
-    }
-
-
 # ------------------------------------------------------------------------------------------- entry point
 @dataclass(frozen=True)
 class FactorReport:
-    """What `find_factors` found: n_factors; view, the view the components were separated in (`analysed_view`:
+    """What `FactorDiscovery` found: n_factors; view, the view the components were separated in (`analysed_view`:
     "activations" or "normal scores"); subspaces list[n_factors] of orthonormal [m_n, d] in the activations'
     coordinates (directions by decreasing variance); variances list[n_factors] of [m_n]; k, the components kept;
     total_variance of the
@@ -737,52 +626,66 @@ class FactorReport:
         }
 
 
+class FactorDiscovery(BaseEstimator):
+    """Find the factors in a model's activations alone: the method as a scikit-learn estimator.
+
+    `FactorDiscovery(seed=1).fit(acts).subspaces_`. The settings are those of `scan_and_choose`: variance (the
+    share of the variance the scan and the view's compactness are read at), n_shuffles and alpha (the noise
+    threshold, `null_threshold`), min_contrast (the cut rule, `group_components`), seed (FastICA and the
+    shuffles). Fitted: report_, the `FactorReport` (`.table()` and `.summary()` print it); subspaces_, list[n_factors_]
+    of orthonormal [m_n, d] in the activations' coordinates; n_factors_; n_components_, the k chosen."""
+
+    def __init__(
+        self,
+        *,
+        variance: float = 0.95,
+        n_shuffles: int = 20,
+        alpha: float = 0.01,
+        min_contrast: float = MIN_CONTRAST,
+        seed: int = 0,
+    ):
+        self.variance = variance
+        self.n_shuffles = n_shuffles
+        self.alpha = alpha
+        self.min_contrast = min_contrast
+        self.seed = seed
+
+    def fit(self, acts: np.ndarray, y: None = None) -> FactorDiscovery:
+        """Find the factors of acts: [B, P, d], B sequences (independent samples) x P positions x d features (a
+        residual stream at one layer, BOS dropped; positions are centred separately), or [n, d] (one position);
+        a numpy array or a torch tensor. Use a few thousand sequences: the noise threshold and the components'
+        precision come from B. Zero factors is an answer: no subspaces whose activity is independent of the rest.
+        Inputs it cannot separate (d < 2, too few sequences, no variation beyond round-off) are one ValueError
+        saying so; any scale that float64 holds is separated (`_rescaled`). y: ignored (scikit-learn's API)."""
+        acts = _separable(_rescaled(_as_3d(acts)))  # at an extreme scale, variances are in `_rescaled`'s units
+        view_name, view = analysed_view(acts, self.variance)
+        k, scan = scan_and_choose(
+            acts,
+            self.variance,
+            view=view,
+            n_shuffles=self.n_shuffles,
+            alpha=self.alpha,
+            min_contrast=self.min_contrast,
+            seed=self.seed,
+        )
+        found = scan[k]
+        self.report_ = FactorReport(
+            n_factors=found.n_factors,
+            view=view_name,
+            subspaces=found.subspaces,
+            variances=found.variances,
+            k=k,
+            total_variance=float(spectrum(acts).sum()),
+            discovery=found,
+            scan=scan,
+        )
+        self.subspaces_ = self.report_.subspaces
+        self.n_factors_ = self.report_.n_factors
+        self.n_components_ = k
+        return self
+
+
 def find_factors(acts: np.ndarray, **kwargs) -> FactorReport:
-    """Find the factors in a model's activations alone: the entry point for a researcher's own model.
-
-    acts: [B, P, d], B sequences (independent samples) x P positions x d features (a residual stream at one
-    layer, BOS dropped; positions are centred separately), or [n, d] (one position). Use a few thousand
-    sequences: the noise threshold and the components' precision come from B. kwargs go to `scan_and_choose`
-    (variance, n_shuffles, alpha, min_contrast, seed). Returns a `FactorReport`; `.table()` and `.summary()`
-    print it. Zero factors is an answer: no subspaces whose activity is independent of the rest. Inputs it
-    cannot separate (d < 2, too few sequences, no variation beyond round-off) are one ValueError saying so; any
-    scale that float64 holds is separated (`_rescaled`)."""
-    acts = _separable(_rescaled(_as_3d(acts)))  # at an extreme scale, variances are in `_rescaled`'s units
-    view_name, view = analysed_view(acts, kwargs.get("variance", 0.95))
-    k, scan = scan_and_choose(acts, view=view, **kwargs)
-    found = scan[k]
-    return FactorReport(
-        n_factors=found.n_factors,
-        view=view_name,
-        subspaces=found.subspaces,
-        variances=found.variances,
-        k=k,
-        total_variance=float(spectrum(acts).sum()),
-        discovery=found,
-        scan=scan,
-    )
-
-
-# ------------------------------------------------------------------------------------------- the vocabulary
-def token_readout(unembed: np.ndarray, directions: np.ndarray) -> np.ndarray:
-    """How a subspace votes for each token: unembed [V, d] (rows: tokens) @ directions [m, d].T -> [V, m],
-    centred over tokens. A factored predictor's log-probability is a sum of per-factor terms, so the tokens
-    that share a factor's sub-token get the same vote from that factor's subspace."""
-    readout = np.asarray(unembed, dtype=np.float64) @ np.asarray(directions, dtype=np.float64).T
-    return readout - readout.mean(axis=0)
-
-
-def token_partition(readout: np.ndarray, max_parts: int = 8, seed: int = 0) -> tuple[np.ndarray, dict[int, float]]:
-    """Tokens grouped by their readout [V, m]: k-means for 2..max_parts parts, the number of parts with the
-    best silhouette. Returns (labels [V], {parts: silhouette})."""
-    readout = np.asarray(readout, dtype=np.float64)
-    if readout.ndim != 2 or len(readout) < 3:
-        raise ValueError(f"readout must be [V >= 3, m], got shape {readout.shape}")
-    distinct = len(np.unique(readout.round(12), axis=0))  # an exactly factored readout repeats its points
-    labels, scores = {}, {}
-    for parts in range(2, max(2, min(max_parts, len(readout) - 1, distinct)) + 1):
-        labels[parts] = KMeans(parts, n_init=10, random_state=seed).fit_predict(readout)
-        n_used = len(np.unique(labels[parts]))
-        scores[parts] = silhouette_score(readout, labels[parts]) if 1 < n_used < len(readout) else -1.0
-    best = max(scores, key=scores.get)
-    return labels[best], scores
+    """Find the factors in a model's activations alone, in one call: `FactorDiscovery(**kwargs).fit(acts).report_`
+    (kwargs: variance, n_shuffles, alpha, min_contrast, seed). acts: [B, P, d] or [n, d]; returns a `FactorReport`."""
+    return FactorDiscovery(**kwargs).fit(acts).report_

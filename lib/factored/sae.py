@@ -8,7 +8,7 @@ clustering on |cos|, the number of clusters given or chosen by silhouette). A be
 latents whose decoder directions lie in its plane, so one factor's latents are similar to each other (through
 chains of neighbours around the plane) and orthogonal to the other factors'. A cluster's subspace is the span of
 its decoder directions, weighted by how much each latent is used. The result is the same as `discovery`'s, a
-list of orthonormal [m, d] subspaces, so both are scored by `discovery.score_against_truth`.
+list of orthonormal [m, d] subspaces, so both are scored by `discovery_eval.score_against_truth`.
 
 Input is what `discovery` sees: activations [B, P, d] centred at each position, flattened, scaled to unit mean
 squared norm (so that the learning rate means the same for every model).
