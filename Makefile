@@ -43,12 +43,14 @@ endef
 run: setup
 	$(call lanes,outputs/notebooks,-p profile $(PROFILE))
 
-# Train seeds 1 and 2 of $(PROFILE) (via notebook 02), for notebook 03's table across seeds.
+# Train seeds 1 and 2 of $(PROFILE): the canonical run (via notebook 02) and the chain, for the tables across seeds
+# of notebooks 03 and 06.
 seeds: setup
 	@mkdir -p outputs/notebooks
 	@for s in 1 2; do \
 	  $(RENDER) notebooks/02_training.ipynb outputs/notebooks/02_training_seed$$s.ipynb \
 	    -p profile $(PROFILE) -p seed $$s -p compare_target false || exit 1; \
+	  $(PY) -m factored.train --profile $(PROFILE) --structure chain --seed $$s || exit 1; \
 	done
 
 # Run a parameter sweep: one notebook over a grid (params/sweeps/*.yaml), outputs in outputs/sweeps/<name>/.

@@ -198,15 +198,19 @@ def score(run: runs.Run) -> dict:
     steps = scored_steps(run)
     trajectory = probing.analyze_run(run, probing.AnalysisConfig(), steps=steps, progress=False)
     metrics = [m for m in run.metrics() if m["step"] > 0]
-    final, vary, random = probing.final_vary_one(run, probing.AnalysisConfig())
+    final = run.steps[-1]
+    vary, random = (
+        probing.vary_one_at(run, [final], probing.AnalysisConfig()),
+        probing.random_init_overlaps(run, probing.AnalysisConfig()),
+    )
     return {
         "overlap_k12": vary[final]["mean_overlap"][:2].tolist(),
         "random_overlap_k12": np.median(random, axis=0)[:2].tolist(),
         "config": run.config.to_dict(),
         "batch_size": run.config.train.batch_size,
         "gap": [[m["step"], m["gap"]] for m in metrics],
-        "r2": [[s, trajectory[s]["r2"]] for s in steps],
-        "dims95": [[s, trajectory[s]["dims"]["0.95"]] for s in steps],
+        "r2": [[s, trajectory[s].r2] for s in steps],
+        "dims95": [[s, trajectory[s].dims95] for s in steps],
     }
 
 

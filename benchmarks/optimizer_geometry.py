@@ -37,14 +37,16 @@ def finished(name: str) -> runs.Run | None:
 def measure(run: runs.Run) -> dict:
     """The geometry of one finished run (every analysis cached in its folder)."""
     trajectory = probing.analyze_run(run, ACFG, steps=study.scored_steps(run), progress=False)  # the study's, cached
-    final, vary, random = probing.final_vary_one(run, ACFG)
+    final = run.steps[-1]
+    vary, random = probing.vary_one_at(run, [final], ACFG), probing.random_init_overlaps(run, ACFG)
     gaps = {m["step"]: m["gap"] for m in run.metrics()}
     settings = {"acfg": ACFG.hash(), "n_sequences": 2000}
     shares = runs.load_summary(run, "geometry_variance", settings)
     if shares is None:
         data = probing.probe_data(run.process, 2000, run.config.data.seq_len, ACFG.seed)
         model = run.load_model(final)
-        shares = probing.variance_decomposition(model, run.process, data, ACFG.site_for(model), ACFG.seed)
+        probed = probing.probe(model, run.process, data, ACFG.site_for(model))
+        shares = probing.variance_decomposition(probed, run.process, data.tokens, ACFG.seed)
         runs.save_summary(run, "geometry_variance", shares, settings)
     overlap, band = vary[final]["mean_overlap"], np.median(random, axis=0)
     return {
@@ -52,14 +54,14 @@ def measure(run: runs.Run) -> dict:
         "steps": run.config.train.steps,
         "batch": run.config.train.batch_size,
         "gap": run.metrics()[-1]["gap"],
-        "worst_r2": float(min(trajectory[final]["r2"])),
-        "dims95": trajectory[final]["dims"]["0.95"],
+        "worst_r2": float(min(trajectory[final].r2)),
+        "dims95": trajectory[final].dims95,
         "overlap_k12": overlap[:2].tolist(),
         "band_k12": band[:2].tolist(),
         "overlap_curve": overlap.tolist(),
         "band_curve": [np.percentile(random, q, axis=0).tolist() for q in (5, 50, 95)],
         "shares": [[r["features"], r["r2"]] for r in shares],
-        "along": [[gaps[s], trajectory[s]["dims"]["0.95"]] for s in sorted(trajectory) if s in gaps and s > 0],
+        "along": [[gaps[s], trajectory[s].dims95] for s in sorted(trajectory) if s in gaps and s > 0],
     }
 
 
@@ -170,13 +172,14 @@ def projections(rows: dict[str, dict], path: Path) -> None:
     figs = []
     for name in pairs[-1]:
         run = finished(name)
-        final, vary, _ = probing.final_vary_one(run, ACFG)
+        final = run.steps[-1]
+        vary = probing.vary_one_at(run, [final], ACFG)
         data = probing.probe_data(run.process, 1000, run.config.data.seq_len, ACFG.seed)
         model = run.load_model(final)
         probed = probing.probe(model, run.process, data, ACFG.site_for(model))
         shown = [analysis.project(probed.flat_acts, V, k=2) for V in vary[final]["directions"]]
-        kinds = plots.factor_kinds(run.process)
-        fig = plots.projection_grid(probed.flat_beliefs, shown, kinds, plots.factor_names(kinds))
+        kinds = list(run.process.kinds)
+        fig = plots.projection_grid(probed.flat_beliefs, shown, kinds, run.process.names)
         fig.suptitle(f"{name}: gap {rows[name]['gap']:.4f}", y=1.02)
         figs.append(fig)
     for i, fig in enumerate(figs):

@@ -85,7 +85,8 @@ def score(run: runs.Run, fidelity: float) -> dict:
     """The study's measurements of one run (plain numbers and lists; see the module docstring)."""
     acfg = probing.AnalysisConfig()
     trajectory = probing.analyze_run(run, acfg, progress=False)
-    final, vary, random = probing.final_vary_one(run, acfg)
+    final = run.steps[-1]
+    vary, random = probing.vary_one_at(run, [final], acfg), probing.random_init_overlaps(run, acfg)
     names = run.process.kinds
     steps = sorted(trajectory)
     data = probing.probe_data(run.process, TC_SEQUENCES, run.config.data.seq_len, acfg.seed)
@@ -96,10 +97,10 @@ def score(run: runs.Run, fidelity: float) -> dict:
         "gap_steps": [m["step"] for m in metrics],
         "gap": [m["gap"] for m in metrics],
         "steps": steps,
-        "dims95": [trajectory[s]["dims"]["0.95"] for s in steps],
-        "dims99": [trajectory[s]["dims"]["0.99"] for s in steps],
-        "r2": [trajectory[s]["r2"] for s in steps],
-        "rmse": [trajectory[s]["rmse"] for s in steps],
+        "dims95": [trajectory[s].dims95 for s in steps],
+        "dims99": [trajectory[s].dims(0.99) for s in steps],
+        "r2": [trajectory[s].r2 for s in steps],
+        "rmse": [trajectory[s].rmse for s in steps],
         "kinds": list(names),
         "overlap": np.asarray(vary[final]["mean_overlap"][:2]).tolist(),
         "random_overlap": np.percentile(random[:, :2], [5, 50, 95], axis=0).tolist(),

@@ -54,7 +54,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from factored import analysis, experiments, plots, products, runs, train
+from factored import analysis, plots, products, run_analysis, runs, tables, train
 
 # %% [markdown]
 # ## The run and the analysis of every checkpoint
@@ -65,9 +65,10 @@ from factored import analysis, experiments, plots, products, runs, train
 # %%
 run = train.get_or_train(cfg)
 process = run.process
-kinds = plots.factor_kinds(process)
-names = plots.factor_names(kinds)
-trajectory = probing.analyze_run(run, acfg)
+kinds = list(process.kinds)
+names = process.names
+analysed = run_analysis.analyze(run, acfg)  # every analysis below, each cached in the run folder
+trajectory, st = analysed.trajectory, analysed.stages
 refs = probing.reference_curves(process, acfg, cfg.data.seq_len)
 joint_dim, factored_dim = products.dimension_counts(process.state_dims)
 print(f"{len(trajectory)} checkpoints analysed; reference dims@95: factored beliefs {refs['factored_dims95']}, "
@@ -87,8 +88,7 @@ plots.cev_over_training(trajectory, refs["factored_cev"], refs["joint_cev"]);
 plots.dims_over_training(trajectory, factored_dim, joint_dim);
 
 # %%
-st = probing.stages(trajectory)
-dims = {s: trajectory[s]["dims"]["0.95"] for s in sorted(trajectory)}
+dims = {s: trajectory[s].dims95 for s in sorted(trajectory)}
 print(f"dims@95: init {dims[st['init']]}, minimum {dims[st['collapse']]} at step {st['collapse']}, "
       f"final {dims[st['final']]} at step {st['final']}")
 
@@ -108,8 +108,7 @@ plots.rmse_over_training(trajectory, names, kinds);
 # the end of training. For each factor we keep its top directions; the projections below use the top two.
 
 # %%
-vary = probing.vary_one_at(run, sorted(set(st.values())), acfg)
-random_overlaps = probing.random_init_overlaps(run, acfg)
+vary, random_overlaps = analysed.vary, analysed.random_overlaps
 plots.vary_one_dims({stage: vary[step] for stage, step in st.items()}, names);
 
 # %% [markdown]
@@ -137,8 +136,8 @@ plots.projection_grid(probed.flat_beliefs, projections, kinds, names);
 # belief, and all cross-factor products (the joint belief, 243 coordinates).
 
 # %%
-decomposition = probing.variance_decomposition(model, process, data, acfg.site_for(model), acfg.seed)
-final_dims = trajectory[st["final"]]["dims"]["0.95"]
+decomposition = probing.variance_decomposition(probed, process, data.tokens, acfg.seed)
+final_dims = trajectory[st["final"]].dims95
 plots.variance_shares(decomposition, final_dims, factored_dim);
 
 # %%
@@ -176,7 +175,7 @@ print(f"random-init band for init={cfg.model.init}, embed_std={cfg.model.embed_s
 # extra directions (for instance a response to *any* token change), while their beliefs stay apart.
 
 # %%
-split = experiments.overlap_split(vary[st["final"]]["directions"], own=2, k=6)
+split = analysis.overlap_split(vary[st["final"]]["directions"], own=2, k=6)
 tail_random = (split["k"] - 2) / cfg.model.d_model
 print(f"final mean overlap at k = {split['k']}: {split['at_k']:.3f}; of the top-2 (belief) directions alone "
       f"{split['head']:.2g}; of directions 3-{split['k']} alone {split['tail']:.3f} (random subspaces of that size: "
@@ -191,8 +190,7 @@ print(f"final mean overlap at k = {split['k']}: {split['at_k']:.3f}; of the top-
 # init; union dims@95 about 12.
 
 # %%
-gap = run.metrics()[-1]["gap"]  # held-out loss minus the optimal predictor's on the same sequences
-result = probing.summary(trajectory, vary, random_overlaps, gap, names)
+result = analysed.summary
 runs.save_summary(run, "03_factored_geometry", result, settings=dataclasses.asdict(acfg))
 table = pd.DataFrame(
     {
@@ -212,12 +210,8 @@ print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}, i
 # of the chosen profile; this notebook only reads them). Mean, standard deviation and range over the seeds.
 
 # %%
-summaries = {seed: result}
-for other_seed in sorted({0, 1, 2} - {seed}):
-    other = runs.finished_run(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=other_seed)))
-    if other is not None:
-        summaries[other_seed] = probing.analyze_all(other, acfg, names, progress=False)["summary"]
-seeds_table = experiments.seeds_table(summaries)
+summaries = run_analysis.seed_summaries(cfg, acfg, sorted({0, 1, 2, seed}))
+seeds_table = tables.seeds_table(summaries)
 print(f"{len(summaries)} seed(s) with a finished run: {sorted(summaries)}")
 print(seeds_table.to_string(float_format=lambda v: f"{v:.4g}"))
 

@@ -61,8 +61,21 @@ import dataclasses
 
 import pandas as pd
 
-from factored import analysis, experiments, paper, plots, probing, products, runs, seeds, theory, train, verdicts
-from factored import results as across_runs  # `results` below: this notebook's own
+from factored import (
+    across_runs,
+    analysis,
+    paper,
+    plots,
+    probing,
+    products,
+    run_analysis,
+    runs,
+    seeds,
+    tables,
+    theory,
+    train,
+    verdicts,
+)
 
 n_mc = profiles.profile_record(profile).mc_samples  # Monte-Carlo contexts for the theory
 seq_len = cfg.data.seq_len
@@ -161,17 +174,17 @@ if noise and cost > 0:
 # first collapse, then sit near the factored value (the factored phase); only later does the noisy run grow.
 
 # %%
-kinds = plots.factor_kinds(process)
-names = plots.factor_names(kinds)
+kinds = list(process.kinds)
+names = process.names
 conditions = {label: run, "eps = 0": base} if noise else {label: run}  # at eps = 0 the two runs are one
-results = {name: experiments.final_results(r, acfg, names, factored_dim) for name, r in conditions.items()}
-trajectory = results[label]["trajectory"]
-compare = {name: r["trajectory"] for name, r in results.items()}
+results = {name: run_analysis.analyze(r, acfg) for name, r in conditions.items()}
+trajectory = results[label].trajectory
+compare = {name: r.trajectory for name, r in results.items()}
 plots.dims_compare(compare, factored_dim, joint_dim);
 
 # %%
-phases, base_phases = results[label]["phases"], results[list(results)[-1]]["phases"]  # the same run at eps = 0
-print(experiments.phases_table({name: r["phases"] for name, r in results.items()}, factored_dim).to_string())
+phases, base_phases = results[label].phases, results[list(results)[-1]].phases  # the same run at eps = 0
+print(tables.phases_table({name: r.phases for name, r in results.items()}, factored_dim).to_string())
 
 # %% [markdown]
 # ## Is each factor's belief still linearly decodable?
@@ -198,8 +211,8 @@ plots.cev_over_training(trajectory, refs["factored_cev"], refs["joint_cev"]);
 # randomly initialised networks.
 
 # %%
-curves = {f"{name}, step {r['final']}": r["vary"][r["final"]]["mean_overlap"] for name, r in results.items()}
-plots.overlap_vs_k(curves, analysis.baseline_band(results[label]["random_overlaps"]), cfg.model.d_model);
+curves = {f"{name}, step {r.final}": r.vary[r.final]["mean_overlap"] for name, r in results.items()}
+plots.overlap_vs_k(curves, analysis.baseline_band(results[label].random_overlaps), cfg.model.d_model);
 
 # %% [markdown]
 # ## Does the representation grow beyond the factor beliefs?
@@ -212,11 +225,11 @@ plots.overlap_vs_k(curves, analysis.baseline_band(results[label]["random_overlap
 # law (0: it predicts the factors independently; the true law's is the fidelity cost above).
 
 # %%
-growth_steps = sorted({results[label]["phases"]["min_step"], *[s for s in (1000, 2500) if s in run.steps],
+growth_steps = sorted({results[label].phases["min_step"], *[s for s in (1000, 2500) if s in run.steps],
                        run.steps[-1]})  # fmt: skip
-growth = pd.concat({name: experiments.beyond_factored_at(r, [s for s in growth_steps if s in r.steps], acfg)
+growth = pd.concat({name: run_analysis.beyond_factored_at(r, [s for s in growth_steps if s in r.steps], acfg)
                     for name, r in conditions.items()}, names=["run"])  # fmt: skip
-growth["dims@95"] = [results[name]["trajectory"][step]["dims"]["0.95"] for name, step in growth.index]
+growth["dims@95"] = [results[name].trajectory[step].dims95 for name, step in growth.index]
 print(growth.round(4).to_string())
 print(f"true law's total correlation (the fidelity cost) at {label}: {cost:.2g} nats/token")
 
@@ -227,7 +240,7 @@ print(f"true law's total correlation (the fidelity cost) at {label}: {cost:.2g} 
 # x 25,000 sequences). Also saved in the run folder as `summaries/04_noise-<settings>.json`.
 
 # %%
-result = results[label]["summary"]
+result = results[label].summary
 theory_rows = {
     label: {"fidelity cost of factoring (nats/token)": pm(cost, cost_err, ".3g"),
             "optimal loss (nats/token)": pm(optimal, optimal_err, ".5f")},
@@ -235,8 +248,8 @@ theory_rows = {
                 "optimal loss (nats/token)": f"{clean:.5f} (exact)"},
 }
 table = pd.concat([pd.DataFrame({k: theory_rows[k] for k in results}),
-                   experiments.comparison_table(results, kinds, factored_dim)])
-paper_final = paper.NOISE_FINAL_DIMS95.get(noise, paper.Reported("not in the paper's sweep", "")).value
+                   tables.comparison_text(tables.comparison_table(results, kinds), factored_dim)])
+paper_final = paper.noise_final_dims95(noise).value
 table[f"paper ({label})"] = table.index.map({
     "dims@95 at init": paper.INIT_DIMS95.value, "min dims@95 (step)": paper.NOISE_COLLAPSE_DIMS95.value,
     f"factored phase (dims@95 within {TOL} of {factored_dim})": paper.FACTORED_PHASE.value,

@@ -64,8 +64,8 @@ import math
 
 import pandas as pd
 
-from factored import analysis, models, paper, plots, probing, products, runs, train, verdicts
-from factored.results import model_label  # notebook 07's names for the same models
+from factored import analysis, models, paper, plots, probing, products, run_analysis, runs, train, verdicts
+from factored.across_runs import model_label  # notebook 07's names for the same models
 
 label = model_label(cfg, canonical_cfg) + (" (canonical)" if cfg == canonical_cfg else "")
 canonical_label = model_label(canonical_cfg, canonical_cfg) + " (canonical)"
@@ -116,9 +116,9 @@ for lab, run in all_runs.items():
 
 # %%
 process = all_runs[label].process
-kinds = plots.factor_kinds(process)
-names = plots.factor_names(kinds)
-results = {lab: probing.analyze_all(run, acfg, names) for lab, run in all_runs.items()}
+kinds = list(process.kinds)
+names = process.names
+results = {lab: run_analysis.analyze(run, acfg) for lab, run in all_runs.items()}
 refs = probing.reference_curves(process, acfg, cfg.data.seq_len)
 joint_dim, factored_dim = products.dimension_counts(process.state_dims)
 print(f"belief dimension of this process: factored {factored_dim}, joint {joint_dim}; dims@95 of the true "
@@ -132,19 +132,19 @@ print(f"belief dimension of this process: factored {factored_dim}, joint {joint_
 # and for their outer product (dotted, a joint one).
 
 # %%
-plots.cev_over_training(results[label]["trajectory"], refs["factored_cev"], refs["joint_cev"]);
+plots.cev_over_training(results[label].trajectory, refs["factored_cev"], refs["joint_cev"]);
 
 # %% [markdown]
 # Then dims@95 of both runs against the factored and joint counts (for a recurrent net the curve is the
 # dimension of its top hidden state, not of a residual stream).
 
 # %%
-plots.dims_compare({lab: r["trajectory"] for lab, r in results.items()}, factored_dim, joint_dim);
+plots.dims_compare({lab: r.trajectory for lab, r in results.items()}, factored_dim, joint_dim);
 
 # %%
 for lab, r in results.items():
-    s = r["summary"]
-    print(f"{lab}: dims@95 at init {r['trajectory'][r['stages']['init']]['dims']['0.95']}, minimum "
+    s = r.summary
+    print(f"{lab}: dims@95 at init {r.trajectory[r.stages['init']].dims95}, minimum "
           f"{s['min_dims95']} at step {s['min_dims95_step']}, final {s['final_dims95']} at step {s['final_step']} "
           f"(factored {factored_dim}, joint {joint_dim})")
 
@@ -154,7 +154,7 @@ for lab, r in results.items():
 # Held-out R² of the regression per factor, over training, one panel per run.
 
 # %%
-plots.per_factor_compare({lab: r["trajectory"] for lab, r in results.items()}, names, key="r2", kinds=kinds);
+plots.per_factor_compare({lab: r.trajectory for lab, r in results.items()}, names, key="r2", kinds=kinds);
 
 # %% [markdown]
 # ## Projections redraw each factor's geometry
@@ -163,12 +163,12 @@ plots.per_factor_compare({lab: r["trajectory"] for lab, r in results.items()}, n
 # activations projected on that factor's top-2 vary-one directions, coloured by the true belief.
 
 # %%
-final = results[label]["stages"]["final"]
+final = results[label].final
 data = probing.few_probe_data(process, acfg, cfg.data.seq_len)
 model = all_runs[label].load_model(final)
 site = acfg.site_for(model)
 probed = probing.probe(model, process, data, site)
-projections = [analysis.project(probed.flat_acts, V, k=2) for V in results[label]["vary"][final]["directions"]]
+projections = [analysis.project(probed.flat_acts, V, k=2) for V in results[label].vary[final]["directions"]]
 plots.projection_grid(probed.flat_beliefs, projections, kinds, names);
 
 # %% [markdown]
@@ -180,8 +180,8 @@ plots.projection_grid(probed.flat_beliefs, projections, kinds, names);
 
 # %%
 plots.overlap_compare(
-    {lab: r["vary"][r["stages"]["final"]]["mean_overlap"] for lab, r in results.items()},
-    {lab: analysis.baseline_band(r["random_overlaps"]) for lab, r in results.items()},
+    {lab: r.vary[r.final]["mean_overlap"] for lab, r in results.items()},
+    {lab: analysis.baseline_band(r.random_overlaps) for lab, r in results.items()},
 );
 
 # %% [markdown]
@@ -194,8 +194,7 @@ plots.overlap_compare(
 
 # %%
 def column(lab: str) -> dict[str, object]:
-    s, c = results[lab]["summary"], configs[lab]
-    key = (c.model.arch, c.model.d_model, c.model.n_layers, c.data.seq_len + 1)
+    s, c = results[lab].summary, configs[lab]
     return {
         "parameters": f"{models.n_params(all_runs[lab].load_model()):,}",
         "training steps": s["final_step"],
@@ -206,7 +205,7 @@ def column(lab: str) -> dict[str, object]:
         "mean overlap k=1, 2": f"{s['overlap_k1']:.1e}, {s['overlap_k2']:.1e}",
         "random-init overlap k=1, 2": f"{s['random_init_overlap_k1']:.2f}, {s['random_init_overlap_k2']:.2f}",
         "gap to optimal loss (nats)": f"{s['optimal_loss_gap']:.4f}",
-        "paper: final dims@95": paper.ARCHITECTURE_FINAL_DIMS95.get(key, paper.Reported("not reported", "")).value,
+        "paper: final dims@95": paper.architecture_final_dims95(c).value,
     }
 
 
@@ -214,12 +213,12 @@ comparison = pd.DataFrame({lab: column(lab) for lab in results})
 comparison.index.name = f"quantity (factored {factored_dim}, joint {joint_dim})"
 print(comparison.to_string())
 if label != canonical_label:  # the canonical run's summary is notebook 03's
-    summary = {"label": label, "site": site, **results[label]["summary"]}
+    summary = {"label": label, "site": site, **results[label].summary}
     saved = runs.save_summary(all_runs[label], "05_architectures", summary, settings=dataclasses.asdict(acfg))
     print(f"saved {runs.relative(saved)}")
 
 # %%
-s, c = results[label]["summary"], results[canonical_label]["summary"]
+s, c = results[label].summary, results[canonical_label].summary
 nearer = verdicts.nearer_count(s["final_dims95"], factored_dim, joint_dim)
 print(f"{label}: final dims@95 {s['final_dims95']}, nearer the {nearer.nearer} count (factored {factored_dim}, joint "
       f"{joint_dim}); mean overlap at k = 1 {s['overlap_k1']:.2g} against {s['random_init_overlap_k1']:.2g} at "

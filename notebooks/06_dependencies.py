@@ -50,7 +50,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from factored import analysis, experiments, paper, plots, probing, products, runs, theory, train, verdicts
+from factored import analysis, paper, plots, probing, products, run_analysis, runs, tables, theory, train, verdicts
 
 n_mc = profiles.profile_record(profile).mc_samples  # Monte-Carlo contexts for the theory
 seq_len = cfg.data.seq_len
@@ -135,17 +135,16 @@ print(f"a product-of-factors prediction could not get below a gap of {cost:.4f};
 # ## Dimension over training, side by side
 
 # %%
-kinds = plots.factor_kinds(process)
-names = plots.factor_names(kinds)
-results = {name: experiments.final_results(r, acfg, names, factored_dim) for name, r in (("chain", run),
-                                                                                           ("independent", base))}
-trajectory = results["chain"]["trajectory"]
-compare = {name: r["trajectory"] for name, r in results.items()}
+kinds = list(process.kinds)
+names = process.names
+results = {name: run_analysis.analyze(r, acfg) for name, r in (("chain", run), ("independent", base))}
+trajectory = results["chain"].trajectory
+compare = {name: r.trajectory for name, r in results.items()}
 plots.dims_compare(compare, factored_dim, joint_dim);
 
 # %%
-phases = {name: r["phases"] for name, r in results.items()}
-print(experiments.phases_table(phases, factored_dim).to_string())
+phases = {name: r.phases for name, r in results.items()}
+print(tables.phases_table(phases, factored_dim).to_string())
 
 # %% [markdown]
 # ## Each factor's belief, decoded linearly
@@ -167,8 +166,8 @@ plots.cev_over_training(trajectory, refs["factored_cev"], refs["joint_cev"]);
 # but they are probed partly off the training distribution.
 
 # %%
-curves = {f"{name}, step {r['final']}": r["vary"][r["final"]]["mean_overlap"] for name, r in results.items()}
-plots.overlap_vs_k(curves, analysis.baseline_band(results["chain"]["random_overlaps"]), cfg.model.d_model);
+curves = {f"{name}, step {r.final}": r.vary[r.final]["mean_overlap"] for name, r in results.items()}
+plots.overlap_vs_k(curves, analysis.baseline_band(results["chain"].random_overlaps), cfg.model.d_model);
 
 # %% [markdown]
 # ## Does the network's own prediction factor?
@@ -193,7 +192,7 @@ print(f"total correlation of the predicted law (nats/token): chain model {tc['ch
 # `summaries/06_dependencies-<settings>.json` in the chain run's folder.
 
 # %%
-result, base_result = results["chain"]["summary"], results["independent"]["summary"]
+result, base_result = results["chain"].summary, results["independent"].summary
 pc, pind = phases["chain"], phases["independent"]
 specific = pd.DataFrame(
     {
@@ -211,7 +210,7 @@ specific = pd.DataFrame(
         },
     }
 )
-table = pd.concat([specific, experiments.comparison_table(results, kinds, factored_dim)])
+table = pd.concat([specific, tables.comparison_text(tables.comparison_table(results, kinds), factored_dim)])
 table["paper (chain)"] = table.index.map({"final held-out loss": paper.CHAIN_LOSS.value, "held-out RMSE per factor":
                                           paper.CHAIN_RMSE.value, "final dims@95 (step)":
                                           paper.CHAIN_FINAL_DIMS95.value}).fillna("-")  # fmt: skip
@@ -221,6 +220,18 @@ saved = {"fidelity_cost": cost, "fidelity_cost_stderr": cost_err, "optimal_loss"
          "optimal_loss_stderr": optimal_err, "prediction_total_correlation": tc["chain"], "phases": pc, **result}
 summary_file = runs.save_summary(run, "06_dependencies", saved, settings=dataclasses.asdict(acfg))
 print(f"saved {runs.relative(summary_file)}")
+
+# %% [markdown]
+# ## Across seeds
+#
+# The paper trained the chain once. Here the same chain run with seeds 0, 1 and 2, where those runs exist
+# (`make seeds` trains them; this notebook only reads them): final dims@95, per-factor RMSE and R², overlaps and
+# the gap, with mean, standard deviation and range over the seeds.
+
+# %%
+chain_seeds = run_analysis.seed_summaries(cfg, acfg, sorted({0, 1, 2, seed}))
+print(f"{len(chain_seeds)} chain seed(s) with a finished run: {sorted(chain_seeds)}")
+print(tables.seeds_table(chain_seeds).to_string(float_format=lambda v: f"{v:.4g}"))
 
 # %% [markdown]
 # ## What this budget shows

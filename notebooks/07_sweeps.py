@@ -54,7 +54,7 @@ import math
 
 import pandas as pd
 
-from factored import paths, plots, products, results, runs, seeds, sweep, train, verdicts
+from factored import across_runs, paper, paths, plots, products, runs, seeds, sweep, train, verdicts
 
 SWEEPS = {name: paths.SWEEPS_DIR / f"{name}.yaml" for name in ("noise", "architectures", "factors", "expansion")}
 # acfg: notebooks 03-05's analysis sizes, so their caches are shared
@@ -76,7 +76,7 @@ print(f"profile {profile}: the canonical transformer trains {t.steps:,} steps x 
 # %%
 trains_own = profiles.profile_record(profile).trains_demo_grid
 for path in SWEEPS.values() if trains_own else []:
-    for cfg in results.sweep_configs(path, profile):
+    for cfg in across_runs.sweep_configs(path, profile):
         train.get_or_train(cfg, progress=False)
 
 # %% [markdown]
@@ -86,17 +86,17 @@ for path in SWEEPS.values() if trains_own else []:
 # and the wall-clock minutes of the sweep invocations. Then how many of each sweep's runs are finished here.
 
 # %%
-folders = results.sweep_folders()
+folders = sweep.sweep_folders()
 print(folders.round(1).to_string(index=False) if len(folders) else "no sweep has been run here yet")
 if len(folders):
     minutes, cores = folders["point_minutes"].sum(), sweep.available_cores()
     print(f"in all: {minutes:.0f} minutes of points, i.e. about {minutes / cores:.0f} minutes of wall time with one "
           f"single-threaded point per core on this machine's {cores} cores")
-swept = {name: results.sweep_runs(path, profile) for name, path in SWEEPS.items()}
+swept = {name: across_runs.sweep_runs(path, profile) for name, path in SWEEPS.items()}
 for name, path in SWEEPS.items():
-    print(f"{name}: {len(swept[name])} of {len(results.sweep_configs(path, profile))} runs finished in "
+    print(f"{name}: {len(swept[name])} of {len(across_runs.sweep_configs(path, profile))} runs finished in "
           f"{runs.relative(runs.outputs_dir() / 'runs')}")
-frames = {name: results.run_frames(found, ref, acfg) for name, found in swept.items()}
+frames = {name: across_runs.run_frames(found, ref, acfg) for name, found in swept.items()}
 for per_step, per_run in frames.values():
     for frame in (per_step, per_run):
         frame["eps"] = frame["noise"].map("{:g}".format)
@@ -115,7 +115,7 @@ for per_step, per_run in frames.values():
 # Whether a condition has learned is computed below, not assumed.
 
 # %%
-ref_model = results.model_label(ref, ref)
+ref_model = across_runs.model_label(ref, ref)
 noise_steps, noise_runs = frames["noise"]
 eps_order = [f"{e:g}" for e in sorted(noise_runs["noise"].unique())]
 plots.dims_over_training_by(noise_steps, "eps", factored_dim, f"dims@95 over training, {ref_model}", eps_order);
@@ -140,7 +140,8 @@ def welch(p: float) -> str:
     return "no test (1 seed, or no spread)" if math.isnan(p) else f"Welch p = {p:.2g}"
 
 
-noise_summary = results.condition_table(noise_runs, "eps")
+noise_summary = across_runs.condition_table(noise_runs, "eps")
+noise_summary[f"paper ({paper.BUDGET})"] = [paper.noise_final_dims95(float(e)).value for e in noise_summary.index]
 print(noise_summary.round(3).to_string() if len(noise_summary) else "no noise runs here yet")
 
 
@@ -199,16 +200,16 @@ if "0" not in noise_compared.learned:
 # the true law's (its total correlation, which is the fidelity cost).
 
 # %%
-exp_ref = results.sweep_configs(SWEEPS["expansion"], profile)[0]
+exp_ref = across_runs.sweep_configs(SWEEPS["expansion"], profile)[0]
 n_mc = profiles.profile_record(profile).mc_samples
-exp_steps, expansion = results.noise_expansion(swept["expansion"], exp_ref, acfg, n_mc)
+exp_steps, expansion = across_runs.noise_expansion(swept["expansion"], exp_ref, acfg, n_mc)
 exp_factored = products.dimension_counts(products.process_of(exp_ref.data).state_dims)[1]
 exp_order = [f"{e:g}" for e in sorted(expansion["noise"].unique())]
-plots.dims_over_training_by(exp_steps, "eps", exp_factored, f"dims@95 over training, "
-                            f"{results.model_label(exp_ref, ref)} on 3 sharp Mess3 factors", exp_order);  # fmt: skip
+exp_title = f"dims@95 over training, {across_runs.model_label(exp_ref, ref)} on 3 sharp Mess3 factors"
+plots.dims_over_training_by(exp_steps, "eps", exp_factored, exp_title, exp_order);
 
 # %%
-exp_table = seeds.intervals_by(expansion, "eps", results.EXPANSION_COLUMNS)
+exp_table = seeds.intervals_by(expansion, "eps", across_runs.EXPANSION_COLUMNS)
 print(exp_table.T.to_string() if len(exp_table) else "no expansion runs here yet")
 exp_learned = verdicts.learned_split(expansion, "eps", exp_order)
 print(f"learned (every seed): {exp_learned.learned}; not learned: {exp_learned.not_learned or 'none'}")
@@ -237,7 +238,9 @@ arch_table = seeds.interval_table(arch_runs, "model").set_index("model").loc[mod
 plots.final_dims_by(arch_runs, arch_table, "model", factored_dim, "Final dims@95 by architecture", "");
 
 # %%
-arch_summary = results.condition_table(arch_runs, "model").loc[models]
+arch_summary = across_runs.condition_table(arch_runs, "model").loc[models]
+model_configs = {across_runs.model_label(r.config, ref): r.config for r in [*swept["noise"], *swept["architectures"]]}
+arch_summary["paper (final dims@95)"] = [paper.architecture_final_dims95(model_configs[m]).value for m in models]
 print(arch_summary.round(3).to_string() if len(arch_summary) else "no noiseless runs here yet")
 arch_compared = learned_or_not(arch_summary, "")
 for row in seeds.difference_table(arch_runs[arch_runs["model"].isin(arch_compared.learned)], "model",
@@ -266,8 +269,8 @@ for row in seeds.difference_table(arch_runs[arch_runs["model"].isin(arch_compare
 
 # %%
 scaling_runs = frames["factors"][1]
-gains = results.joint_belief_gains(swept["factors"], acfg)
-scaling = results.factor_scaling(scaling_runs.merge(gains, on="run"), acfg, ref.data.seq_len)
+gains = across_runs.joint_belief_gains(swept["factors"], acfg)
+scaling = across_runs.factor_scaling(scaling_runs.merge(gains, on="run"), acfg, ref.data.seq_len)
 plots.dims_vs_factors(scaling, ref.model.d_model);
 
 # %%
@@ -298,5 +301,5 @@ if len(scaling):
 # %%
 per_run = pd.concat([frame for _, frame in frames.values()]).drop_duplicates("run")
 per_run["condition"] = per_run["model"] + ", " + per_run["structure"] + ", eps " + per_run["eps"]
-everything = results.condition_table(per_run, "condition")
+everything = across_runs.condition_table(per_run, "condition")
 print(everything.round(3).to_string() if len(everything) else "no sweep runs here yet")

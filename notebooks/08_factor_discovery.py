@@ -70,14 +70,16 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from factored import (
+    across_runs,
     analysis,
     discovery,
-    experiments,
+    discovery_eval,
     lens,
     paths,
     plots,
     products,
-    results,
+    readout,
+    run_analysis,
     runs,
     sae,
     sampling,
@@ -86,8 +88,8 @@ from factored import (
 )
 
 process = products.paper_process()  # the known answers of section 1 use the paper's five factors
-kinds = plots.factor_kinds(process)
-names = plots.factor_names(kinds)
+kinds = list(process.kinds)
+names = process.names
 seq_len, width = cfg.data.seq_len, 120  # synthetic data live in the paper's residual width
 print(cfg.describe(), acfg, sep="\n")
 
@@ -103,10 +105,10 @@ print(cfg.describe(), acfg, sep="\n")
 
 # %%
 true_beliefs = probing.paired_beliefs(sampling.sample(process, acfg.n_sequences, seq_len, seed=acfg.seed)[1], seq_len)
-synthetic, synthetic_truth = discovery.synthetic_activations(true_beliefs, d=width, noise_std=0.01, seed=seed)
+synthetic, synthetic_truth = discovery_eval.synthetic_activations(true_beliefs, d=width, noise_std=0.01, seed=seed)
 k_syn, scan_syn = discovery.scan_and_choose(synthetic, seed=seed)
 found_syn = scan_syn[k_syn]
-pairs_syn, overlap_syn = discovery.match_subspaces(found_syn.subspaces, synthetic_truth)
+pairs_syn, overlap_syn = discovery_eval.match_subspaces(found_syn.subspaces, synthetic_truth)
 matched_syn = overlap_syn[pairs_syn[:, 0], pairs_syn[:, 1]] if len(pairs_syn) else np.zeros(0)
 print(f"{synthetic.shape[0]} sequences x {synthetic.shape[1]} positions in {width} dims; k = {k_syn} components; "
       f"factors found: {found_syn.n_factors} (contrast {found_syn.contrast:.1f}); "
@@ -121,15 +123,15 @@ plots.dependence_structure(found_syn.dependence, found_syn.groups, found_syn.shu
 # independent ones in the second.
 
 # %%
-one_factor, _ = discovery.synthetic_activations(true_beliefs[:1], d=width, noise_std=0.01, seed=seed)
+one_factor, _ = discovery_eval.synthetic_activations(true_beliefs[:1], d=width, noise_std=0.01, seed=seed)
 k_one, scan_one = discovery.scan_and_choose(one_factor, seed=seed)
 chain_process = products.paper_process("chain")
 chain_beliefs = probing.paired_beliefs(sampling.sample(chain_process, acfg.n_sequences, seq_len, seed=acfg.seed)[1],
                                        seq_len)
-chain_acts, chain_truth = discovery.synthetic_activations(chain_beliefs, d=width, noise_std=0.01, seed=seed)
+chain_acts, chain_truth = discovery_eval.synthetic_activations(chain_beliefs, d=width, noise_std=0.01, seed=seed)
 k_chain, scan_chain = discovery.scan_and_choose(chain_acts, seed=seed)
 found_chain = scan_chain[k_chain]
-_, overlap_chain = discovery.match_subspaces(found_chain.subspaces, chain_truth)
+_, overlap_chain = discovery_eval.match_subspaces(found_chain.subspaces, chain_truth)
 chain_members = [[names[t] for t in np.flatnonzero(row > 0.1)] for row in overlap_chain]
 print(f"single factor: {scan_one[k_one].n_factors} found; factors found for k = {min(scan_one)}..{max(scan_one)}: "
       f"{[d.n_factors for d in scan_one.values()]}")
@@ -147,7 +149,7 @@ plots.dependence_structure(found_chain.dependence, found_chain.groups, found_cha
 # %%
 run = train.get_or_train(cfg)
 process = run.process  # from here on: the run's own process
-kinds, names = plots.factor_kinds(process), plots.factor_names(plots.factor_kinds(process))
+kinds, names = list(process.kinds), process.names
 model = run.load_model()
 site_name = acfg.site_for(model)
 data = probing.probe_data(process, acfg.n_sequences, seq_len, acfg.seed)
@@ -180,7 +182,7 @@ plots.dependence_structure(found.dependence, found.groups, found.shuffled, found
 final = run.steps[-1]
 reference = list(probing.vary_one_at(run, [final], acfg)[final]["directions"])
 probed = probing.Probed(acts, probing.paired_beliefs(data.beliefs, seq_len))
-score = discovery.score_against_truth(found.subspaces, acts, probed.beliefs, reference, readouts=found.readouts)
+score = discovery_eval.score_against_truth(found.subspaces, acts, probed.beliefs, reference, readouts=found.readouts)
 pairs = [(f, t) for t, f in enumerate(score["table"]["found"]) if f >= 0]  # (found, true factor), matched
 matches = pd.DataFrame(score["table"]).assign(factor=names).query("found >= 0")
 matches = matches.rename(columns={"factor": "matched factor", "overlap": "overlap (top 2)", "r2_full": "R² all",
@@ -189,7 +191,7 @@ matches = matches.rename(columns={"factor": "matched factor", "overlap": "overla
 matches.insert(2, "dims", [len(found.subspaces[f]) for f in matches["found"]])
 print(matches.round(3).to_string(index=False) if len(matches) else "no factors found: nothing to match")
 if len(found.subspaces):
-    _, overlap = discovery.match_subspaces(found.subspaces, reference)
+    _, overlap = discovery_eval.match_subspaces(found.subspaces, reference)
     plots.overlap_heatmap(overlap, [f"found {i}" for i in range(found.n_factors)], names,
                           "Discovered vs vary-one subspaces");
 
@@ -249,7 +251,7 @@ if ln_final is not None:
 token_parts = products.decode(process, np.arange(process.vocab_size))  # [432, N]: ground truth, for the check
 vocab_rows = []
 for f, t in pairs:
-    labels, silhouettes = discovery.token_partition(discovery.token_readout(unembed, found.subspaces[f]))
+    labels, silhouettes = readout.token_partition(readout.token_readout(unembed, found.subspaces[f]))
     vocab_rows.append({"found": f, "matched factor": names[t], "token clusters": len(np.unique(labels)),
                        "true values": process.factor_vocab_sizes[t],
                        "ARI vs that coordinate": adjusted_rand_score(token_parts[:, t], labels)})
@@ -274,9 +276,10 @@ print(vocabulary.round(3).to_string(index=False) if vocab_rows else "no factors 
 baseline = sae.sae_factors(acts, seed=seed)
 by_saelens = sae.sae_factors(acts, trainer="saelens", seed=seed)
 scores = {"independent subspaces (ours)": score,
-          "TopK SAE + clustering": discovery.score_against_truth(baseline.subspaces, acts, probed.beliefs, reference),
-          "TopK SAE by SAELens + clustering": discovery.score_against_truth(by_saelens.subspaces, acts,
-                                                                            probed.beliefs, reference)}  # fmt: skip
+          "TopK SAE + clustering": discovery_eval.score_against_truth(
+              baseline.subspaces, acts, probed.beliefs, reference),
+          "TopK SAE by SAELens + clustering": discovery_eval.score_against_truth(
+              by_saelens.subspaces, acts, probed.beliefs, reference)}  # fmt: skip
 side_by_side = pd.concat(
     {method: pd.DataFrame(score["table"]).assign(factor=names).set_index("factor")[["overlap", "r2_subspace",
                                                                                       "ratio"]]
@@ -301,7 +304,7 @@ for method, v in method_verdicts.items():
 if cfg.model.arch == "transformer":
     hooked = lens.to_hooked(model)
     tl_acts = lens.activations(hooked, process, data.tokens, site_name)  # run_with_cache, BOS dropped
-    tl_score = discovery.score_against_truth(found.subspaces, tl_acts, probed.beliefs, reference)
+    tl_score = discovery_eval.score_against_truth(found.subspaces, tl_acts, probed.beliefs, reference)
     print(f"TransformerLens run_with_cache at {site_name}: largest difference from ours "
           f"{np.abs(tl_acts - acts).max():.1e}; the subspaces found above, read on its activations: overlaps "
           f"{np.round(tl_score['table']['overlap'], 3).tolist()}, R² ratios "
@@ -325,13 +328,14 @@ else:
 def surveyed(r, step):
     """discovery_at's verdict, cached in the run folder with the settings it was computed with."""
     settings = {**dataclasses.asdict(acfg), "discovery_seed": seed, "method": discovery.METHOD_VERSION}
+    verdict = run_analysis.discovery_at
     row = runs.cached(r, f"08_discovery-step{step}", settings,
-                      lambda: dataclasses.asdict(experiments.discovery_at(r, step, acfg, seed)["verdict"]))  # fmt: skip
+                      lambda: dataclasses.asdict(verdict(r, step, acfg, seed)["verdict"]))  # fmt: skip
     return verdicts.DiscoveryVerdict(**row)
 
 
 swept = [r for name in ("noise", "architectures", "factors")
-         for r in results.sweep_runs(paths.SWEEPS_DIR / f"{name}.yaml", profile)]  # fmt: skip
+         for r in across_runs.sweep_runs(paths.SWEEPS_DIR / f"{name}.yaml", profile)]  # fmt: skip
 chain = runs.finished_run(parameters.run_config(dict(profile=profile, seed=seed), structure="chain"))
 others = list({r.dir: r for r in [*swept, *([chain] if chain else [])] if r.dir != run.dir}.values())
 survey_runs = [run, *others] if survey else [run]
@@ -343,14 +347,14 @@ checkpoints = sorted(set(nearest)) if survey else []
 rows = []
 for r, step in [(r, r.steps[-1]) for r in survey_runs] + [(run, s) for s in checkpoints]:
     c, point = r.config, probing.analyze_run(r, acfg, steps=[step], progress=False)[step]  # cached by 03-07
-    label = ", ".join(filter(None, [results.model_label(c, cfg), f"eps {c.data.noise:g}" if c.data.noise else "",
+    label = ", ".join(filter(None, [across_runs.model_label(c, cfg), f"eps {c.data.noise:g}" if c.data.noise else "",
                                     c.data.structure if c.data.structure != "independent" else "",
                                     f"{c.data.n_mess3} Mess3" if c.data.n_mess3 else "", f"seed {c.train.seed}"]))
     gap = next(m["gap"] for m in reversed(r.metrics()) if m["step"] <= step)
-    v, learned = surveyed(r, step), verdicts.learning(point["r2"], gap)
+    v, learned = surveyed(r, step), verdicts.learning(point.r2, gap)
     rows.append({"run": label, "step": step, "learned": learned.learned, "independent": c.data.structure ==
                  "independent", **dataclasses.asdict(v), "right count": v.right_count, "all matched": v.all_matched,
-                 "dims@95": point["dims"]["0.95"], "worst R²": learned.worst_r2})  # fmt: skip
+                 "dims@95": point.dims95, "worst R²": learned.worst_r2})  # fmt: skip
 survey_table = pd.DataFrame(rows).set_index(["run", "step"])
 print(survey_table.round(3).to_string())
 held = verdicts.survey_finding(survey_table)

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from factored import config, probing, results, seeds, train, verdicts
+from factored import across_runs, config, parameters, probing, seeds, train, verdicts
+from factored.trajectory import stages
 
 
 def tiny_config(**overrides):
@@ -21,16 +22,16 @@ def test_a_sweep_file_describes_one_run_per_point_and_finds_those_trained(tmp_pa
     path = tmp_path / "s.yaml"
     path.write_text("notebook: 05_architectures\ngrid: [{arch: [lstm], seed: [0, 1]}, {arch: [transformer], "
                     "seed: [0]}]\nfixed: {profile: smoke, steps: 5}\n")  # fmt: skip
-    smoke = results.sweep_configs(path, "smoke")
+    smoke = across_runs.sweep_configs(path, "smoke")
     assert [(c.model.arch, c.train.seed, c.train.steps) for c in smoke] == [("lstm", 0, 5), ("lstm", 1, 5),
                                                                             ("transformer", 0, 5)]  # fmt: skip
     assert (smoke[0].model.d_model, smoke[0].model.n_layers) == (32, 2)  # notebook 05's recurrent sizes
-    assert smoke[2] == config.from_parameters("smoke", steps=5)  # the canonical transformer, as 02 trains it
-    laptop = results.sweep_configs(path, "laptop")
+    assert smoke[2] == parameters.from_parameters("smoke", steps=5)  # the canonical transformer, as 02 trains it
+    laptop = across_runs.sweep_configs(path, "laptop")
     assert laptop[2].train.steps == config.make_config("laptop").train.steps  # another profile keeps its budget
-    assert results.sweep_runs(path, "smoke", tmp_path) == []
+    assert across_runs.sweep_runs(path, "smoke", tmp_path) == []
     train.get_or_train(smoke[1], root=tmp_path, progress=False)
-    assert [r.config for r in results.sweep_runs(path, "smoke", tmp_path)] == [smoke[1]]
+    assert [r.config for r in across_runs.sweep_runs(path, "smoke", tmp_path)] == [smoke[1]]
 
 
 def test_seed_interval_is_the_student_t_interval():
@@ -45,11 +46,11 @@ def test_run_frames_read_finished_runs(tmp_path):
     ref = tiny_config()
     for noise, seed in [(0.0, 0), (0.0, 1), (0.5, 0)]:
         train.get_or_train(tiny_config(noise=noise, seed=seed), root=tmp_path, progress=False)
-    found = results.finished_runs(tmp_path)
+    found = across_runs.finished_runs(tmp_path)
     assert len(found) == 3
     selected = found
     acfg = probing.analysis_config("smoke")
-    per_step, per_run = results.run_frames(selected, ref, acfg)
+    per_step, per_run = across_runs.run_frames(selected, ref, acfg)
     assert len(per_run) == 3 and set(per_step["step"]) == set(range(6))
     assert set(per_run["model"]) == {"transformer 8x1"}
     table = seeds.interval_table(per_run, "noise")
@@ -60,12 +61,12 @@ def test_run_frames_read_finished_runs(tmp_path):
 
 def test_model_labels_name_what_differs_from_the_reference():
     ref = config.make_config("laptop")
-    assert results.model_label(ref, ref) == "transformer 120x4"
-    lstm = config.from_parameters("laptop", arch="lstm", d_model=32, n_layers=2)
-    assert results.model_label(lstm, ref) == "LSTM 32x2"
-    wide = config.from_parameters("laptop", d_model=480, d_mlp=1920, n_ctx=33)
-    assert results.model_label(wide, ref) == "transformer 480x4, n_ctx 33"
-    assert results.model_label(config.make_config("laptop", init="gpt2"), ref) == "transformer 120x4, init gpt2"
+    assert across_runs.model_label(ref, ref) == "transformer 120x4"
+    lstm = parameters.from_parameters("laptop", arch="lstm", d_model=32, n_layers=2)
+    assert across_runs.model_label(lstm, ref) == "LSTM 32x2"
+    wide = parameters.from_parameters("laptop", d_model=480, d_mlp=1920, n_ctx=33)
+    assert across_runs.model_label(wide, ref) == "transformer 480x4, n_ctx 33"
+    assert across_runs.model_label(config.make_config("laptop", init="gpt2"), ref) == "transformer 120x4, init gpt2"
 
 
 def test_factor_scaling_sets_measured_dims_beside_both_predictions():
@@ -74,7 +75,7 @@ def test_factor_scaling_sets_measured_dims_beside_both_predictions():
          "min_dims95": [9, 2, 4, 4], "gap": [0.1, 0.01, 0.01, 0.5], "r2": [0.9, 0.95, 0.95, 0.5],
          "worst_r2": [0.9, 0.95, 0.93, 0.4], "learned": [False, True, True, False]}
     )  # fmt: skip
-    table = results.factor_scaling(finals, probing.analysis_config("smoke"), seq_len=8)
+    table = across_runs.factor_scaling(finals, probing.analysis_config("smoke"), seq_len=8)
     assert list(table["learned"]) == [True, False] and list(table["worst_r2"]) == [0.95, 0.4]  # every seed, or not
     assert list(table["N"]) == [1, 2] and list(table["seeds"]) == [1, 2]  # the paper's process (0) is not an N
     assert list(table["factored"]) == [2, 4] and list(table["joint"]) == [2, 8]
@@ -102,7 +103,7 @@ def test_condition_table_counts_the_seeds_still_falling_at_the_end():
          "gap": [0.01, 0.1, 0.01, 0.05], "r2": [0.93, 0.4, 0.92, 0.2], "worst_r2": [0.92, 0.3, 0.91, 0.1],
          "learned": [True, False, True, False]}
     )  # fmt: skip
-    table = results.condition_table(finals, "eps")
+    table = across_runs.condition_table(finals, "eps")
     assert list(table["still_falling"]) == [1, 2] and list(table["init"]) == [88, 89]
     assert list(table["collapse"]) == [9, 82] and table.loc[0.5, "seeds' range"] == "80-84"
     assert (
@@ -126,7 +127,7 @@ def test_a_single_seed_has_no_interval_and_says_so():
          "min_step": [600, 1000, 1000], "final_step": [1000] * 3, "gap": [0.1, 0.1, 0.03], "r2": [0.3, 0.4, 0.2],
          "worst_r2": [0.2, 0.3, 0.1], "learned": [False] * 3}
     )  # fmt: skip
-    shown = results.condition_table(finals, "eps")["final dims@95 (95% interval)"]
+    shown = across_runs.condition_table(finals, "eps")["final dims@95 (95% interval)"]
     assert shown[0.5] == "80.0 (n/a, 1 seed)" and "nan" not in shown[0.0] and shown[0.0].startswith("10.0 (")
 
 
@@ -134,11 +135,11 @@ def test_a_sweep_file_fixes_process_model_and_its_own_steps(tmp_path):
     path = tmp_path / "e.yaml"
     fixed = "{profile: laptop, steps: 4000, n_mess3: 3, mess3_x: 0.05, d_model: 64, n_heads: 2, d_mlp: 256}"
     path.write_text(f"notebook: 04_noise\ngrid: {{noise: [0, 0.3]}}\nfixed: {fixed}\n")
-    (laptop, noisy), (smoke, _) = results.sweep_configs(path, "laptop"), results.sweep_configs(path, "smoke")
+    (laptop, noisy), (smoke, _) = across_runs.sweep_configs(path, "laptop"), across_runs.sweep_configs(path, "smoke")
     assert (laptop.train.steps, laptop.data.n_mess3, laptop.data.mess3_x, laptop.model.d_model) == (4000, 3, 0.05, 64)
     assert smoke.train.steps == config.make_config("smoke").train.steps  # another profile keeps its own budget
     assert (smoke.data.n_mess3, smoke.model.d_mlp) == (3, 256) and noisy.data.noise == 0.3
-    assert noisy == config.from_parameters("laptop", noise=0.3, steps=4000, n_mess3=3, mess3_x=0.05, d_model=64,
+    assert noisy == parameters.from_parameters("laptop", noise=0.3, steps=4000, n_mess3=3, mess3_x=0.05, d_model=64,
                                            n_heads=2, d_mlp=256)  # as notebook 04 builds it  # fmt: skip
 
 
@@ -148,20 +149,20 @@ def test_noise_growth_measures_the_cost_of_factoring_and_growth_past_the_collaps
         for e in (0.0, 0.5)
     ]
     acfg = probing.analysis_config("smoke")
-    growth = results.noise_growth(made, acfg, n_mc=500).set_index("run")
+    growth = across_runs.noise_growth(made, acfg, n_mc=500).set_index("run")
     clean, noisy = growth.loc[made[0].dir.name], growth.loc[made[1].dir.name]
     assert clean["fidelity_cost"] == 0  # independent and noiseless: the law is the product of its marginals
     assert noisy["fidelity_cost"] > 1e-2  # sharp Mess3 factors: factoring costs (notebook 01)
     assert math.isclose(noisy["below_factored"], made[1].metrics()[-1]["gap"] - noisy["fidelity_cost"])
     for run in made:  # growth past the collapse: the final dims@95 less the smallest one after init
         trajectory = probing.analyze_run(run, acfg, progress=False)
-        st = probing.stages(trajectory)
-        dims = {stage: trajectory[st[stage]]["dims"]["0.95"] for stage in ("collapse", "final")}
+        st = stages(trajectory)
+        dims = {stage: trajectory[st[stage]].dims95 for stage in ("collapse", "final")}
         assert growth.loc[run.dir.name, "dims_growth"] == dims["final"] - dims["collapse"]
     for when in ("collapse", "final"):
         assert ((growth[f"beliefs_r2_{when}"] <= 1) & (growth[f"prediction_tc_{when}"] >= 0)).all()
     assert list(tmp_path.glob("runs/*/summaries/noise_growth-*.json"))  # cached: a second call reads the same
-    pd.testing.assert_frame_equal(results.noise_growth(made, acfg, n_mc=500).set_index("run"), growth)
+    pd.testing.assert_frame_equal(across_runs.noise_growth(made, acfg, n_mc=500).set_index("run"), growth)
 
 
 def test_intervals_by_sets_the_t_intervals_of_several_columns_side_by_side():

@@ -300,20 +300,14 @@ def test_project_centred():
         an.project(acts, V, k=4)
 
 
-def test_belief_to_2d_and_colors():
+def test_belief_to_2d():
     corners = np.eye(3)
     np.testing.assert_allclose(an.belief_to_2d(corners), [[0, 0], [1, 0], [0.5, np.sqrt(3) / 2]])
     np.testing.assert_allclose(an.belief_to_2d(np.full(3, 1 / 3)), [0.5, np.sqrt(3) / 6])  # centroid
-    np.testing.assert_allclose(an.belief_colors(corners), corners)
     bloch = np.array([[1 / 3, 1 / 3, 0.0], [1 / 3, 0.0, -1 / 6], [1 / 3, 0.0, 0.0]])
     np.testing.assert_allclose(an.belief_to_2d(bloch, "bloch"), [[1, 0], [0, -0.5], [0, 0]])
-    rgb = an.belief_colors(bloch, "bloch")
-    assert rgb.shape == (3, 3) and rgb.min() >= 0 and rgb.max() <= 1
-    assert len({tuple(c) for c in rgb.round(6)}) == 3  # different points, different colours
     with pytest.raises(ValueError, match="kind"):
         an.belief_to_2d(corners, "sphere")
-    with pytest.raises(ValueError, match="beliefs"):
-        an.belief_colors(np.ones((4, 2)))
 
 
 # ------------------------------------------------------------------------------------ variance decomposition

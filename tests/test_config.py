@@ -4,9 +4,9 @@ import json
 import pytest
 
 from factored import config, parameters, profiles
-from factored.config import DataConfig, ModelConfig, RunConfig, TrainConfig, from_parameters, make_config
+from factored.config import DataConfig, ModelConfig, RunConfig, TrainConfig, make_config
 from factored.parameters import check as check_parameters
-from factored.parameters import parse_value, prologue
+from factored.parameters import from_parameters, parse_value, prologue
 
 
 def test_profiles_and_overrides():
@@ -91,12 +91,12 @@ def namespace(**params):
 
 
 def test_check_parameters_accepts_declared_values_and_the_prologue_converts_them():
-    assert check_parameters(namespace()) is None
-    check_parameters(namespace(json=json))  # modules and other non-data names are not parameters
+    check_parameters(namespace(json=json, plt=object))  # modules and other non-data names are not parameters
+    with pytest.raises(ValueError, match="unknown parameter 'bogus'"):
+        check_parameters(namespace(bogus=[1]))  # plain data under an undeclared name is a misspelt parameter
     ns = namespace(noise=0, seed=3, profile="smoke")  # papermill passes -p noise 0 as an int
     prologue(ns)
     assert (ns["noise"], type(ns["noise"]), ns["seed"], ns["profile"]) == (0.0, float, 3, "smoke")
-    check_parameters(namespace(json=json))  # modules and other non-data names are not parameters
 
 
 def test_check_parameters_leaves_rules_between_fields_to_the_whole_config():
@@ -163,12 +163,12 @@ def test_hash_ignores_fields_at_their_default():
 
 
 def test_a_recurrent_net_refuses_transformer_sizes_and_hashes_without_them():
-    lstm = config.from_parameters("laptop", arch="lstm", **parameters.architecture_sizes("lstm"))
+    lstm = from_parameters("laptop", arch="lstm", **parameters.architecture_sizes("lstm"))
     assert (lstm.model.d_model, lstm.model.n_layers) == (32, 2)  # the authors' recurrent nets
     assert (lstm.model.n_heads, lstm.model.d_mlp, lstm.model.init) == (3, 480, "tl")  # the profile's reset
     with pytest.raises(ValueError, match=r"n_heads must be left unset for arch='lstm' \(transformer only\), got 7"):
-        config.from_parameters("laptop", arch="lstm", **parameters.architecture_sizes("lstm", n_heads=7))
-    smoke = config.from_parameters("smoke", arch="gru", **parameters.architecture_sizes("gru"))  # smoke sets heads, mlp
+        from_parameters("laptop", arch="lstm", **parameters.architecture_sizes("lstm", n_heads=7))
+    smoke = from_parameters("smoke", arch="gru", **parameters.architecture_sizes("gru"))  # smoke sets heads, mlp
     plain = config.RunConfig(smoke.name, smoke.data, config.ModelConfig("gru", 32, 2), smoke.train)
     assert smoke.hash() == plain.hash()  # unused transformer fields never enter the hash
     assert parameters.architecture_sizes("transformer", d_model=64) == {"d_model": 64, "n_layers": 0, "n_heads": 0,
@@ -185,7 +185,7 @@ def test_profiles_are_records_of_run_analysis_and_monte_carlo_sizes():
 
 
 def test_describe_shows_what_the_run_uses():
-    lstm = config.from_parameters("laptop", arch="lstm", **parameters.architecture_sizes("lstm")).describe()
+    lstm = from_parameters("laptop", arch="lstm", **parameters.architecture_sizes("lstm")).describe()
     assert lstm.startswith("run lstm32x2-") and "n_heads" not in lstm and "d_mlp" not in lstm
     laptop = config.make_config("laptop").describe()
     assert "schedule=cosine" in laptop and "plateau_patience" not in laptop and "device" not in laptop

@@ -66,15 +66,16 @@ def test_the_library_import_graph_has_no_cycle():
 def test_training_and_the_run_store_sit_below_the_analyses():
     graph = import_graph()
     for low in ("models", "runs", "train", "sampling", "products"):
-        assert not graph[low] & {"probing", "experiments", "results", "plots", "discovery"}, low
+        assert not graph[low] & {"probing", "run_analysis", "tables", "across_runs", "plots", "discovery"}, low
 
 
 def test_the_numpy_analyses_import_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, factored.analysis, factored.discovery; print('torch' in sys.modules)"
+    code = "import sys, factored.analysis, factored.discovery, factored.discovery_eval, factored.readout; "
+    code += "print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
-    for module in ("analysis", "discovery"):
+    for module in ("analysis", "discovery", "discovery_eval", "readout"):
         assert not import_graph()[module] & {"products", "sampling", "models", "probing", "runs", "train"}, module

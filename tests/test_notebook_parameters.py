@@ -1,9 +1,13 @@
 """Every notebook checks its parameters in the cell after the parameters, before anything is trained or written:
-one ValueError naming the parameter and its allowed range."""
+one ValueError naming the parameter and its allowed range.
+
+The checks run in-process: the notebook's own parameters cell and checking cell, executed in one namespace with
+the values papermill would inject between them (papermill assigns them in a cell of its own). One papermill run
+checks that wiring end to end in a kernel."""
 
 import papermill
 import pytest
-from notebook_runs import execute, run_folders
+from notebook_runs import checking_cells, execute, run_checks, run_folders
 
 
 @pytest.mark.parametrize(
@@ -37,19 +41,32 @@ from notebook_runs import execute, run_folders
         "06-unknown",
     ],  # fmt: skip
 )
-def test_a_bad_parameter_stops_in_the_checking_cell_and_writes_nothing(name, parameters, message, outputs, tmp_path):
-    with pytest.raises(papermill.PapermillExecutionError) as info:
-        execute(name, tmp_path / "out.ipynb", **parameters)
-    assert info.value.ename == "ValueError" and message in info.value.evalue
-    assert "parameters.prologue(globals()" in info.value.source  # the cell right after the parameters
+def test_a_bad_parameter_stops_in_the_checking_cell_and_writes_nothing(name, parameters, message, outputs):
+    assert "parameters.prologue(globals()" in checking_cells(name)[1]  # the cell right after the parameters
+    with pytest.raises(ValueError) as info:
+        run_checks(name, **parameters)
+    assert message in str(info.value)
     assert run_folders(outputs) == []
 
 
-def test_an_outputs_folder_that_is_a_file_stops_a_notebook_in_the_checking_cell(outputs, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["01_theory", "02_training", "04_noise", "08_factor_discovery"])
+def test_good_parameters_pass_the_checks(name, outputs):
+    run_checks(name, seed=1)  # every notebook has a seed; nothing is trained by the checks
+    assert run_folders(outputs) == []
+
+
+def test_an_outputs_folder_that_is_a_file_stops_a_notebook_in_the_checking_cell(outputs):
     outputs.rmdir()
     outputs.write_text("a file")
-    with pytest.raises(papermill.PapermillExecutionError) as info:
-        execute("02_training", tmp_path / "out.ipynb")
-    assert info.value.ename == "ValueError" and f"FACTORED_OUTPUTS={outputs} cannot be" in info.value.evalue
-    assert "parameters.prologue(globals()" in info.value.source
+    with pytest.raises(ValueError, match=f"FACTORED_OUTPUTS={outputs} cannot be"):
+        run_checks("02_training")
     assert outputs.read_text() == "a file"
+
+
+def test_papermill_stops_a_notebook_with_a_bad_parameter_in_its_checking_cell(outputs, tmp_path):
+    """The wiring, in a kernel: papermill's injected cell lands between the parameters and the checks."""
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        execute("01_theory", tmp_path / "out.ipynb", bogus=3)
+    assert info.value.ename == "ValueError" and "unknown parameter 'bogus'" in info.value.evalue
+    assert "parameters.prologue(globals()" in info.value.source
+    assert run_folders(outputs) == []

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from factored import experiments, probing, products, sampling
+from factored import analysis, probing, products, sampling
 from factored.config import make_config
 from factored.models import build_model
 from factored.train import get_or_train
@@ -51,7 +51,7 @@ def test_run_analysis_is_cached_and_only_missing_steps_are_computed(tmp_path, mo
     run = get_or_train(cfg, root=tmp_path, progress=False)
     acfg = probing.analysis_config("smoke")
     first = probing.analyze_run(run, acfg, steps=[0, 3], progress=False)
-    assert set(first) == {0, 3} and first[3]["dims"]["0.95"] >= 1 and len(first[3]["rmse"]) == 5
+    assert set(first) == {0, 3} and first[3].dims95 >= 1 and len(first[3].rmse) == 5
 
     calls = []
     real = probing.trajectory_point
@@ -60,17 +60,6 @@ def test_run_analysis_is_cached_and_only_missing_steps_are_computed(tmp_path, mo
     assert len(calls) == 2 and again[3] == first[3]
     cache = json.loads(next((run.dir / "analysis").glob("trajectory-*.json")).read_text())
     assert sorted(map(int, cache)) == [0, 1, 2, 3]
-
-
-def test_stages_and_summary_from_known_results():
-    traj = {s: {"dims": {"0.95": d}, "rmse": [0.1] * 5, "r2": [0.9] * 5} for s, d in [(0, 60), (10, 3), (50, 10)]}
-    assert probing.stages(traj) == {"init": 0, "collapse": 10, "final": 50}
-    vary = {50: {"dims95": np.array([2, 2, 2, 2, 2]), "union_dims95": 10, "mean_overlap": np.array([1e-3, 2e-3])}}
-    names = ["a", "b", "c", "d", "e"]
-    out = probing.summary(traj, vary, np.array([[0.3, 0.4], [0.5, 0.6]]), 0.05, names)
-    assert out["final_dims95"] == 10 and (out["min_dims95"], out["min_dims95_step"]) == (3, 10)
-    assert out["overlap_k1"] == pytest.approx(1e-3) and out["random_init_overlap_k2"] == pytest.approx(0.5)
-    assert out["union_dims95"] == 10 and out["rmse"]["a"] == 0.1
 
 
 def test_token_features_mark_the_newest_and_previous_sub_tokens():
@@ -95,20 +84,13 @@ def test_variance_decomposition_runs_on_a_model():
     torch.manual_seed(0)
     model = build_model(arch="transformer", d_model=16, n_layers=1, n_heads=2, d_mlp=32).eval()
     data = probing.probe_data(PROCESS, 1000, 8, seed=3)
-    rows = probing.variance_decomposition(model, PROCESS, data, model.default_site)
+    rows = probing.variance_decomposition(probing.probe(model, PROCESS, data, model.default_site), PROCESS, data.tokens)
     assert [r["features"] for r in rows][0] == "beliefs (linear)" and len(rows) == 7
     r2 = [r["r2"] for r in rows]
     assert all(0 <= v <= 1 for v in r2)
     # an untrained network carries its newest token's random embedding: not additive over factors, so only the
     # joint token identity explains it
     assert r2[3] > r2[2] + 0.2
-
-
-def test_factor_kinds_draw_mess3_as_a_simplex_and_bloch_walks_as_a_disk():
-    from factored import plots, products
-
-    assert plots.factor_kinds(products.paper_process()) == ["simplex"] * 3 + ["bloch"] * 2
-    assert plots.factor_kinds(products.mess3_factors(2)) == ["simplex", "simplex"]
 
 
 def test_the_joint_belief_gain_separates_factored_from_joint_activations():
@@ -140,7 +122,7 @@ def test_overlap_split_separates_orthogonal_beliefs_from_shared_extra_directions
     eye = np.eye(12)
     shared = eye[10:12]  # both factors' 3rd and 4th directions are the same two directions
     a, b = np.vstack([eye[0:2], shared]), np.vstack([eye[2:4], shared])
-    split = experiments.overlap_split([a, b], own=2, k=4)
+    split = analysis.overlap_split([a, b], own=2, k=4)
     assert split == {"k": 4, "at_k": 0.5, "head": 0.0, "tail": 1.0}
     with pytest.raises(ValueError, match="own must be in 1..k-1"):
-        experiments.overlap_split([a, b], own=4, k=4)
+        analysis.overlap_split([a, b], own=4, k=4)

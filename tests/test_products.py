@@ -408,7 +408,7 @@ def test_run_config_selects_the_process():
 
 def test_single_factor_run_goes_through_every_analysis(tmp_path):
     """N = 1: one factor, so no pair for the overlap (NaN), but every other analysis is defined."""
-    from factored import probing
+    from factored import probing, run_analysis
     from factored.config import make_config
     from factored.train import get_or_train
 
@@ -418,16 +418,16 @@ def test_single_factor_run_goes_through_every_analysis(tmp_path):
     acfg = probing.analysis_config("smoke", n_random_models=2)
     refs = probing.reference_curves(run.process, acfg, cfg.data.seq_len)
     assert refs["factored_dims95"] <= 2 and refs["joint_dims95"] <= 2  # one factor: joint = factored
-    out = probing.analyze_all(run, acfg, ["Mess3 F0"], progress=False)
-    assert sorted(out["trajectory"]) == [0, 1, 2, 3] and set(out["stages"]) == {"init", "collapse", "final"}
-    final = out["vary"][out["stages"]["final"]]
+    out = run_analysis.analyze(run, acfg, progress=False)
+    assert sorted(out.trajectory) == [0, 1, 2, 3] and set(out.stages) == {"init", "collapse", "final"}
+    final = out.vary[out.final]
     assert len(final["dims95"]) == 1 and final["overlap_matrix"].shape == (1, 1, acfg.k_max)
-    assert np.isnan(final["mean_overlap"]).all() and out["random_overlaps"].shape == (2, acfg.k_max)
-    s = out["summary"]
+    assert np.isnan(final["mean_overlap"]).all() and out.random_overlaps.shape == (2, acfg.k_max)
+    s = out.summary
     assert math.isnan(s["overlap_k1"]) and math.isnan(s["random_init_overlap_k2"])
     assert list(s["r2"]) == ["Mess3 F0"] and s["union_dims95"] >= 1
-    again = probing.analyze_all(run, acfg, ["Mess3 F0"], progress=False)  # from the caches, NaN included
-    assert again["summary"]["final_dims95"] == s["final_dims95"] and math.isnan(again["summary"]["overlap_k1"])
+    again = run_analysis.analyze(run, acfg, progress=False)  # from the caches, NaN included
+    assert again.summary["final_dims95"] == s["final_dims95"] and math.isnan(again.summary["overlap_k1"])
 
 
 def test_a_structure_is_an_object_the_process_asks():

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from filelock import FileLock
 
-from factored import config, paths, results, runs, sweep, sweep_spec, train
+from factored import across_runs, config, paths, runs, sweep, sweep_spec, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,7 +142,7 @@ def test_local_pool_runs_every_point_then_skips_them(notebook, outputs):
     assert [r.status for r in again] == ["skipped", "skipped"]
     assert "2 points: 0 done, 2 skipped, 0 failed" in sweep.summary_table(again)
 
-    folders = results.sweep_folders(outputs)
+    folders = sweep.sweep_folders(outputs)
     assert folders[["sweep", "done", "failed"]].values.tolist() == [["tiny", 2, 0]]
     assert folders["point_minutes"][0] > 0 and folders["wall_minutes"][0] > 0
 
@@ -203,7 +203,7 @@ def test_a_real_notebook_at_smoke_trains_one_run_per_point(outputs):
     )
     ran = sweep.run(s, progress=False)
     assert [r.status for r in ran] == ["done", "done"], sweep.summary_table(ran)
-    trained = results.finished_runs(outputs)
+    trained = across_runs.finished_runs(outputs)
     assert sorted(r.config.train.seed for r in trained) == [0, 1]
 
 

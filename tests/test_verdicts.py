@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from factored import verdicts
+from factored.trajectory import Checkpoint
 
 
 def test_learning_needs_every_factor_read_out_and_a_small_gap():
@@ -64,7 +65,7 @@ def test_only_learned_conditions_are_compared_and_the_budgets_are_said():
 
 def test_a_training_path_says_when_a_run_learned_and_where_it_collapsed():
     def point(dims, r2):
-        return {"dims": {"0.95": dims}, "r2": r2}
+        return Checkpoint([], {0.95: dims}, [], r2, 0.0, 0.0, 0.0)
 
     trajectory = {0: point(60, [0.0, 0.0]), 10: point(5, [0.3, 0.5]), 20: point(5, [0.95, 0.85]),
                   40: point(9, [0.95, 0.92]), 80: point(11, [0.97, 0.96])}  # fmt: skip

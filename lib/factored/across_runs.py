@@ -3,22 +3,22 @@
 Everything here reads the run folders (outputs/runs/*/config.json, metrics and the cached analyses), not the
 notebooks a sweep executed, so a run counts the same however it was made: which runs share the sweep budget,
 their dims@95 over training and at the end, intervals over seeds, each condition against a reference (Welch's
-test), dimension against the number of factors, and what the sweep folders hold. `factored.sweep` runs sweeps.
+test) and dimension against the number of factors. `factored.sweep` runs sweeps and reports their folders.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import pandas as pd
 
-from . import experiments, probing, products, profiles, runs, sweep_spec, theory, verdicts
+from . import probing, products, profiles, run_analysis, runs, sweep_spec, theory, verdicts
 from .config import RunConfig
 from .paths import SWEEPS_DIR
 from .seeds import format_interval, interval_table
+from .trajectory import stages
 
 
 def sweep_configs(path: Path, profile: str = "") -> list[RunConfig]:
@@ -97,7 +97,7 @@ def run_frames(
     for run in run_list:
         c = run.config
         trajectory = probing.analyze_run(run, acfg, progress=False)
-        st = probing.stages(trajectory)
+        st = stages(trajectory)
         base = {
             "run": run.dir.name,
             "model": model_label(c, ref),
@@ -107,20 +107,20 @@ def run_frames(
             "n_mess3": c.data.n_mess3,
             "seed": c.train.seed,
         }
-        per_step += [{**base, "step": s, "dims95": r["dims"]["0.95"]} for s, r in sorted(trajectory.items())]
+        per_step += [{**base, "step": s, "dims95": point.dims95} for s, point in sorted(trajectory.items())]
         final = trajectory[st["final"]]
         per_run.append(
             {
                 **base,
-                "init_dims95": trajectory[st["init"]]["dims"]["0.95"],
-                "final_dims95": final["dims"]["0.95"],
-                "min_dims95": trajectory[st["collapse"]]["dims"]["0.95"],
+                "init_dims95": trajectory[st["init"]].dims95,
+                "final_dims95": final.dims95,
+                "min_dims95": trajectory[st["collapse"]].dims95,
                 "min_step": st["collapse"],
                 "final_step": st["final"],
                 "gap": run.metrics()[-1]["gap"],
-                "r2": final["r2_overall"],
-                "worst_r2": float(min(final["r2"])),
-                "learned": verdicts.learning(final["r2"], run.metrics()[-1]["gap"]).learned,
+                "r2": final.r2_overall,
+                "worst_r2": float(min(final.r2)),
+                "learned": verdicts.learning(final.r2, run.metrics()[-1]["gap"]).learned,
             }
         )
     columns = ["run", "model", "arch", "noise", "structure", "n_mess3", "seed"]
@@ -197,34 +197,7 @@ def joint_belief_gains(run_list: list[runs.Run], acfg: probing.AnalysisConfig) -
     return pd.DataFrame(rows, columns=["run", "beliefs_r2", "before_joint_r2", "joint_gain"])
 
 
-def sweep_folders(root: Path | None = None) -> pd.DataFrame:
-    """Every sweep folder under outputs/sweeps/: its notebook, points done and failed, the minutes the done
-    points' notebooks ran (papermill's record, summed) and the wall-clock minutes of all invocations (log.jsonl)."""
-    rows = []
-    for folder in sorted((root or runs.outputs_dir()).glob("sweeps/*/")):
-        spec = json.loads((folder / "sweep.json").read_text()) if (folder / "sweep.json").exists() else {}
-        done = [p for p in folder.glob("*.ipynb") if not p.name.endswith((".partial.ipynb", ".failed.ipynb"))]
-        durations = [json.loads(p.read_text())["metadata"].get("papermill", {}).get("duration") or 0 for p in done]
-        log = folder / "log.jsonl"
-        invocations = (
-            [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
-        )
-        rows.append(
-            {
-                "sweep": folder.name,
-                "notebook": spec.get("notebook", "?"),
-                "done": len(done),
-                "failed": len(list(folder.glob("*.failed.txt"))),
-                "point_minutes": sum(durations) / 60,
-                "wall_minutes": sum(i["seconds"] for i in invocations) / 60,
-                "folder": runs.relative(folder),
-            }
-        )
-    columns = ["sweep", "notebook", "done", "failed", "point_minutes", "wall_minutes", "folder"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-GROWTH_MEASURES = ("beliefs_r2", "joint_gain", "prediction_tc")  # experiments.beyond_factored_at's columns
+GROWTH_MEASURES = ("beliefs_r2", "joint_gain", "prediction_tc")  # run_analysis.beyond_factored_at's columns
 
 
 def noise_growth(run_list: list[runs.Run], acfg: probing.AnalysisConfig, n_mc: int = 20_000) -> pd.DataFrame:
@@ -234,7 +207,7 @@ def noise_growth(run_list: list[runs.Run], acfg: probing.AnalysisConfig, n_mc: i
 
     Columns: run; fidelity_cost, the fidelity cost of factoring at the run's eps (nats/token, Monte Carlo over
     n_mc sequences, seed 0); below_factored = gap - fidelity_cost (negative: beyond any factored readout);
-    dims_growth = final minus smallest dims@95; and `experiments.beyond_factored_at`'s beliefs_r2, joint_gain and
+    dims_growth = final minus smallest dims@95; and `run_analysis.beyond_factored_at`'s beliefs_r2, joint_gain and
     prediction_tc at the collapse (suffix _collapse) and the end (suffix _final)."""
     columns = ["run", "fidelity_cost", "below_factored", "dims_growth"]
     columns += [f"{k}_{when}" for when in ("collapse", "final") for k in GROWTH_MEASURES]
@@ -249,9 +222,9 @@ def _noise_growth_of(run: runs.Run, acfg: probing.AnalysisConfig, n_mc: int) -> 
     cost_pp, _ = theory.fidelity_cost(run.process, run.config.data.seq_len, n_samples=n_mc, seed=0)
     cost = float(cost_pp.mean())
     trajectory = probing.analyze_run(run, acfg, progress=False)
-    st = probing.stages(trajectory)
-    grown = experiments.beyond_factored_at(run, sorted({st["collapse"], st["final"]}), acfg)
-    dims = {stage: trajectory[st[stage]]["dims"]["0.95"] for stage in ("collapse", "final")}
+    st = stages(trajectory)
+    grown = run_analysis.beyond_factored_at(run, sorted({st["collapse"], st["final"]}), acfg)
+    dims = {stage: trajectory[st[stage]].dims95 for stage in ("collapse", "final")}
     return {
         "fidelity_cost": cost,
         "below_factored": run.metrics()[-1]["gap"] - cost,

@@ -413,6 +413,22 @@ def mean_pairwise_overlap(directions: Sequence[np.ndarray], ks: Iterable[int] = 
     return mat[i, j].mean(axis=0)
 
 
+def overlap_split(directions: Sequence[np.ndarray], own: int = 2, k: int = 6) -> dict[str, float]:
+    """Where the mean pairwise overlap at rank k comes from (directions: list[N >= 2] of vary-one [>= k, d]):
+    "at_k", of the top k directions; "head", of each factor's top `own` directions (its belief: a Mess3 or
+    Bloch belief spans 2); "tail", of directions own+1..k alone, which carry what varies with a factor's tokens
+    beyond its belief. A tail that overlaps while the head does not says the factors share those directions."""
+    k = min(k, *(len(V) for V in directions))
+    if not 1 <= own < k:
+        raise ValueError(f"own must be in 1..k-1 = {k - 1}, got {own}")
+    return {
+        "k": k,
+        "at_k": float(mean_pairwise_overlap(directions, [k])[0]),
+        "head": float(mean_pairwise_overlap([V[:own] for V in directions], [own])[0]),
+        "tail": float(mean_pairwise_overlap([V[own:k] for V in directions], [k - own])[0]),
+    }
+
+
 def random_subspace_overlap(k: int, d: int) -> float:
     """Expected overlap of two uniformly random k-dimensional subspaces of R^d: k / d."""
     if not 1 <= k <= d:
@@ -450,7 +466,7 @@ def project(acts: np.ndarray, V: np.ndarray, k: int = 2, mean: np.ndarray | None
 _KINDS = ("simplex", "bloch")
 
 
-def _check_belief3(beliefs: np.ndarray, kind: str) -> np.ndarray:
+def check_belief3(beliefs: np.ndarray, kind: str) -> np.ndarray:
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
     beliefs = np.asarray(beliefs, dtype=np.float64)
@@ -465,25 +481,8 @@ def belief_to_2d(beliefs: np.ndarray, kind: str = "simplex") -> np.ndarray:
     simplex (HMM beliefs summing to 1): the 2-simplex as an equilateral triangle with states 0, 1, 2 at
     (0, 0), (1, 0), (1/2, sqrt(3)/2). bloch (trace, x, z): (x, z) / trace, the unit Bloch disk.
     """
-    beliefs = _check_belief3(beliefs, kind)
+    beliefs = check_belief3(beliefs, kind)
     if kind == "simplex":
         vertices = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])
         return beliefs @ vertices
     return beliefs[..., 1:] / beliefs[..., :1]
-
-
-def belief_colors(beliefs: np.ndarray, kind: str = "simplex") -> np.ndarray:
-    """beliefs: [..., 3] -> RGB [..., 3] in [0, 1]; a function of the belief alone, so one point gets one
-    colour in the theory panel and in the activation panel. simplex: the belief itself as RGB. bloch: hue from
-    the disk angle, saturation from the radius."""
-    from matplotlib.colors import hsv_to_rgb  # lazy: the rest of the module needs only numpy
-
-    beliefs = _check_belief3(beliefs, kind)
-    if kind == "simplex":
-        return np.clip(beliefs, 0.0, 1.0)
-    xz = belief_to_2d(beliefs, "bloch")
-    hue = (np.arctan2(xz[..., 1], xz[..., 0]) / (2 * np.pi)) % 1.0
-    radius = np.clip(np.hypot(xz[..., 0], xz[..., 1]), 0.0, 1.0)
-    # Saturation floor keeps the disk centre visible on a white background.
-    hsv = np.stack([hue, 0.15 + 0.85 * radius, np.full_like(hue, 0.9)], axis=-1)
-    return hsv_to_rgb(hsv)

@@ -4,9 +4,10 @@ between fields; the stable hash that names a run's folder; and building a config
 A run is fully described by a `RunConfig`; its stable hash names the run folder, so the same config always
 maps to the same folder (and resumes there) while any change of a field that affects results starts a new one.
 Profiles (`profiles.py`) are named starting points; notebooks and papermill override single fields on top of
-them (`make_config`, `from_parameters`). Every field is converted to its declared type (an int given for a
-float field becomes a float: `noise=0` and `noise=0.0` are one run) and checked when a part is built, so a
-config that exists is valid; one ValueError names the first bad field and its allowed range.
+them (`make_config`; a notebook's parameters through `parameters.from_parameters`). Every field is converted to
+its declared type (an int given for a float field becomes a float: `noise=0` and `noise=0.0` are one run) and
+checked when a part is built, so a config that exists is valid; one ValueError names the first bad field and its
+allowed range.
 """
 
 from __future__ import annotations
@@ -353,21 +354,6 @@ def condition_name(data: DataConfig, model: ModelConfig, canonical: tuple[int, M
     if name == "canonical" and canonical is not None and (data.seq_len, model) != canonical:
         return f"transformer{model.d_model}x{model.n_layers}-ctx{data.seq_len + 1}"
     return name
-
-
-def from_parameters(profile: str = "", name: str | None = None, **parameters: Any) -> RunConfig:
-    """The run a notebook's parameters describe: make_config where a size or budget of 0 means "the profile's".
-
-    Notebooks declare e.g. `steps: int = 0` and `d_model: int = 0`, so that `papermill -p d_model 32` changes
-    one field and everything else follows the profile (`target: str = ""` likewise). `n_ctx` (context length,
-    BOS included) sets seq_len.
-    """
-    overrides = {k: v for k, v in parameters.items() if not profile_defaulted(k, v)}
-    if "n_ctx" in overrides:
-        n_ctx = overrides.pop("n_ctx")
-        require(is_int(n_ctx) and 2 <= n_ctx <= 513, "n_ctx", "an integer in [2, 513]", n_ctx)
-        overrides["seq_len"] = n_ctx - 1
-    return make_config(profile, name=name, **overrides)
 
 
 # Notebook parameters for which 0 (a number) or "" (a name) means "keep the profile's value".

@@ -58,6 +58,23 @@ ARCHITECTURE_FINAL_DIMS95 = {
     ("rnn", 256, 2, 9): Reported("about 35 (at 30k steps)", _ARCH),
 }
 
+NOT_REPORTED = Reported("not reported", "")
+
+
+def noise_final_dims95(eps: float) -> Reported:
+    """The paper's final dims@95 at noise level `eps` (NOT_REPORTED outside its sweep)."""
+    return NOISE_FINAL_DIMS95.get(float(eps), NOT_REPORTED)
+
+
+def architecture_final_dims95(cfg) -> Reported:
+    """The paper's final dims@95 for the model of run config `cfg` on the five-factor process (NOT_REPORTED for a
+    model or process it does not report)."""
+    m, d = cfg.model, cfg.data
+    if d.n_mess3 or d.structure != "independent" or d.noise:
+        return NOT_REPORTED
+    return ARCHITECTURE_FINAL_DIMS95.get((m.arch, m.d_model, m.n_layers, d.seq_len + 1), NOT_REPORTED)
+
+
 # The chain process (notebook 06).
 _CHAIN = "figures: the chain process (loss, belief RMSE and dims@95 over training)"
 CHAIN_LOSS = Reported("about 5.95", _CHAIN)

@@ -31,9 +31,9 @@ from .config import (
     TrainConfig,
     check_field,
     field_owners,
-    from_parameters,
     is_int,
     is_number,
+    make_config,
     profile_defaulted,
     require,
 )
@@ -122,6 +122,21 @@ def analysis_settings(values: Mapping[str, Any], run: RunConfig | None = None):
     if values.get("site"):
         overrides["site"] = values["site"]
     return analysis_config(values.get("profile") or None, run=run, **overrides)
+
+
+def from_parameters(profile: str = "", name: str | None = None, **parameters: Any) -> RunConfig:
+    """The run a notebook's parameters describe: make_config where a size or budget of 0 means "the profile's".
+
+    Notebooks declare e.g. `steps: int = 0` and `d_model: int = 0`, so that `papermill -p d_model 32` changes
+    one field and everything else follows the profile (`target: str = ""` likewise). `n_ctx` (context length,
+    BOS included) sets seq_len.
+    """
+    overrides = {k: v for k, v in parameters.items() if not profile_defaulted(k, v)}
+    if "n_ctx" in overrides:
+        n_ctx = overrides.pop("n_ctx")
+        require(is_int(n_ctx) and 2 <= n_ctx <= 513, "n_ctx", "an integer in [2, 513]", n_ctx)
+        overrides["seq_len"] = n_ctx - 1
+    return make_config(profile, name=name, **overrides)
 
 
 # Notebook parameters that set run fields (through `from_parameters`, which also knows n_ctx).

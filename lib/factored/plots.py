@@ -8,8 +8,10 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from matplotlib.colors import hsv_to_rgb
 
 from . import analysis
+from .trajectory import Trajectory
 
 # Scatter panels draw at most this many points (a fixed random subset) at a screen resolution of SCATTER_DPI:
 # beyond about a thousand points the picture does not change, while the PNG a notebook stores grows with
@@ -27,13 +29,37 @@ def _subset(n: int) -> np.ndarray:
     return np.sort(np.random.default_rng(0).choice(n, MAX_POINTS, replace=False))
 
 
-def factor_kinds(process) -> list[str]:
-    """How to draw each factor's beliefs (`FactoredProcess.kinds`): "simplex" (Mess3) or "bloch" (the disk)."""
-    return list(process.kinds)
+# Every figure is drawn in seaborn's whitegrid style at notebook scale, inside a context: drawing one leaves the
+# caller's global matplotlib and seaborn settings as they were.
+def figure(plot):
+    """Decorates each function below that returns a Figure: draws it in the house style, at FIGURE_DPI at most."""
+
+    @functools.wraps(plot)
+    def themed(*args, **kwargs):
+        with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+            fig = plot(*args, **kwargs)
+        # the dpi is set on the figure, not through plt.rc_context: leaving an rc_context stops Jupyter's inline
+        # backend from showing the figures of later cells
+        if hasattr(fig, "set_dpi") and fig.dpi > FIGURE_DPI:
+            fig.set_dpi(FIGURE_DPI)
+        return fig
+
+    return themed
 
 
-def factor_names(kinds: Sequence[str]) -> list[str]:
-    return [f"{'Mess3' if k == 'simplex' else 'Bloch'} F{i}" for i, k in enumerate(kinds)]
+def belief_colors(beliefs: np.ndarray, kind: str = "simplex") -> np.ndarray:
+    """beliefs: [..., 3] -> RGB [..., 3] in [0, 1]; a function of the belief alone, so one point gets one
+    colour in the theory panel and in the activation panel. simplex: the belief itself as RGB. bloch: hue from
+    the disk angle, saturation from the radius."""
+    beliefs = analysis.check_belief3(beliefs, kind)
+    if kind == "simplex":
+        return np.clip(beliefs, 0.0, 1.0)
+    xz = analysis.belief_to_2d(beliefs, "bloch")
+    hue = (np.arctan2(xz[..., 1], xz[..., 0]) / (2 * np.pi)) % 1.0
+    radius = np.clip(np.hypot(xz[..., 0], xz[..., 1]), 0.0, 1.0)
+    # Saturation floor keeps the disk centre visible on a white background.
+    hsv = np.stack([hue, 0.15 + 0.85 * radius, np.full_like(hue, 0.9)], axis=-1)
+    return hsv_to_rgb(hsv)
 
 
 def _outline(ax, kind: str) -> None:
@@ -47,17 +73,19 @@ def _outline(ax, kind: str) -> None:
     ax.set_xticks([]), ax.set_yticks([])
 
 
+@figure
 def belief_geometry(beliefs: np.ndarray, kind: str, ax=None, title: str = "", s: float = 2.0):
     """Scatter beliefs [n, 3] in their natural 2D picture: the simplex (Mess3) or the Bloch disk."""
     ax = ax or plt.subplots(figsize=(4, 4), dpi=SCATTER_DPI)[1]
     beliefs = np.asarray(beliefs)[_subset(len(beliefs))]
     xy = analysis.belief_to_2d(beliefs, kind)
-    ax.scatter(xy[:, 0], xy[:, 1], c=analysis.belief_colors(beliefs, kind), s=s, lw=0, rasterized=True)
+    ax.scatter(xy[:, 0], xy[:, 1], c=belief_colors(beliefs, kind), s=s, lw=0, rasterized=True)
     _outline(ax, kind)
     ax.set_title(title)
     return ax.figure
 
 
+@figure
 def dimension_count_curves(n_factors: np.ndarray, joint: np.ndarray, factored: np.ndarray):
     """Joint (exponential) vs factored (linear) belief dimension against the number of factors."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -72,6 +100,7 @@ def dimension_count_curves(n_factors: np.ndarray, joint: np.ndarray, factored: n
     return fig
 
 
+@figure
 def per_position(
     values: dict[str, np.ndarray],
     errors: dict[str, np.ndarray] | None = None,
@@ -89,6 +118,7 @@ def per_position(
     return fig
 
 
+@figure
 def fidelity_cost_curve(eps: np.ndarray, cost: np.ndarray, stderr: np.ndarray, chain_cost: float, chain_stderr: float):
     """Mean fidelity cost of factoring vs noise eps, with the chain process as a reference line."""
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
@@ -104,6 +134,7 @@ def fidelity_cost_curve(eps: np.ndarray, cost: np.ndarray, stderr: np.ndarray, c
     return fig
 
 
+@figure
 def loss_curves(metrics: Sequence[dict], optimum: float, vocab_size: int):
     """Train and held-out loss vs step, against the exact optimum and the unigram plateau ln(vocab_size)."""
     plateau = float(np.log(vocab_size))
@@ -129,7 +160,8 @@ def _step_colors(steps: Sequence[int]):
     return [cmap(norm(max(s, 1))) for s in steps], mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
 
 
-def cev_over_training(trajectory: dict[int, dict], factored_cev: np.ndarray, joint_cev: np.ndarray, k_max: int = 60):
+@figure
+def cev_over_training(trajectory: Trajectory, factored_cev: np.ndarray, joint_cev: np.ndarray, k_max: int = 60):
     """Cumulative explained variance of the activations at every checkpoint (coloured by step) with the
     'Factored' (concatenated beliefs) and 'Joint' (outer product) reference curves."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -137,7 +169,7 @@ def cev_over_training(trajectory: dict[int, dict], factored_cev: np.ndarray, joi
     steps = sorted({*every[:: max(1, len(every) // MAX_CURVES)], every[-1]})  # a readable, lighter subset
     colors, mappable = _step_colors(steps)
     for s, c in zip(steps, colors, strict=True):
-        cev = np.asarray(trajectory[s]["cev"])[:k_max]
+        cev = np.asarray(trajectory[s].cev)[:k_max]
         ax.plot(np.arange(1, len(cev) + 1), cev, color=c, lw=0.8, alpha=0.8)
     for cev, label, style in (
         (factored_cev, "Factored (true beliefs)", "--"),
@@ -158,7 +190,8 @@ def cev_over_training(trajectory: dict[int, dict], factored_cev: np.ndarray, joi
     return fig
 
 
-def dims_over_training(trajectory: dict[int, dict], factored_dims: int, joint_dims: int, threshold: str = "0.95"):
+@figure
+def dims_over_training(trajectory: Trajectory, factored_dims: int, joint_dims: int, threshold: float = 0.95):
     """dims@95 of the activations vs step, against the factored (sum d_n - 1) and joint dimensions."""
     return dims_compare({"activations": trajectory}, factored_dims, joint_dims, threshold)
 
@@ -168,11 +201,12 @@ def _line_style(kinds: Sequence[str] | None, n: int) -> str:
     return "--" if kinds is not None and kinds[n] == "bloch" else "-"
 
 
-def rmse_over_training(trajectory: dict[int, dict], names: Sequence[str], kinds: Sequence[str] | None = None):
+@figure
+def rmse_over_training(trajectory: Trajectory, names: Sequence[str], kinds: Sequence[str] | None = None):
     """Held-out belief-regression RMSE per factor vs step (kinds: `FactoredProcess.kinds`, for line styles)."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     steps = np.array(sorted(trajectory))
-    rmse = np.array([trajectory[s]["rmse"] for s in steps])
+    rmse = np.array([trajectory[s].rmse for s in steps])
     for n, name in enumerate(names):
         ax.plot(np.maximum(steps, 1), rmse[:, n], lw=1.5, ls=_line_style(kinds, n), label=name)
     ax.set(
@@ -185,6 +219,7 @@ def rmse_over_training(trajectory: dict[int, dict], names: Sequence[str], kinds:
     return fig
 
 
+@figure
 def projection_grid(
     beliefs: Sequence[np.ndarray],
     projections: Sequence[np.ndarray],
@@ -199,7 +234,7 @@ def projection_grid(
     for i in range(n):
         keep = _subset(len(beliefs[i]))
         belief_geometry(beliefs[i][keep], kinds[i], ax=axes[0, i], title=names[i], s=s)
-        xy, colors = projections[i][keep], analysis.belief_colors(beliefs[i][keep], kinds[i])
+        xy, colors = projections[i][keep], belief_colors(beliefs[i][keep], kinds[i])
         axes[1, i].scatter(xy[:, 0], xy[:, 1], c=colors, s=s, lw=0, rasterized=True)
         axes[1, i].set_aspect("equal", adjustable="datalim")
         axes[1, i].set_xticks([]), axes[1, i].set_yticks([])
@@ -209,6 +244,7 @@ def projection_grid(
     return fig
 
 
+@figure
 def vary_one_dims(results: dict[str, dict], names: Sequence[str]):
     """Grouped bars: each factor's vary-one dims@95 (and the union) at a few training stages."""
     import pandas as pd
@@ -224,6 +260,7 @@ def vary_one_dims(results: dict[str, dict], names: Sequence[str]):
     return fig
 
 
+@figure
 def overlap_vs_k(results: dict[str, np.ndarray], band: tuple[np.ndarray, np.ndarray, np.ndarray], d_model: int):
     """Mean pairwise subspace overlap vs rank k at a few stages, with the random-init band and k/d."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -243,6 +280,7 @@ def overlap_vs_k(results: dict[str, np.ndarray], band: tuple[np.ndarray, np.ndar
     return fig
 
 
+@figure
 def variance_shares(rows: Sequence[dict], total_dims95: int, factored_dims: int):
     """Nested encoding models (probing.variance_decomposition): share of the activations' variance explained
     as feature sets are added (bars), and dims@95 of what is still unexplained (line, right axis)."""
@@ -264,6 +302,7 @@ def variance_shares(rows: Sequence[dict], total_dims95: int, factored_dims: int)
     return fig
 
 
+@figure
 def cev_references(curves: dict[str, np.ndarray], k_max: int | None = None):
     """Cumulative explained variance of reference belief sets, one line each, labelled with their dims@95 (over
     the whole curve, whatever k_max shows). Curves come in (Factored, Joint) pairs: dashed and dotted, one
@@ -286,14 +325,13 @@ def cev_references(curves: dict[str, np.ndarray], k_max: int | None = None):
     return fig
 
 
-def dims_compare(
-    trajectories: dict[str, dict[int, dict]], factored_dims: int, joint_dims: int, threshold: str = "0.95"
-):
+@figure
+def dims_compare(trajectories: dict[str, Trajectory], factored_dims: int, joint_dims: int, threshold: float = 0.95):
     """dims@95 vs step for several runs on one axis (e.g. a noisy run beside the eps = 0 run)."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for label, trajectory in trajectories.items():
         steps = np.array(sorted(trajectory))
-        ax.plot(np.maximum(steps, 1), [trajectory[s]["dims"][threshold] for s in steps], "o-", ms=3, label=label)
+        ax.plot(np.maximum(steps, 1), [trajectory[s].dims(threshold) for s in steps], "o-", ms=3, label=label)
     ax.axhline(factored_dims, color="C2", ls="--", label=f"factored: {factored_dims}")
     ax.axhline(joint_dims, color="C3", ls=":", label=f"joint: {joint_dims}")
     ax.set(
@@ -307,14 +345,15 @@ def dims_compare(
     return fig
 
 
+@figure
 def per_factor_compare(
-    trajectories: dict[str, dict[int, dict]], names: Sequence[str], key: str = "r2", kinds: Sequence[str] | None = None
+    trajectories: dict[str, Trajectory], names: Sequence[str], key: str = "r2", kinds: Sequence[str] | None = None
 ):
     """One panel per run: a per-factor regression score (`r2` or `rmse`) vs step, panels sharing the y axis."""
     fig, axes = plt.subplots(1, len(trajectories), figsize=(5 * len(trajectories), 3.8), sharey=True, squeeze=False)
     for ax, (label, trajectory) in zip(axes[0], trajectories.items(), strict=True):
         steps = np.array(sorted(trajectory))
-        values = np.array([trajectory[s][key] for s in steps])
+        values = np.array([getattr(trajectory[s], key) for s in steps])
         for n, name in enumerate(names):
             ax.plot(np.maximum(steps, 1), values[:, n], lw=1.5, ls=_line_style(kinds, n), label=name)
         ax.set(xscale="log", xlabel="training step (step 0 drawn at 1)", title=label)
@@ -325,6 +364,7 @@ def per_factor_compare(
     return fig
 
 
+@figure
 def gap_compare(metrics: dict[str, Sequence[dict]]):
     """Held-out loss minus the optimal predictor's loss on the same sequences, vs step, for several runs.
 
@@ -344,9 +384,8 @@ def gap_compare(metrics: dict[str, Sequence[dict]]):
     return fig
 
 
-def training_paths(
-    runs: dict[str, tuple[Sequence[dict], dict[int, dict]]], factored_dims: int, tol: int, learned_r2: float
-):
+@figure
+def training_paths(runs: dict[str, tuple[Sequence[dict], Trajectory]], factored_dims: int, tol: int, learned_r2: float):
     """Three panels over training steps for several runs ({label: (metrics rows, trajectory)}): the held-out gap
     (symlog, as `gap_compare`), the worst factor's held-out R^2 (the line: `learned_r2`), and dims@95 (the band:
     the factored dimension +- `tol`). Shows how two recipes differ on the way, not only at the end."""
@@ -356,8 +395,8 @@ def training_paths(
         steps = np.array([s for s in sorted(trajectory) if s > 0])
         style = dict(color=f"C{i}", lw=1.5, label=label)
         axes[0].plot([m["step"] for m in rows], [m["gap"] for m in rows], **style)
-        axes[1].plot(steps, [min(trajectory[s]["r2"]) for s in steps], **style)
-        axes[2].plot(steps, [trajectory[s]["dims"]["0.95"] for s in steps], **style)
+        axes[1].plot(steps, [min(trajectory[s].r2) for s in steps], **style)
+        axes[2].plot(steps, [trajectory[s].dims95 for s in steps], **style)
     axes[0].set_yscale("symlog", linthresh=1e-3, linscale=0.3)
     axes[1].axhline(learned_r2, color="k", ls=":", lw=1)
     axes[1].set_ylim(0, 1)
@@ -371,6 +410,7 @@ def training_paths(
     return fig
 
 
+@figure
 def overlap_compare(overlaps: dict[str, np.ndarray], bands: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]):
     """Mean pairwise vary-one overlap vs rank k for several runs (lines), each over its own random-init band
     (5th-95th percentile, same colour, shaded): orthogonal factor subspaces sit far below their band."""
@@ -391,6 +431,7 @@ def _no_data(fig, ax, title: str, message: str):
     return fig
 
 
+@figure
 def dims_over_training_by(
     per_step, hue: str, factored_dims: int, title: str, order: Sequence[str] | None = None, legend_title: str = ""
 ):
@@ -421,6 +462,7 @@ def dims_over_training_by(
     return fig
 
 
+@figure
 def final_dims_by(per_run, intervals, x: str, factored_dims: int, title: str, xlabel: str = ""):
     """Final dims@95 per condition: one dot per seed, and the mean over seeds with its 95% t-interval.
 
@@ -450,9 +492,10 @@ def final_dims_by(per_run, intervals, x: str, factored_dims: int, title: str, xl
     return fig
 
 
+@figure
 def dims_vs_factors(scaling, d_model: int):
     """Measured dims@95 against the number of factors N, beside the factored (2N) and joint (3^N - 1) counts and
-    the dims@95 of the true beliefs. scaling: `results.factor_scaling`'s frame; d_model: the network's width."""
+    the dims@95 of the true beliefs. scaling: `across_runs.factor_scaling`'s frame; d_model: the network's width."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     title = "Dimension against the number of Mess3 factors"
     if scaling.empty:
@@ -476,6 +519,7 @@ def dims_vs_factors(scaling, d_model: int):
 
 
 # ------------------------------------------------------------------------------------ factor discovery (08)
+@figure
 def dependence_structure(
     dependence: np.ndarray, groups: Sequence[np.ndarray], shuffled: np.ndarray, threshold: float, title: str = ""
 ):
@@ -512,6 +556,7 @@ def dependence_structure(
     return fig
 
 
+@figure
 def components_scan(counts: dict[int, int], contrasts: dict[int, float], chosen: int, min_contrast: float):
     """Factors found (bars) and the contrast of the best partition (line) against the number of components k."""
     ks = sorted(counts)
@@ -528,6 +573,7 @@ def components_scan(counts: dict[int, int], contrasts: dict[int, float], chosen:
     return fig
 
 
+@figure
 def overlap_heatmap(overlap: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], title: str = ""):
     """Overlap of each found subspace (rows) with each reference subspace (columns), annotated."""
     fig, ax = plt.subplots(figsize=(1.1 * len(col_labels) + 2, 0.6 * len(row_labels) + 1.6))
@@ -540,6 +586,7 @@ def overlap_heatmap(overlap: np.ndarray, row_labels: Sequence[str], col_labels: 
     return fig
 
 
+@figure
 def discovered_projections(
     beliefs: Sequence[np.ndarray],
     found: Sequence[np.ndarray],
@@ -555,7 +602,7 @@ def discovered_projections(
     fig, axes = plt.subplots(3, n, figsize=(2.2 * n, 6.6), squeeze=False, dpi=SCATTER_DPI)
     for i in range(n):
         keep = _subset(len(beliefs[i]))
-        colors = analysis.belief_colors(beliefs[i][keep], kinds[i])
+        colors = belief_colors(beliefs[i][keep], kinds[i])
         for row, (xy, c) in enumerate(
             ((found[i][keep], "0.3"), (found[i][keep], colors), (reference[i][keep], colors))
         ):
@@ -569,30 +616,3 @@ def discovered_projections(
     axes[2, 0].set_ylabel("vary-one (ground truth)")
     fig.tight_layout()
     return fig
-
-
-# Every figure is drawn in seaborn's whitegrid style at notebook scale, inside a context: importing this module
-# leaves the caller's global matplotlib and seaborn settings as they were.
-def _themed(plot):
-    @functools.wraps(plot)
-    def themed(*args, **kwargs):
-        with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
-            fig = plot(*args, **kwargs)
-        # the dpi is set on the figure, not through plt.rc_context: leaving an rc_context stops Jupyter's inline
-        # backend from showing the figures of later cells
-        if hasattr(fig, "set_dpi") and fig.dpi > FIGURE_DPI:
-            fig.set_dpi(FIGURE_DPI)
-        return fig
-
-    return themed
-
-
-_NOT_FIGURES = {"factor_kinds", "factor_names"}
-for _name, _plot in list(globals().items()):
-    if (
-        callable(_plot)
-        and getattr(_plot, "__module__", None) == __name__
-        and _name[0] != "_"
-        and _name not in _NOT_FIGURES
-    ):
-        globals()[_name] = _themed(_plot)

@@ -20,7 +20,7 @@ from . import analysis, config, products, profiles, sampling, theory
 from .models import build_model
 from .products import inputs_and_targets
 from .runs import Run, atomic_write_text, cached_json, read_cache
-from .verdicts import FACTORED_TOL
+from .trajectory import Checkpoint, Trajectory
 
 CACHE_VERSION = 1  # bump when the content of the cached analysis files changes
 # The analyses that need fewer probe sequences than a trajectory (the scatter plots of projections, the variance
@@ -164,12 +164,12 @@ def vary_one(model, process, cfg: AnalysisConfig, seq_len: int, site: str) -> di
     }
 
 
-def trajectory_point(model, process, data: ProbeData, site: str, seed: int) -> dict:
-    """PCA and held-out belief regression of one model on the probe data (plain floats and lists)."""
+def trajectory_point(model, process, data: ProbeData, site: str, seed: int) -> Checkpoint:
+    """PCA and held-out belief regression of one model on the probe data."""
     probed = probe(model, process, data, site)
     pca = analysis.pca_summary(probed.flat_acts)
     reg = analysis.belief_regression(probed.flat_acts, probed.flat_beliefs, seed=seed)
-    return {"cev": pca["cev"].tolist(), "dims": {str(k): v for k, v in pca["dims"].items()}, **reg.to_dict()}
+    return Checkpoint(pca["cev"].tolist(), pca["dims"], **reg.to_dict())
 
 
 def token_features(process, tokens: torch.Tensor, lag: int = 0) -> np.ndarray:
@@ -186,23 +186,23 @@ def token_features(process, tokens: torch.Tensor, lag: int = 0) -> np.ndarray:
     return np.hstack(columns)
 
 
-def variance_decomposition(model, process, data: ProbeData, site: str, seed: int = 0) -> list[dict]:
+def variance_decomposition(probed: Probed, process, tokens: torch.Tensor, seed: int = 0) -> list[dict]:
     """What the activations' variance holds beyond the linear beliefs (see `analysis.variance_explained`):
     nested feature sets beliefs -> + position -> + newest token (each factor's sub-token, additive) -> + newest
     token (which of the joint tokens: any function of it) -> + previous sub-tokens -> + within-factor quadratic
-    beliefs -> + joint belief (all cross-factor products)."""
-    seq_len = data.tokens.shape[1]
-    probed = probe(model, process, data, site)
+    beliefs -> + joint belief (all cross-factor products). `probed`: `probe` of the model on the sequences
+    `tokens` [B, L]."""
+    seq_len = tokens.shape[1]
     beliefs = probed.flat_beliefs
     positions = np.tile(np.arange(seq_len - 1), len(probed.acts))
     feature_sets = {
         "beliefs (linear)": np.hstack(beliefs),
         "+ position": analysis.one_hot(positions, seq_len - 1),
-        "+ newest token, per factor": token_features(process, data.tokens),
+        "+ newest token, per factor": token_features(process, tokens),
         "+ newest token, joint identity": analysis.one_hot(
-            data.tokens[:, : seq_len - 1].reshape(-1).numpy(), process.vocab_size
+            tokens[:, : seq_len - 1].reshape(-1).numpy(), process.vocab_size
         ),
-        "+ previous token, per factor": token_features(process, data.tokens, lag=1),
+        "+ previous token, per factor": token_features(process, tokens, lag=1),
         "+ beliefs, quadratic within factor": analysis.quadratic_features(beliefs),
         "+ joint belief (cross-factor products)": analysis.joint_belief(beliefs),
     }
@@ -218,7 +218,9 @@ def joint_belief_gain(run: Run, cfg: AnalysisConfig, n_sequences: int = FEW_SEQU
     the joint belief: without them, an untrained network's token embedding would count as "joint".)"""
     data = few_probe_data(run.process, cfg, run.config.data.seq_len, n_sequences)
     model = run.load_model(run.steps[-1])
-    rows = variance_decomposition(model, run.process, data, cfg.site_for(model), cfg.seed)
+    rows = variance_decomposition(
+        probe(model, run.process, data, cfg.site_for(model)), run.process, data.tokens, cfg.seed
+    )
     r2 = [r["r2"] for r in rows]
     return {"beliefs_r2": r2[0], "before_joint_r2": r2[-2], "joint_gain": r2[-1] - r2[-2]}
 
@@ -239,10 +241,9 @@ def _cached_steps(path, steps: list[int], compute, progress: bool = False, desc:
 
 def analyze_run(
     run: Run, cfg: AnalysisConfig = AnalysisConfig(), steps: list[int] | None = None, progress: bool = True
-) -> dict[int, dict]:
-    """Trajectory analysis of every checkpoint (or `steps`), cached in <run>/analysis/trajectory-<hash>.json.
-
-    Returns {step: {"cev", "dims", "rmse", "r2", "rmse_overall", "r2_overall", "rcond"}}."""
+) -> Trajectory:
+    """Trajectory analysis of every checkpoint (or `steps`), cached in <run>/analysis/trajectory-<hash>.json:
+    {step: `trajectory.Checkpoint`}."""
     data = None
 
     def compute(step: int) -> dict:
@@ -250,10 +251,11 @@ def analyze_run(
         if data is None:
             data = probe_data(run.process, cfg.n_sequences, run.config.data.seq_len, cfg.seed)
         model = run.load_model(step)
-        return trajectory_point(model, run.process, data, cfg.site_for(model), cfg.seed)
+        return trajectory_point(model, run.process, data, cfg.site_for(model), cfg.seed).to_json()
 
     path = run.dir / "analysis" / f"trajectory-{cfg.hash()}.json"
-    return _cached_steps(path, run.steps if steps is None else steps, compute, progress, "analysing checkpoints")
+    cached = _cached_steps(path, run.steps if steps is None else steps, compute, progress, "analysing checkpoints")
+    return {step: Checkpoint.from_json(point) for step, point in cached.items()}
 
 
 def _to_jsonable(result: dict) -> dict:
@@ -292,13 +294,6 @@ def random_init_overlaps(run: Run, cfg: AnalysisConfig = AnalysisConfig()) -> np
     return np.asarray(cached_json(path, compute, lambda d: isinstance(d, list) and len(d) > 0))
 
 
-def final_vary_one(run: Run, cfg: AnalysisConfig = AnalysisConfig()) -> tuple[int, dict, np.ndarray]:
-    """Vary-one results at a run's last checkpoint and its random-init overlap baseline (both cached):
-    (final step, vary_one_at(run, [final]), random_init_overlaps(run))."""
-    final = run.steps[-1]
-    return final, vary_one_at(run, [final], cfg), random_init_overlaps(run, cfg)
-
-
 def reference_curves(process, cfg: AnalysisConfig, seq_len: int) -> dict:
     """CEV of the true beliefs on the probe data: concatenated ("factored") and outer product ("joint")."""
     data = probe_data(process, cfg.n_sequences, seq_len, cfg.seed)
@@ -324,114 +319,6 @@ def analysis_config(profile: str | None = None, run: config.RunConfig | None = N
         if cfg.site not in sites:
             raise ValueError(f"site must be one of this model's sites {sites} ('' for its default), got {cfg.site!r}")
     return cfg
-
-
-def stages(trajectory: dict[int, dict]) -> dict[str, int]:
-    """The three training stages the vary-one analysis compares: init (step 0), collapse (the step after init
-    where dims@95 is smallest), final (the last checkpoint)."""
-    steps = sorted(trajectory)
-    collapse = min(steps[1:] or steps, key=lambda s: (trajectory[s]["dims"]["0.95"], s))
-    return {"init": steps[0], "collapse": collapse, "final": steps[-1]}
-
-
-def summary(
-    trajectory: dict[int, dict],
-    vary: dict[int, dict],
-    random_overlaps: np.ndarray,
-    gap: float,
-    names: list[str],
-) -> dict:
-    """One run's results as plain floats, from the cached analyses: final and minimum dims@95, per-factor
-    RMSE and R^2, vary-one dims, the mean overlaps at k = 1, 2 against the random-init median, the gap."""
-    st = stages(trajectory)
-    final, collapse = trajectory[st["final"]], trajectory[st["collapse"]]
-    random_median = np.median(random_overlaps, axis=0)
-    overlap = vary[st["final"]]["mean_overlap"]
-    return {
-        "final_step": st["final"],
-        "final_dims95": final["dims"]["0.95"],
-        "min_dims95": collapse["dims"]["0.95"],
-        "min_dims95_step": st["collapse"],
-        "rmse": dict(zip(names, final["rmse"], strict=True)),
-        "r2": dict(zip(names, final["r2"], strict=True)),
-        "vary_one_dims95": dict(zip(names, vary[st["final"]]["dims95"].tolist(), strict=True)),
-        "union_dims95": int(vary[st["final"]]["union_dims95"]),
-        "overlap_k1": float(overlap[0]),
-        "overlap_k2": float(overlap[1]) if len(overlap) > 1 else float("nan"),  # NaN: a model of width 1
-        "random_init_overlap_k1": float(random_median[0]),
-        "random_init_overlap_k2": float(random_median[1]) if len(random_median) > 1 else float("nan"),
-        "optimal_loss_gap": gap,
-    }
-
-
-def flatten_summary(result: dict) -> dict[str, float]:
-    """One `summary` as flat {quantity: number} (per-factor entries as "rmse Mess3 F0", ...), for tables that
-    put several runs (seeds) side by side."""
-    flat = {}
-    for key, value in result.items():
-        if isinstance(value, dict):
-            flat.update({f"{key} {name}": float(v) for name, v in value.items()})
-        else:
-            flat[key] = float(value)
-    return flat
-
-
-def analyze_all(run: Run, cfg: AnalysisConfig, names: list[str], progress: bool = True) -> dict:
-    """Every analysis of notebook 03 for one run, each cached in the run folder: the trajectory (PCA and
-    regression at every checkpoint), its `stages`, vary-one subspaces at those stages, the random-init overlap
-    baseline and the `summary` table (`names`: one per factor).
-
-    Returns {"trajectory", "stages", "vary", "random_overlaps", "summary"}; a single-factor process has no
-    pairwise overlap (NaN)."""
-    trajectory = analyze_run(run, cfg, progress=progress)
-    st = stages(trajectory)
-    vary = vary_one_at(run, sorted(set(st.values())), cfg)
-    random_overlaps = random_init_overlaps(run, cfg)
-    gap = run.metrics()[-1]["gap"]  # held-out loss minus the optimal predictor's on the same sequences
-    return {
-        "trajectory": trajectory,
-        "stages": st,
-        "vary": vary,
-        "random_overlaps": random_overlaps,
-        "summary": summary(trajectory, vary, random_overlaps, gap, names),
-    }
-
-
-def dimension_phases(
-    trajectory: dict[int, dict], factored_dims: int, tol: int = FACTORED_TOL, threshold: str = "0.95"
-) -> dict:
-    """The phases of dims@95 over training, as the noise experiments describe them (plain ints and lists).
-
-    After the collapse (the smallest dims@95 after step 0, as in `stages`), the *factored phase* is the longest
-    run of consecutive checkpoints whose dims@95 is within `tol` of `factored_dims`; `expanded` says whether the
-    last checkpoint lies above that band (factored_dims + tol), i.e. the dimension has grown past it.
-    `phase_span` is the ratio of the phase's last step to its first (2: it lasts a doubling of training time;
-    0 when there is no phase), which tells a plateau from a pass through the band on the way up.
-    """
-    steps = sorted(trajectory)
-    dims = [int(trajectory[s]["dims"][threshold]) for s in steps]
-    low = stages(trajectory)["collapse"]
-    best: list[int] = []
-    current: list[int] = []
-    for i, s in enumerate(steps):
-        if s >= low and abs(dims[i] - factored_dims) <= tol:
-            current.append(i)
-            if len(current) > len(best):
-                best = list(current)
-        else:
-            current = []
-    return {
-        "init_dims95": dims[0],
-        "min_dims95": dims[steps.index(low)],
-        "min_step": low,
-        "phase_steps": [steps[i] for i in best],
-        "phase_dims95": [dims[i] for i in best],
-        "phase_span": steps[best[-1]] / max(steps[best[0]], 1) if best else 0.0,
-        "final_step": steps[-1],
-        "final_dims95": dims[-1],
-        "peak_dims95_after_min": max(dims[steps.index(low) :]),
-        "expanded": dims[-1] > factored_dims + tol,
-    }
 
 
 @torch.no_grad()

@@ -113,6 +113,11 @@ class FactoredProcess:
         return tuple("simplex" if d == 3 and v == 3 else "bloch" for d, v in pairs)
 
     @property
+    def names(self) -> list[str]:
+        """Each factor's name in tables and figures, by kind and index: "Mess3 F0", ..., "Bloch F4"."""
+        return [f"{'Mess3' if k == 'simplex' else 'Bloch'} F{i}" for i, k in enumerate(self.kinds)]
+
+    @property
     def radix(self) -> tuple[int, ...]:
         """Place value of each factor's sub-token in the joint token: (144, 48, 16, 4, 1) for the paper."""
         sizes = self.factor_vocab_sizes

@@ -46,6 +46,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 from filelock import FileLock
 from tqdm.auto import tqdm
@@ -466,3 +467,30 @@ if __name__ == "__main__":  # through the module object, so pool workers unpickl
 
     _sweep._stop_on_signals()  # the command line's own process only: main() called from Python keeps its handlers
     sys.exit(_sweep.main())
+
+
+def sweep_folders(root: Path | None = None) -> pd.DataFrame:
+    """Every sweep folder under outputs/sweeps/: its notebook, points done and failed, the minutes the done
+    points' notebooks ran (papermill's record, summed) and the wall-clock minutes of all invocations (log.jsonl)."""
+    rows = []
+    for folder in sorted((root or outputs_dir()).glob("sweeps/*/")):
+        spec = json.loads((folder / "sweep.json").read_text()) if (folder / "sweep.json").exists() else {}
+        done = [p for p in folder.glob("*.ipynb") if not p.name.endswith((".partial.ipynb", ".failed.ipynb"))]
+        durations = [json.loads(p.read_text())["metadata"].get("papermill", {}).get("duration") or 0 for p in done]
+        log = folder / "log.jsonl"
+        invocations = (
+            [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+        )
+        rows.append(
+            {
+                "sweep": folder.name,
+                "notebook": spec.get("notebook", "?"),
+                "done": len(done),
+                "failed": len(list(folder.glob("*.failed.txt"))),
+                "point_minutes": sum(durations) / 60,
+                "wall_minutes": sum(i["seconds"] for i in invocations) / 60,
+                "folder": relative(folder),
+            }
+        )
+    columns = ["sweep", "notebook", "done", "failed", "point_minutes", "wall_minutes", "folder"]
+    return pd.DataFrame(rows, columns=columns)

@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fields = {name: parameters.parse_value(name, v) for name, v in run_field_pairs(rest)}
         pin_outputs_dir()  # a relative FACTORED_OUTPUTS is this working folder's; an outputs file is refused here
-        cfg = config.from_parameters(args.profile, **fields)
+        cfg = parameters.from_parameters(args.profile, **fields)
         if args.name:
             cfg = config.RunConfig(args.name, cfg.data, cfg.model, cfg.train)
         pick_device(cfg.train.device)  # an unavailable device is a bad value too: refused before "training ..."

@@ -56,7 +56,7 @@ def learning(r2: Sequence[float], gap: float) -> Learning:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Which conditions of a `results.condition_table` may have their dimensions compared: learned (every seed
+    """Which conditions of a `across_runs.condition_table` may have their dimensions compared: learned (every seed
     has learned its beliefs) and not_learned (keys, in table order); steps, each condition's training steps;
     equal_steps: the learned ones trained equally long (else they are compared at equal quality: each was
     trained until learned, and at equal steps the slower ones would still be learning); still_falling, the
@@ -85,7 +85,7 @@ def comparison(table: pd.DataFrame) -> Comparison:
 
 @dataclass(frozen=True)
 class NoisePhases:
-    """Notebook 04's verdict on one noisy run beside its eps = 0 run (`probing.dimension_phases` of each).
+    """Notebook 04's verdict on one noisy run beside its eps = 0 run (`trajectory.dimension_phases` of each).
 
     phase_seen: after the collapse, dims@95 stays within `tol` of the factored value over consecutive
     checkpoints spanning at least PHASE_SPAN (a doubling of the step). expansion_begun: the final dims@95 lies
@@ -134,7 +134,7 @@ def noise_phases(
 
 @dataclass(frozen=True)
 class ExpansionFinding:
-    """What the runs of one eps > 0 say against eps = 0 (`results.noise_expansion`'s frame), means over seeds.
+    """What the runs of one eps > 0 say against eps = 0 (`across_runs.noise_expansion`'s frame), means over seeds.
 
     beyond_factored, the verdict, needs both: the joint belief (every cross-factor product of belief
     coordinates) explains more of the final activations than at eps 0 (Welch's test over seeds, p < 0.05; NaN
@@ -184,7 +184,7 @@ class ExpansionFinding:
 
 
 def expansion_findings(per_run: pd.DataFrame, factored_dim: int, tol: int = FACTORED_TOL) -> list[ExpansionFinding]:
-    """One `ExpansionFinding` per eps > 0 of `results.noise_expansion`'s per-run frame, against its eps = 0 runs
+    """One `ExpansionFinding` per eps > 0 of `across_runs.noise_expansion`'s per-run frame, against its eps = 0 runs
     (none without them)."""
     if "0" not in set(per_run["eps"]):
         return []
@@ -227,7 +227,7 @@ def expansion_findings(per_run: pd.DataFrame, factored_dim: int, tol: int = FACT
 @dataclass(frozen=True)
 class DiscoveryVerdict:
     """What factor discovery found in one set of activations, scored against the truth it never saw
-    (`discovery.score_against_truth`): found, true, recovered (true factors matched by overlap > SAME_FACTOR),
+    (`discovery_eval.score_against_truth`): found, true, recovered (true factors matched by overlap > SAME_FACTOR),
     spurious (found subspaces matching none), min_overlap and min_ratio over the matched factors (NaN: none).
     right_count: as many factors found as there are; all_matched: every true factor recovered at overlap >=
     MATCHED_OVERLAP and nothing spurious."""
@@ -249,7 +249,7 @@ class DiscoveryVerdict:
 
 
 def discovery_verdict(score: dict) -> DiscoveryVerdict:
-    """The verdict of one `discovery.score_against_truth` result."""
+    """The verdict of one `discovery_eval.score_against_truth` result."""
     table = score["table"]
     matched = [i for i, f in enumerate(table["found"]) if f >= 0]
     smallest = lambda key: float(min((table[key][i] for i in matched), default=math.nan))  # noqa: E731
@@ -268,7 +268,7 @@ class TrainingPath:
     """How one run got where it is, from its metrics rows and its trajectory (PCA and regression at every
     checkpoint): learned_step, the first checkpoint after step 0 at which it has learned its beliefs by `learning`
     (None: not within the run); collapse_dims95 and collapse_step, the smallest dims@95 after step 0 and where
-    (the earliest such checkpoint, as `probing.stages`); final_dims95, final_gap and final (a `Learning`) at the
+    (the earliest such checkpoint, as `trajectory.stages`); final_dims95, final_gap and final (a `Learning`) at the
     last checkpoint."""
 
     learned_step: int | None
@@ -284,16 +284,16 @@ def training_path(metrics: Sequence[dict], trajectory: dict[int, dict]) -> Train
     gap = {m["step"]: m["gap"] for m in metrics}
     steps = sorted(trajectory)
     later = steps[1:] or steps
-    learned = [s for s in later if s in gap and learning(trajectory[s]["r2"], gap[s]).learned]
-    collapse = min(later, key=lambda s: (trajectory[s]["dims"]["0.95"], s))
+    learned = [s for s in later if s in gap and learning(trajectory[s].r2, gap[s]).learned]
+    collapse = min(later, key=lambda s: (trajectory[s].dims95, s))
     last = steps[-1]
     return TrainingPath(
         learned_step=learned[0] if learned else None,
-        collapse_dims95=int(trajectory[collapse]["dims"]["0.95"]),
+        collapse_dims95=int(trajectory[collapse].dims95),
         collapse_step=collapse,
-        final_dims95=int(trajectory[last]["dims"]["0.95"]),
+        final_dims95=int(trajectory[last].dims95),
         final_gap=float(gap[last]),
-        final=learning(trajectory[last]["r2"], gap[last]),
+        final=learning(trajectory[last].r2, gap[last]),
     )
 
 
@@ -403,7 +403,7 @@ def learned_split(per_run: pd.DataFrame, by: str, order: Sequence) -> LearnedSpl
 
 @dataclass(frozen=True)
 class FactorScalingFinding:
-    """What the runs on N Mess3 factors say (07, `results.factor_scaling`'s frame, one row per N): learned and
+    """What the runs on N Mess3 factors say (07, `across_runs.factor_scaling`'s frame, one row per N): learned and
     not_learned, the N of each; below_joint_beliefs, the learned N whose final dims@95 is below even the joint
     beliefs' own dims@95 on the same data, and at_or_above_joint_beliefs, the other learned N."""
 
@@ -444,7 +444,7 @@ def survey_finding(survey: pd.DataFrame) -> SurveyFinding:
 
 @dataclass(frozen=True)
 class MethodsCompared:
-    """Two factor-finding methods scored against the same true factors (`discovery.score_against_truth`'s
+    """Two factor-finding methods scored against the same true factors (`discovery_eval.score_against_truth`'s
     overlaps, one per true factor; NaN: the method matched nothing to it, counted as 0): better, the factors
     where the first method's overlap is strictly larger; every_factor, it is larger on all of them."""
 

@@ -1,0 +1,34 @@
+"""The figures' own rules: colours that are a function of the belief alone, and a style that stays inside."""
+
+import matplotlib
+import numpy as np
+import pytest
+
+from factored import plots, products
+
+matplotlib.use("Agg")
+
+
+def test_belief_colours_are_the_simplex_itself_and_tell_bloch_points_apart():
+    corners = np.eye(3)
+    np.testing.assert_allclose(plots.belief_colors(corners), corners)
+    bloch = np.array([[1 / 3, 1 / 3, 0.0], [1 / 3, 0.0, -1 / 6], [1 / 3, 0.0, 0.0]])
+    rgb = plots.belief_colors(bloch, "bloch")
+    assert rgb.shape == (3, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    assert len({tuple(c) for c in rgb.round(6)}) == 3  # different points, different colours
+    with pytest.raises(ValueError, match="beliefs"):
+        plots.belief_colors(np.ones((4, 2)))
+
+
+def test_factor_names_follow_their_kind():
+    assert products.paper_process().kinds == ("simplex",) * 3 + ("bloch",) * 2
+    assert products.paper_process().names == ["Mess3 F0", "Mess3 F1", "Mess3 F2", "Bloch F3", "Bloch F4"]
+    assert products.mess3_factors(2).names == ["Mess3 F0", "Mess3 F1"]
+
+
+def test_a_figure_leaves_the_global_style_as_it_was():
+    before = dict(matplotlib.rcParams)
+    fig = plots.dimension_count_curves(np.arange(1, 4), np.array([2, 8, 26]), np.array([2, 4, 6]))
+    assert fig.dpi <= plots.FIGURE_DPI
+    after = dict(matplotlib.rcParams)
+    assert {k for k in before if before[k] != after[k]} == set()
