@@ -1,6 +1,7 @@
 """Factor discovery from activations alone: known answers built from true beliefs, and each step on its own."""
 
 import functools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -405,6 +406,19 @@ def test_refound_counts_factors_seen_at_a_neighbouring_k(beliefs):
     again = discovery.refound(scan)
     assert again[4] == again[5] == 2 and again[7] == 0  # 7 has no neighbour in the scan
     assert scan[discovery.choose_components(scan)].n_factors == 2
+
+
+def test_a_neighbour_confirms_one_factor_only():
+    """A weak extra group at one k can borrow a found factor's directions (its patterns leak into the factor's
+    plane): it overlaps that factor's subspace at k - 1 and k + 1 by more than 0.5, as the factor itself does.
+    Paired one-to-one, the neighbours confirm only one of the two, so the fluke k counts no more factors."""
+    b = np.linalg.qr(np.random.default_rng(0).normal(size=(8, 8)))[0].T  # orthonormal rows
+    factors = [b[0:2], b[2:4]]
+    borrowed = np.stack([0.8 * b[2] + 0.6 * b[6], 0.8 * b[3] + 0.6 * b[7]])  # overlap 0.64 with factor 1's plane
+    scan = {k: SimpleNamespace(subspaces=s) for k, s in ((3, factors), (4, [*factors, borrowed]), (5, factors))}
+    assert discovery.paired_again([*factors, borrowed], factors).tolist() == [True, True, False]
+    assert discovery.refound(scan) == {3: 2, 4: 2, 5: 2}  # any-match would count 3 at k = 4
+    assert discovery.paired_again(factors, []).tolist() == [False, False]
 
 
 def test_grouping_keeps_weakly_dependent_factors_next_to_strong_ones():

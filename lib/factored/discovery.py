@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 from scipy.cluster.hierarchy import linkage
+from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import squareform
 from scipy.special import ndtri
 from scipy.stats import chi2, rankdata
@@ -74,7 +75,7 @@ from sklearn.exceptions import ConvergenceWarning
 from . import analysis
 
 # Bumped whenever what the method finds can change, so that results cached in run folders are recomputed.
-METHOD_VERSION = 2  # 2: the analysed view (raw or normal scores) and cross-terms left out of the groups
+METHOD_VERSION = 3  # 2: the analysed view and cross-terms left out of the groups; 3: one-to-one `refound`
 MIN_CONTRAST = 2.0  # the weakest link inside a factor: at least twice the strongest link out of it
 MAX_COMPONENTS = 24  # at most this many principal components are separated (FastICA's cost grows as k^2)
 # A direction counts as varying when its standard deviation exceeds the largest one's times d * eps(float32): the
@@ -526,25 +527,43 @@ def scan_components(acts: np.ndarray, ks: Sequence[int], **kwargs) -> dict[int, 
     return {k: discover_factors(acts, k, **kwargs) for k in ks}
 
 
+def paired_again(found: Sequence[np.ndarray], neighbour: Sequence[np.ndarray], same: float = SAME_FACTOR) -> np.ndarray:
+    """bool [len(found)]: which found subspaces are found again among a neighbouring k's, each neighbour standing
+    for at most one: the two sets paired one-to-one by their overlap at rank 2 (the pairing with the largest total
+    overlap, `linear_sum_assignment`), and a pair counting when its overlap exceeds `same`."""
+    again = np.zeros(len(found), dtype=bool)
+    if len(found) and len(neighbour):
+        overlap = np.array(
+            [[analysis.subspace_overlap(f, g, min(2, len(f), len(g))) for g in neighbour] for f in found]
+        )
+        rows, cols = linear_sum_assignment(-overlap)
+        again[rows[overlap[rows, cols] > same]] = True
+    return again
+
+
 def refound(
     scan: dict[int, Discovery], extra: dict[int, Discovery] | None = None, same: float = SAME_FACTOR
 ) -> dict[int, int]:
     """How many of the factors found at each k of a scan are found again at k - 1 or k + 1: {k: count}.
     extra: more neighbours by k (`scan_and_choose` puts a second FastICA start at the rank there: no k + 1 exists).
 
-    Found again: a factor there whose subspace overlaps this one's by more than `same` at rank 2. One k alone is
-    not enough (a lucky FastICA rotation can make a pair look apart at a single k): a real factor stays found when
-    one more or one fewer component is kept. Per factor, because the two neighbours fail differently: at k - 1
-    a factor may lack a dimension, at k + 1 the extra component may be a nonlinear image of several factors (a
-    saturating network's harmonics) that blurs another; a count that must repeat at one neighbour is lost when
-    each neighbour loses a different factor."""
+    Found again: paired with a factor there whose subspace overlaps this one's by more than `same` at rank 2
+    (`paired_again`: one neighbour confirms one factor; a factor split in two halves at k overlaps its whole at
+    k +- 1 about 0.5 twice, and a weak tail group can borrow a large factor's directions, so a many-to-one match
+    would count a fluke k's extra group as found again). One k alone is not enough (a lucky FastICA rotation can
+    make a pair look apart at a single k): a real factor stays found when one more or one fewer component is
+    kept. Per factor, because the two neighbours fail differently: at k - 1 a factor may lack a dimension, at
+    k + 1 the extra component may be a nonlinear image of several factors (a saturating network's harmonics)
+    that blurs another; a count that must repeat at one neighbour is lost when each neighbour loses a different
+    factor."""
     every = {**scan, **(extra or {})}
     out = {}
     for k, found in scan.items():
-        near = [s for kk in (k - 1, k + 1) if kk in every for s in every[kk].subspaces]
-        out[k] = sum(
-            any(analysis.subspace_overlap(f, g, min(2, len(f), len(g))) > same for g in near) for f in found.subspaces
-        )
+        again = np.zeros(len(found.subspaces), dtype=bool)
+        for kk in (k - 1, k + 1):
+            if kk in every:
+                again |= paired_again(found.subspaces, every[kk].subspaces, same)
+        out[k] = int(again.sum())
     return out
 
 
