@@ -239,7 +239,8 @@ plots.final_dims_by(arch_runs, arch_table, "model", factored_dim, "Final dims@95
 
 # %%
 arch_summary = across_runs.condition_table(arch_runs, "model").loc[models]
-model_configs = {across_runs.model_label(r.config, ref): r.config for r in [*swept["noise"], *swept["architectures"]]}
+noiseless_runs = [r for r in [*swept["noise"], *swept["architectures"]] if r.config.data.noise == 0]
+model_configs = {across_runs.model_label(r.config, ref): r.config for r in noiseless_runs}
 arch_summary["paper (final dims@95)"] = [paper.architecture_final_dims95(model_configs[m]).value for m in models]
 print(arch_summary.round(3).to_string() if len(arch_summary) else "no noiseless runs here yet")
 arch_compared = learned_or_not(arch_summary, "")
