@@ -134,6 +134,7 @@ if compare_target:
 if compare_target:
     for label, (rows, trajectory) in paths.items():
         p = verdicts.training_path(rows, trajectory)
-        print(f"{label}: {p.final.reason} at step {max(trajectory)} (first learned at step "
-              f"{p.learned_step}); collapse to {p.collapse_dims95} dims@95 at step {p.collapse_step}, final "
-              f"{p.final_dims95}; gap {p.final_gap:+.5f}, worst R² {p.final.worst_r2:.3f}")
+        first = "never learned in this run" if p.learned_step is None else f"first learned at step {p.learned_step}"
+        print(f"{label}: {p.final.reason} at step {max(trajectory)} ({first}); collapse to {p.collapse_dims95} "
+              f"dims@95 at step {p.collapse_step}, final {p.final_dims95}; gap {p.final_gap:+.5f}, worst R² "
+              f"{p.final.worst_r2:.3f}")
