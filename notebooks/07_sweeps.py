@@ -150,7 +150,7 @@ def learned_or_not(table, name):
     not finished collapsing (computed from the table), and at what budgets the learned ones compare."""
     c = verdicts.comparison(table)
     for key, row in table.iterrows():
-        status = "learned" if key in c.learned else f"NOT learned ({row['learned']:g} of {row['seeds']})"
+        status = "learned" if key in c.learned else f"still learning ({row['learned']:g} of {row['seeds']} seeds)"
         print(f"{name}{key}: beliefs {status} (worst factor's R² {row['worst_r2']:.2f}, mean gap {row['gap']:.3f} "
               f"after {row['steps']:,} steps; learned: every factor's R² >= {verdicts.LEARNED_R2} and gap <= "
               f"{verdicts.LEARNED_GAP})")

@@ -328,10 +328,11 @@ else:
 def surveyed(r, step):
     """discovery_at's verdict, cached in the run folder with the settings it was computed with."""
     settings = {**dataclasses.asdict(acfg), "discovery_seed": seed, "method": discovery.METHOD_VERSION}
-    verdict = run_analysis.discovery_at
-    row = runs.cached(r, f"08_discovery-step{step}", settings,
-                      lambda: dataclasses.asdict(verdict(r, step, acfg, seed)["verdict"]))  # fmt: skip
-    return verdicts.DiscoveryVerdict(**row)
+
+    def verdict() -> dict:
+        return dataclasses.asdict(run_analysis.discovery_at(r, step, acfg, seed)["verdict"])
+
+    return verdicts.DiscoveryVerdict(**runs.cached(r, f"08_discovery-step{step}", settings, verdict))
 
 
 swept = [r for name in ("noise", "architectures", "factors")

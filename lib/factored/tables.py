@@ -15,10 +15,10 @@ from .run_analysis import RunAnalysis, flatten_summary
 from .verdicts import FACTORED_TOL
 
 
-def phase_label(phases: dict) -> str:
-    """The factored phase of `trajectory.dimension_phases` as "steps a-b", or "none"."""
-    steps = phases["phase_steps"]
-    return f"steps {steps[0]}-{steps[-1]}" if steps else "none"
+def phase_label(phase_steps: Sequence[float]) -> str:
+    """A factored phase's checkpoints (`trajectory.dimension_phases`' phase_steps, or its first and last) as
+    "steps a-b", or "none"."""
+    return f"steps {phase_steps[0]:.0f}-{phase_steps[-1]:.0f}" if len(phase_steps) else "none"
 
 
 def phases_table(phases: Mapping[str, dict], factored_dim: int) -> pd.DataFrame:
@@ -28,7 +28,7 @@ def phases_table(phases: Mapping[str, dict], factored_dim: int) -> pd.DataFrame:
         label: {
             "init": p["init_dims95"],
             "minimum (step)": f"{p['min_dims95']} ({p['min_step']})",
-            f"within {FACTORED_TOL} of {factored_dim}": phase_label(p),
+            f"within {FACTORED_TOL} of {factored_dim}": phase_label(p["phase_steps"]),
             "checkpoints in phase": len(p["phase_steps"]),
             "final (step)": f"{p['final_dims95']} ({p['final_step']})",
         }
@@ -87,7 +87,7 @@ def comparison_text(table: pd.DataFrame, factored_dim: int) -> pd.DataFrame:
     """`comparison_table` as the notebooks print it: one text row per quantity, pairs joined ("11 (1500)")."""
 
     def column(c: pd.Series) -> dict[str, str]:
-        phase = "none" if np.isnan(c["phase_first"]) else f"steps {c['phase_first']:.0f}-{c['phase_last']:.0f}"
+        phase = phase_label([] if np.isnan(c["phase_first"]) else [c["phase_first"], c["phase_last"]])
         return {
             "gap to the optimal predictor (nats)": f"{c['gap']:+.4f}",
             "dims@95 at init": f"{c['init_dims95']:.0f}",
