@@ -12,36 +12,45 @@ RENDER := $(PY) -m factored.render
 
 .PHONY: setup run seeds render figures test lint unit notebooks-sync nbval sync bench sweep
 
+# --no-compile: a module is compiled when first imported, not every module of every package at install (~20 s less)
 setup: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-compile -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 # Execute every notebook with papermill at $(PROFILE); executed copies land in outputs/notebooks/. Two lanes run at
 # once, one torch thread each (two single-threaded trainings outrun one two-threaded one: benchmarks/recipe.md, and
-# single-threaded runs are the ones the committed notebooks show, float for float); each lane first trains its own
-# run, and a notebook that needs a run the other lane is training waits for it (the run folder's lock), then loads
-# it. Each lane's log is in outputs/notebooks/lane-<a|b>.log. Lane A: the eps = 0.2 run (04), then the notebooks that
-# train nothing; lane B: the canonical (02), chain (06) and LSTM (05) runs.
-LANE_A := 04_noise 01_theory 08_factor_discovery 07_sweeps
-LANE_B := 02_training 06_dependencies 03_factored_geometry 05_architectures
-# $(call lanes,<target folder>,<extra render arguments>): every notebook in the two lanes, into that folder.
+# single-threaded runs are the ones the committed notebooks show, float for float). Each lane first trains one run
+# with the train CLI (lane A the canonical run, lane B the same run on sampled tokens), then executes its notebooks;
+# a notebook that needs a run the other lane is training waits for it (the run folder's lock), then loads it. The
+# order keeps both lanes busy and computes each analysis once: 03 analyses the canonical run (cached in its folder)
+# before 04, 06 and 02 read it; 07, last, collects every run. Each lane's log is outputs/notebooks/lane-<a|b>.log.
+LANE_A_RUN :=
+LANE_A := 03_factored_geometry 04_noise 08_factor_discovery
+LANE_B_RUN := --target tokens
+LANE_B := 06_dependencies 02_training 01_theory 05_architectures 07_sweeps
+# $(call lanes,<target folder>,<extra render arguments>,<extra train arguments>): both lanes, into that folder.
 define lanes
 @mkdir -p $(1) outputs/notebooks
-@lane() { log=$$1; shift; for nb in "$$@"; do \
+@lane() { log=$$1; run=$$2; shift 2; \
+  echo "== the lane's run ($(3) $$run) started $$(date +%T)"; \
+  env -u FACTORED_PROFILE OMP_NUM_THREADS=1 $(PY) -m factored.train --no-progress $(3) $$run >> $$log 2>&1 \
+    || { echo "== the lane's run failed: see $$log"; return 1; }; \
+  for nb in "$$@"; do \
     echo "== $$nb started $$(date +%T)"; \
     env -u FACTORED_PROFILE OMP_NUM_THREADS=1 TQDM_DISABLE=1 $(RENDER) notebooks/$$nb.ipynb $(1)/$$nb.ipynb $(2) >> $$log 2>&1 \
       || { echo "== $$nb failed: see $$log"; return 1; }; \
   done; }; \
-lane outputs/notebooks/lane-a.log $(LANE_A) & a=$$!; lane outputs/notebooks/lane-b.log $(LANE_B) & b=$$!; \
+lane outputs/notebooks/lane-a.log "$(LANE_A_RUN)" $(LANE_A) & a=$$!; \
+lane outputs/notebooks/lane-b.log "$(LANE_B_RUN)" $(LANE_B) & b=$$!; \
 wait $$a; sa=$$?; wait $$b; sb=$$?; test $$sa = 0 -a $$sb = 0 && echo "== all notebooks done $$(date +%T)"
 endef
 
 run: setup
-	$(call lanes,outputs/notebooks,-p profile $(PROFILE))
+	$(call lanes,outputs/notebooks,-p profile $(PROFILE),--profile $(PROFILE))
 
 # Train seeds 1 and 2 of $(PROFILE): the canonical run (via notebook 02) and the chain, for the tables across seeds
 # of notebooks 03 and 06.

@@ -193,6 +193,11 @@ def test_checkpoint_every_adds_checkpoints():
     assert set(checkpoint_steps(3000, every=250)) >= set(range(0, 3001, 250)) | set(checkpoint_steps(3000))
 
 
+def test_the_loss_is_logged_every_few_steps_and_three_times_a_decade():
+    assert train_mod.log_steps(1500, 50) == [0, 1, 2, 5, 10, 20, *range(50, 1501, 50)]  # 100, 200, 500: multiples
+    assert train_mod.log_steps(37, 50) == [0, 1, 2, 5, 10, 20, 37]  # and the last step, logged or not
+
+
 def test_constant_schedule_warms_up_then_holds_and_beta2_reaches_adam(tmp_path):
     cfg = tiny(schedule="constant", warmup_steps=10, adam_beta2=0.95, steps=25)
     run = get_or_train(cfg, root=tmp_path, progress=False)
@@ -407,9 +412,9 @@ def test_log_every_sets_the_evaluation_cadence_and_not_the_run(tmp_path):
     cfg = tiny(steps=25, log_every=10)
     assert cfg.hash() == tiny(steps=25).hash()  # bookkeeping: the same run folder
     run = get_or_train(cfg, root=tmp_path, progress=False)
-    assert [m["step"] for m in run.metrics()] == [*range(11), 20, 25]  # every 10 steps, and every checkpoint
+    assert [m["step"] for m in run.metrics()] == [0, 1, 2, 5, 10, 20, 25]  # every 10 steps, 1-2-5 per decade, last
     other = get_or_train(tiny(steps=25), root=tmp_path / "b", progress=False)  # plateau_window 5
-    assert [m["step"] for m in other.metrics()] == [*range(11), 15, 20, 25]
+    assert [m["step"] for m in other.metrics()] == [0, 1, 2, 5, 10, 15, 20, 25]
     assert run.metrics()[-1]["eval_loss"] == other.metrics()[-1]["eval_loss"]  # the same training
 
 

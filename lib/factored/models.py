@@ -27,6 +27,11 @@ from torch import Tensor, nn
 
 from .config import ARCHS, ModelConfig
 
+# Sequences per forward pass where no gradient is kept (evaluation, probing): on a CPU a pass over 4,096 sequences of
+# the canonical transformer runs about 30% slower per sequence than passes over 1,024 (its activations outgrow the
+# cache; benchmarks/results.md), and smaller chunks gain nothing more.
+INFERENCE_BATCH = 1024
+
 # A capture request: site name -> None until that site's hook fills it in with its activations.
 Cache = dict[str, Tensor | None]
 

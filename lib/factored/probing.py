@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import analysis, config, products, profiles, sampling, theory
-from .models import build_model
+from .models import INFERENCE_BATCH, build_model
 from .products import inputs_and_targets
 from .runs import Run, atomic_write_text, cached_json, read_cache
 from .trajectory import Checkpoint, Trajectory
@@ -70,7 +70,9 @@ class ProbeData:
 
 
 @torch.no_grad()
-def activations(model: torch.nn.Module, process, tokens: torch.Tensor, site: str, batch_size: int = 4096) -> np.ndarray:
+def activations(
+    model: torch.nn.Module, process, tokens: torch.Tensor, site: str, batch_size: int = INFERENCE_BATCH
+) -> np.ndarray:
     """Activations at `site` for every trained position, BOS dropped: tokens [B, L] -> float32 [B, L-1, d].
 
     Position p of the result has read tokens x_1..x_{p+1}: it pairs with beliefs[:, p + 1]."""
@@ -322,7 +324,7 @@ def analysis_config(profile: str | None = None, run: config.RunConfig | None = N
 
 
 @torch.no_grad()
-def prediction_total_correlation(model, process, tokens: torch.Tensor, batch_size: int = 4096) -> np.ndarray:
+def prediction_total_correlation(model, process, tokens: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
     """How far a model's own prediction is from factoring: KL(model's next-token law || product of that law's
     per-factor marginals) at every sequence and predicted position: tokens [B, L] -> [B, T] float64 nats.
 

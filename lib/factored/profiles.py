@@ -67,7 +67,7 @@ LAPTOP_RUN = {
         target="law",
         eval_batch_size=4096,
         checkpoint_every=250,
-        log_every=50,  # a held-out evaluation costs about 6 training steps: every 50 steps, and at checkpoints
+        log_every=50,  # an evaluation costs about 4 training steps: every 50, and 1-2-5 per decade (`train.log_steps`)
     ),
 }
 # Each recurrent net's recipe on top of LAPTOP_RUN, from the token recipe's study of each architecture

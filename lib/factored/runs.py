@@ -376,10 +376,10 @@ class Run:
 
 
 def metrics_until(rows: list[dict], step: int, checkpoint_row: dict | None) -> list[dict]:
-    """The metrics rows up to `step`, ending with the checkpoint's own row (`checkpoint_row`, the row logged when
-    that checkpoint was saved; None in checkpoints written before it was kept there) when `rows` lost it."""
+    """The metrics rows up to `step`, ending with the checkpoint's row (`checkpoint_row`, the last row logged up to
+    that checkpoint; None in checkpoints written before it was kept there) when `rows` lost it."""
     kept = [m for m in rows if m["step"] <= step]
-    if checkpoint_row is not None and not any(m["step"] == step for m in kept):
+    if checkpoint_row is not None and not any(m["step"] == checkpoint_row["step"] for m in kept):
         kept.append(checkpoint_row)
     return kept
 

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from . import optim, products, runs, sampling, theory, verdicts
 from .config import RunConfig
-from .models import pick_device
+from .models import INFERENCE_BATCH, pick_device
 from .paths import pin_outputs_dir, restore_ctrl_c
 from .products import inputs_and_targets, target_positions
 from .profiles import PROFILES
@@ -44,6 +44,14 @@ def checkpoint_steps(total: int, every: int = 0) -> list[int]:
     steps.update(range(start, total + 1, LATE_EVERY))
     steps.add(total)
     return sorted(s for s in steps if s <= total)
+
+
+def log_steps(total: int, every: int) -> list[int]:
+    """The steps whose held-out loss is evaluated and logged: every `every` steps, 1, 2 and 5 times each power of
+    ten (a few points per decade draw a loss curve on a log axis; the checkpoints' dense early schedule is for the
+    geometry, and an evaluation of the held-out batch costs several training steps), step 0 and the last."""
+    decades = {m * 10**e for e in range(len(str(total))) for m in (1, 2, 5)}
+    return sorted({0, total, *range(0, total + 1, every), *(s for s in decades if s <= total)})
 
 
 def per_position_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -162,9 +170,9 @@ def setup(cfg: RunConfig, run_dir: Path) -> Session:
 def resume(session: Session) -> int | None:
     """Restore the session from the run's latest readable checkpoint (damaged, foreign or unsafe ones set aside,
     leftover temp files removed) and its metrics up to that checkpoint: the rows logged after it are dropped
-    (training logs them again), and the checkpoint's own row, kept in the checkpoint, is put back if the file
-    lost it (a torn last line). Returns that checkpoint's step, or None for a run with no checkpoint (its old
-    metrics then set aside: `restart_metrics`)."""
+    (training logs them again), and the checkpoint's row (the last one logged up to it), kept in the checkpoint,
+    is put back if the file lost it (a torn last line). Returns that checkpoint's step, or None for a run with no
+    checkpoint (its old metrics then set aside: `restart_metrics`)."""
     run_dir = session.run.dir
     runs.remove_leftovers(run_dir)
     resumed = runs.last_good_checkpoint(run_dir, session.device, runs.model_shapes(session.model))
@@ -227,12 +235,15 @@ def train_step(session: Session, tokens: torch.Tensor, beliefs: list[torch.Tenso
 
 
 def evaluate(session: Session) -> np.ndarray:
-    """The model's held-out loss per position: [T] nats."""
+    """The model's held-out loss per position: [T] nats (in passes of `INFERENCE_BATCH` sequences)."""
     session.model.eval()
+    inputs, targets, total = session.eval_inputs, session.eval_targets, 0.0
     with torch.no_grad(), session.autocast():
-        loss = per_position_loss(session.forward, session.eval_inputs, session.eval_targets)
+        for start in range(0, len(inputs), INFERENCE_BATCH):
+            chunk = slice(start, start + INFERENCE_BATCH)
+            total = total + per_position_loss(session.forward, inputs[chunk], targets[chunk]) * len(inputs[chunk])
     session.model.train()
-    return loss.cpu().numpy()
+    return (total / len(inputs)).cpu().numpy()
 
 
 def log(session: Session, step: int, train_loss: float, tokens_per_s: float) -> dict:
@@ -255,8 +266,8 @@ def log(session: Session, step: int, train_loss: float, tokens_per_s: float) -> 
 
 def save(session: Session, step: int, row: dict) -> None:
     """Checkpoint everything `resume` needs to continue exactly: model, optimizers, schedules, random states,
-    loss window, and the metrics row logged at this step (`row`, so that resume can rebuild a torn last line of
-    metrics.jsonl); an atomic write."""
+    loss window, and the last metrics row logged up to this step (`row`, so that resume can rebuild a torn last
+    line of metrics.jsonl); an atomic write."""
     state = {"model": session.model.state_dict()}
     state |= {k: o.state_dict() for k, o in zip(OPTIMIZER_KEYS, session.optimizers, strict=False)}
     state |= {k: s.state_dict() for k, s in zip(SCHEDULER_KEYS, session.schedulers, strict=False)}
@@ -273,18 +284,22 @@ def save(session: Session, step: int, row: dict) -> None:
 def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
     """Train `cfg` in `run_dir`, resuming from its latest checkpoint if there is one. Returns run_dir.
 
-    Read top to bottom: set up, resume (or log and save step 0), then step through fresh batches, logging every
-    `log_every` (or `plateau_window`) steps and at checkpoints, saving on the log-spaced checkpoint schedule."""
+    Read top to bottom: set up, resume (or log and save step 0), then step through fresh batches, logging on
+    `log_steps` (every `log_every`, or `plateau_window`, steps), saving on the log-spaced checkpoint schedule."""
     run_dir = Path(run_dir)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     t = cfg.train
     session = setup(cfg, run_dir)
     start = resume(session)
     if start is None:
-        save(session, 0, log(session, 0, float("nan"), 0.0))
+        row = log(session, 0, float("nan"), 0.0)
+        save(session, 0, row)
         start = 0
+    else:
+        row = session.run.metrics()[-1]
 
     checkpoints = set(checkpoint_steps(t.steps, t.checkpoint_every))
+    logged = set(log_steps(t.steps, t.log_every or t.plateau_window))
     tokens_per_step = t.batch_size * session.eval_inputs.shape[1]
     quiet = {} if progress else {"disable": True}  # progress=True leaves the choice to TQDM_DISABLE
     bar = tqdm(total=t.steps, initial=start, desc=cfg.run_id, dynamic_ncols=True, **quiet)
@@ -296,7 +311,7 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool = True) -> Path:
             )
             loss = train_step(session, tokens, beliefs)
             bar.update(1)
-            if step % (t.log_every or t.plateau_window) == 0 or step in checkpoints:  # every checkpoint step is logged
+            if step in logged:
                 rate = tokens_per_step * (step - last_logged) / max(time.perf_counter() - clock, 1e-9)
                 row = log(session, step, loss, rate)
                 clock, last_logged = time.perf_counter(), step
