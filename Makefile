@@ -26,12 +26,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 # single-threaded runs are the ones the committed notebooks show, float for float). Each lane first trains one run
 # with the train CLI (lane A the canonical run, lane B the same run on sampled tokens), then executes its notebooks;
 # a notebook that needs a run the other lane is training waits for it (the run folder's lock), then loads it. The
-# order keeps both lanes busy and computes each analysis once: 03 analyses the canonical run (cached in its folder)
-# before 04, 06 and 02 read it; 07, last, collects every run. Each lane's log is outputs/notebooks/lane-<a|b>.log.
+# order balances the lanes (each about 11 minutes) and computes each analysis once: 03 analyses the canonical run
+# (cached in its folder) before 04, 06 and 02 read it; 07, last, collects every run. Each lane's log is
+# outputs/notebooks/lane-<a|b>.log.
 LANE_A_RUN :=
-LANE_A := 03_factored_geometry 04_noise 08_factor_discovery
+LANE_A := 04_noise 05_architectures 08_factor_discovery
 LANE_B_RUN := --target tokens
-LANE_B := 06_dependencies 02_training 01_theory 05_architectures 07_sweeps
+LANE_B := 03_factored_geometry 06_dependencies 02_training 01_theory 07_sweeps
 # $(call lanes,<target folder>,<extra render arguments>,<extra train arguments>): both lanes, into that folder.
 define lanes
 @mkdir -p $(1) outputs/notebooks
