@@ -311,6 +311,19 @@ def test_a_component_that_depends_on_two_groups_is_a_cross_term():
     assert cross.size == 0 and sorted(g.tolist() for g in groups) == [[0, 1, 6], [2, 3], [4, 5]]
 
 
+def test_a_group_in_a_stronger_groups_directions_is_an_image():
+    basis = np.linalg.qr(np.random.default_rng(0).normal(size=(40, 8)))[0].T  # 8 orthonormal directions in 40 dims
+    a, b = basis[0:2], basis[2:4]  # two factors' planes
+    image = np.linalg.qr((0.8 * basis[[0, 2]] + 0.6 * basis[[4, 5]]).T)[0].T  # partly in each factor's plane
+    spaces = [(a, np.array([9.0, 8.0])), (image, np.array([0.3, 0.2])), (b, np.array([7.0, 6.0]))]
+    assert analysis.subspace_overlap(image, a, 2) == pytest.approx(0.32)  # below SAME_FACTOR: not a factor twice
+    assert discovery.images_of(spaces) == [1]
+    apart = [(a, np.array([9.0, 8.0])), (basis[4:6], np.array([0.3, 0.2])), (b, np.array([7.0, 6.0]))]
+    assert discovery.images_of(apart) == []  # a weak factor that owns its directions stays, however weak
+    stronger_image = [(a, np.array([0.3, 0.2])), (image, np.array([9.0, 8.0]))]
+    assert discovery.images_of(stronger_image) == [0]  # of two that share directions, the weaker goes
+
+
 def test_exactly_low_rank_activations_do_not_crash():
     acts, truth = discovery_eval.synthetic_activations(_beliefs_of([MESS3, MESS3, MESS3, BLOCH, BLOCH]), noise_std=0.0)
     assert discovery.numerical_rank(acts) == 10  # 5 factors x 2 free coordinates, in 120 dims

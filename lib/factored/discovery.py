@@ -44,7 +44,10 @@ found at k is not found again at k + 1. Two remedies, one for each place the non
     the larger share of the variance in the top components (`analysed_view`);
   - where it is not undone (it acted before a mixing, as a transformer's MLP writes into its residual stream, or
     it is a product of gates), a component that depends on two groups is a cross-term, not a factor's own: a
-    factor's own component depends on its group alone. It is left out of both (`factor_groups`).
+    factor's own component depends on its group alone. It is left out of both (`factor_groups`). Several such
+    components can form a group of their own; what gives it away is where it lies: an image of factors is written
+    back partly into their directions, while independent factors own theirs, so a group that shares a stronger
+    group's directions is left out too (`images_of`).
 
 How many components k to keep is scanned (`scan_and_choose`): up to two past the components above the noise
 floor (weak factors carry little variance but stand clear of the noise), never past the numerical rank; the
@@ -75,7 +78,8 @@ from sklearn.exceptions import ConvergenceWarning
 from . import analysis
 
 # Bumped whenever what the method finds can change, so that results cached in run folders are recomputed.
-METHOD_VERSION = 3  # 2: the analysed view and cross-terms left out of the groups; 3: one-to-one `refound`
+# 2: the analysed view and cross-terms left out of the groups; 3: one-to-one `refound`; 4: images left out
+METHOD_VERSION = 4
 MIN_CONTRAST = 2.0  # the weakest link inside a factor: at least twice the strongest link out of it
 MAX_COMPONENTS = 24  # at most this many principal components are separated (FastICA's cost grows as k^2)
 # A direction counts as varying when its standard deviation exceeds the largest one's times d * eps(float32): the
@@ -89,6 +93,8 @@ _SAFE_EXPONENT = 400
 # Two subspaces are the same factor when more than half of one's top-2 energy lies in the other (a majority; two
 # random planes in d dims share 2/d).
 SAME_FACTOR = 0.5
+# A group whose subspace overlaps a stronger group's by more than half a match shares its directions (`images_of`).
+SHARED = SAME_FACTOR / 2
 _ICA_ROWS = 16_384  # rows FastICA is fitted on (then applied to all): plenty for k <= MAX_COMPONENTS
 
 
@@ -443,20 +449,46 @@ def group_subspace(patterns: np.ndarray, group: np.ndarray) -> tuple[np.ndarray,
     return vt, s**2
 
 
+def images_of(spaces: list[tuple[np.ndarray, np.ndarray]], shared: float = SHARED) -> list[int]:
+    """Groups that share directions with a stronger group: indices into spaces, list of (directions [m, d],
+    variances [m]) as `group_subspace` gives them.
+
+    Independent factors own their directions: the subspaces of two factors found apart overlap at the level of sampling
+    error (at most 0.022 at rank 2 over every learned network surveyed in notebook 08). A nonlinear image of factors (a
+    harmonic of one, or a group of cross-terms of two whose members depend on each other through the factors they share)
+    is written back by the network partly into the directions of the factors it comes from, so its subspace overlaps
+    theirs (0.3-0.4 for a group of cross-terms of the two Bloch factors of a transformer of context 33), while its
+    dependence on them may be hardly stronger than theirs on each other (a gain they share), so dependence alone cannot
+    tell it from a factor. Groups are taken by decreasing variance (an image is weaker than what it is an image of); one
+    whose overlap at rank 2 with a group kept before it exceeds `shared`, half the overlap that makes two subspaces one
+    factor, is an image."""
+    order = np.argsort([-v.sum() for _, v in spaces], kind="stable")
+    kept, images = [], []
+    for i in order:
+        mine = spaces[i][0]
+        if any(
+            analysis.subspace_overlap(mine, spaces[j][0], min(2, len(mine), len(spaces[j][0]))) > shared for j in kept
+        ):
+            images.append(int(i))
+        else:
+            kept.append(int(i))
+    return sorted(images)
+
+
 # ------------------------------------------------------------------------------------------------ discovery
 @dataclass(frozen=True)
 class Discovery:
     """What `discover_factors` found in activations [B, P, d].
 
-    n_factors: how many groups of dependent components. groups: list[n_factors] of component indices;
-    unassigned: components in no group; cross_terms: those of them left out for depending on two groups
-    (`factor_groups`). subspaces: list[n_factors] of orthonormal [m_n, d], where the factor's
-    activity lies (the span of its components' patterns), directions by decreasing variance; variances:
-    list[n_factors] of [m_n]. readouts: list[n_factors] of orthonormal [m_n, d], the span of its components'
-    filters: what reads the factor out, cancelling the other kept components (the same span as the subspace
-    when the factors' subspaces are orthogonal). Factors are ordered by total variance. components:
-    the k independent components; dependence: [k, k]; shuffled: [n_shuffles, k (k - 1) / 2] null values;
-    threshold: the noise level they give; contrast: of the chosen partition (or the best rejected one)."""
+    n_factors: how many groups of dependent components. groups: list[n_factors] of component indices; unassigned:
+    components in no group; cross_terms: those of them left out for depending on two groups (`factor_groups`) or for
+    sharing a stronger group's directions (`images_of`). subspaces: list[n_factors] of orthonormal [m_n, d], where the
+    factor's activity lies (the span of its components' patterns), directions by decreasing variance; variances:
+    list[n_factors] of [m_n]. readouts: list[n_factors] of orthonormal [m_n, d], the span of its components' filters:
+    what reads the factor out, cancelling the other kept components (the same span as the subspace when the factors'
+    subspaces are orthogonal). Factors are ordered by total variance. components: the k independent components;
+    dependence: [k, k]; shuffled: [n_shuffles, k (k - 1) / 2] null values; threshold: the noise level they give;
+    contrast: of the chosen partition (or the best rejected one)."""
 
     n_factors: int
     groups: list[np.ndarray]
@@ -498,6 +530,12 @@ def discover_factors(
     threshold = null_threshold(shuffled, max(k * (k - 1) // 2, 1), alpha)
     groups, best, cross = factor_groups(dep, threshold, min_contrast)
     spaces = [group_subspace(comps.patterns, g) for g in groups]
+    images = images_of(spaces)
+    cross = np.sort(np.concatenate([cross, *(groups[i] for i in images)])).astype(int)
+    groups, spaces = (
+        [g for i, g in enumerate(groups) if i not in images],
+        [s for i, s in enumerate(spaces) if i not in images],
+    )
     order = np.argsort([-v.sum() for _, v in spaces], kind="stable").astype(int)
     assigned = np.concatenate(groups) if groups else np.array([], dtype=int)
     return Discovery(
