@@ -26,7 +26,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 # single-threaded runs are the ones the committed notebooks show, float for float). Each lane first trains one run
 # with the train CLI (lane A the canonical run, lane B the same run on sampled tokens), then executes its notebooks;
 # a notebook that needs a run the other lane is training waits for it (the run folder's lock), then loads it. The
-# order balances the lanes (each about 11 minutes) and computes each analysis once: 03 analyses the canonical run
+# order balances the lanes (each about 10 minutes) and computes each analysis once: 03 analyses the canonical run
 # (cached in its folder) before 04, 06 and 02 read it; 07, last, collects every run. Each lane's log is
 # outputs/notebooks/lane-<a|b>.log.
 LANE_A_RUN :=

@@ -93,7 +93,7 @@ PROFILE_RECORDS: dict[str, Profile] = {
         mc_samples_curves=4_000,
         trains_demo_grid=True,
     ),
-    # the canonical model on a 2-core CPU in about 4 minutes (LAPTOP_RUN)
+    # the canonical model on a 2-core CPU in about 3 minutes (LAPTOP_RUN)
     "laptop": Profile(
         "laptop",
         run=LAPTOP_RUN,
