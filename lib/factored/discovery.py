@@ -530,12 +530,10 @@ def discover_factors(
     threshold = null_threshold(shuffled, max(k * (k - 1) // 2, 1), alpha)
     groups, best, cross = factor_groups(dep, threshold, min_contrast)
     spaces = [group_subspace(comps.patterns, g) for g in groups]
-    images = images_of(spaces)
+    images = images_of(spaces)  # left out with the cross-terms
     cross = np.sort(np.concatenate([cross, *(groups[i] for i in images)])).astype(int)
-    groups, spaces = (
-        [g for i, g in enumerate(groups) if i not in images],
-        [s for i, s in enumerate(spaces) if i not in images],
-    )
+    kept = [i for i in range(len(groups)) if i not in images]
+    groups, spaces = [groups[i] for i in kept], [spaces[i] for i in kept]
     order = np.argsort([-v.sum() for _, v in spaces], kind="stable").astype(int)
     assigned = np.concatenate(groups) if groups else np.array([], dtype=int)
     return Discovery(
