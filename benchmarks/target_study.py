@@ -12,7 +12,7 @@ unless a cell names more, with one thing changed at a time:
   eps     0 | 0.5, and for the chosen cell 0.1, 0.2, 0.3 (the noise expansion: 3 seeds at 0.2 and 0.5, else 1)
   batch   256 | 1,024 at equal sequences (375 steps) for law
   budget  1,500 steps | 4x (6,000 steps: the same warmup, the cosine over the longer budget) at every eps > 0 for
-          the chosen cell, seed 0: at 1,500 steps its held-out gap (4e-4 to 1e-3 nats) is not below every eps's
+          the chosen cell, seeds 0-2: at 1,500 steps its held-out gap (4e-4 to 1e-3 nats) is not below every eps's
           fidelity cost, and how the dimension moves once a run is well below it is the question of the noise
           experiment (the law recipe's gap falls faster than 1/steps: 0.0019 at step 900, 0.0002 at 2,700 at eps 0,
           so 6,000 steps reach about 1e-4, below the cost at eps >= 0.2, 4.5e-4 to 8.6e-4, and near eps 0.1's 1.6e-4)
@@ -53,6 +53,7 @@ CHOSEN = ("paper", "law")  # the cell the profile takes (see report): (init, tar
 NOISE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.5)
 EXPANSION_SEEDS = {0.1: (0,), 0.2: (0, 1, 2), 0.3: (0,), 0.5: (0, 1, 2)}  # 3 seeds where the paper's growth is largest
 BUDGET, BUDGET_NOISE = 4, (0.1, 0.2, 0.3, 0.5)  # the longer runs: x the recipe's steps, at these eps (docstring)
+BUDGET_SEEDS = (0, 1, 2)  # the longer runs answer the noise question, so each gets an interval over seeds
 TC_SEQUENCES = 2_000  # probe sequences for the predicted law's total correlation
 FIDELITY_SAMPLES = 100_000  # Monte-Carlo contexts of the true law's fidelity cost (standard error near 1%)
 
@@ -74,7 +75,7 @@ def cells() -> list[str]:
     seeds = [cell(*CHOSEN, seed=s) for s in (1, 2)]
     noisy = [cell(i, t, 0.5) for i in ("paper", "laptop") for t in ("law", "tokens")]
     expansion = [cell(*CHOSEN, eps, s) for eps in NOISE_LEVELS[1:] for s in EXPANSION_SEEDS[eps]]
-    longer = [cell(*CHOSEN, eps, budget=BUDGET) for eps in BUDGET_NOISE]
+    longer = [cell(*CHOSEN, eps, s, budget=BUDGET) for s in BUDGET_SEEDS for eps in BUDGET_NOISE]
     return list(
         dict.fromkeys(
             [*first, *notebooks, *seeds, *noisy[:2], *expansion, *noisy[2:], cell(*CHOSEN, batch=1024), *longer]

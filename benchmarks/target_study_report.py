@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -87,56 +88,45 @@ GRID_HEADER = "| " + " | ".join(GRID_COLUMNS) + " |\n|" + "---|" * len(GRID_COLU
 
 
 def spread(values) -> str:
+    """The mean over seeds, its 95% interval and the range; one seed: its value."""
+    if len(values) == 1:
+        return f"{values[0]:.3g}"
     mean, low, high = seeds.seed_interval(values)
     interval = f" [{low:.3g}, {high:.3g}]" if np.isfinite(low) else ""
     return f"{mean:.3g}{interval} (range {min(values):.3g} to {max(values):.3g})"
 
 
-def expansion_table(results: dict, chosen: str) -> list[str]:
-    """dims@95, dims@99, joint gain and recovered fidelity per eps over the seeds of the chosen cell."""
-    lines = [
-        "| eps | seeds | learned | final gap (nats) | gap below the fidelity cost | final dims@95 | final dims@99 "
-        "| collapse dims@95 | joint-belief gain (%) | predicted TC (nats) | true fidelity cost (nats) "
-        "| paper dims@95 |",
-        "|" + "---|" * 12,
-    ]
-    for eps in (0.0, 0.1, 0.2, 0.3, 0.5):
-        runs = [r for n, r in results.items() if n.startswith(f"{chosen}-eps{eps:g}-b256-") and n.count("-") == 4]
+SEED_COLUMNS = (
+    "eps", "steps", "seeds", "learned", "final gap (nats)", "gap below the fidelity cost", "final dims@95",
+    "final dims@99", "collapse dims@95", "joint-belief gain (%)", "predicted TC (nats)",
+    "share of the cost recovered (%)", "true fidelity cost (nats)", "paper dims@95",
+)  # fmt: skip
+
+
+def seeds_of(results: dict, chosen: str, eps: float, budget: int = 1) -> list[dict]:
+    """Every seed's result of the chosen cell at eps on the independent process, at `budget` x the recipe's steps."""
+    pattern = re.escape(f"{chosen}-eps{eps:g}-b256-s") + r"\d+" + (f"-x{budget}" if budget != 1 else "")
+    return [r for n, r in results.items() if re.fullmatch(pattern, n)]
+
+
+def seed_table(groups: list[tuple[float, list[dict]]]) -> list[str]:
+    """One row per (eps, runs over seeds): means with 95% intervals over seeds where there are several."""
+    lines = ["| " + " | ".join(SEED_COLUMNS) + " |", "|" + "---|" * len(SEED_COLUMNS)]
+    for eps, runs in groups:
         if not runs:
             continue
+        gaps, costs = [r["gap"][-1] for r in runs], [r["fidelity_cost"] for r in runs]
         learned = sum(verdicts.learning(r["r2"][-1], r["gap"][-1]).learned for r in runs)
-        lines.append(
-            f"| {eps:g} | {len(runs)} | {learned} of {len(runs)} | {spread([r['gap'][-1] for r in runs])} "
-            f"| {sum(r['gap'][-1] < r['fidelity_cost'] for r in runs)} of {len(runs)} "
-            f"| {spread([r['dims95'][-1] for r in runs])} "
-            f"| {spread([r['dims99'][-1] for r in runs])} | {spread([collapse(r)[0] for r in runs])} "
-            f"| {spread([100 * r['joint_gain'] for r in runs])} | {spread([r['predicted_tc'] for r in runs])} "
-            f"| {runs[0]['fidelity_cost']:.5f} | {paper.NOISE_FINAL_DIMS95[eps].value} |"
-        )
-    return lines
-
-
-def budget_table(results: dict, chosen: str, budget: int, noise: tuple[float, ...]) -> list[str]:
-    """The chosen cell at each eps in `noise`, seed 0, at the recipe's steps and at `budget` times them."""
-    lines = [
-        "| eps | steps | final gap (nats) | true fidelity cost (nats) | gap below the cost | learned | final dims@95 "
-        "| final dims@99 | collapse dims@95 | joint-belief gain (%) | predicted TC (nats) | share of the cost "
-        "recovered | paper dims@95 |",
-        "|" + "---|" * 13,
-    ]
-    for eps in noise:
-        for name in (f"{chosen}-eps{eps:g}-b256-s0", f"{chosen}-eps{eps:g}-b256-s0-x{budget}"):
-            r = results.get(name)
-            if r is None:
-                continue
-            learned = verdicts.learning(r["r2"][-1], r["gap"][-1]).learned
-            lines.append(
-                f"| {eps:g} | {r['steps'][-1]:,} | {r['gap'][-1]:.5f} | {r['fidelity_cost']:.5f} "
-                f"| {'yes' if r['gap'][-1] < r['fidelity_cost'] else 'no'} | {'yes' if learned else 'no'} "
-                f"| {r['dims95'][-1]} | {r['dims99'][-1]} | {collapse(r)[0]} (step {collapse(r)[1]}) "
-                f"| {100 * r['joint_gain']:+.2f} | {r['predicted_tc']:.5f} "
-                f"| {r['predicted_tc'] / r['fidelity_cost']:.0%} | {paper.NOISE_FINAL_DIMS95[eps].value} |"
-            )
+        recovered = [r["predicted_tc"] / r["fidelity_cost"] for r in runs if r["fidelity_cost"] > 0]
+        cells = [
+            f"{eps:g}", f"{runs[0]['steps'][-1]:,}", str(len(runs)), f"{learned} of {len(runs)}", spread(gaps),
+            f"{sum(g < c for g, c in zip(gaps, costs, strict=True))} of {len(runs)}",
+            spread([r["dims95"][-1] for r in runs]), spread([r["dims99"][-1] for r in runs]),
+            spread([collapse(r)[0] for r in runs]), spread([100 * r["joint_gain"] for r in runs]),
+            spread([r["predicted_tc"] for r in runs]), spread([100 * v for v in recovered]) if recovered else "-",
+            f"{costs[0]:.5f}", str(paper.NOISE_FINAL_DIMS95[eps].value),
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -188,7 +178,7 @@ def curves(results: dict, names: list[str], path: Path, title: str) -> None:
 
 
 def report(results: dict) -> None:
-    from target_study import BUDGET, BUDGET_NOISE, CHOSEN, RECIPE, cells
+    from target_study import BUDGET, BUDGET_NOISE, CHOSEN, NOISE_LEVELS, RECIPE, cells
 
     chosen = "-".join(CHOSEN)
     done = [n for n in cells() if n in results]
@@ -216,16 +206,17 @@ def report(results: dict) -> None:
         "",
         f"## The chosen cell ({chosen}) over seeds and noise",
         "",
-        *expansion_table(results, chosen),
+        *seed_table([(eps, seeds_of(results, chosen, eps)) for eps in NOISE_LEVELS]),
         "",
         "![noise](target_study_noise.png)",
         "",
         f"## Below the fidelity cost: {BUDGET}x the steps at eps {' and '.join(map('{:g}'.format, BUDGET_NOISE))}",
         "",
         "The chosen cell trained for the recipe's steps and for four times as many (the same warmup, the cosine over",
-        "the longer budget): does the dimension grow once the held-out gap is well below what factoring costs?",
+        "the longer budget), over its seeds: does the dimension grow once the held-out gap is well below what",
+        "factoring costs? Each cell: the mean over seeds, its 95% interval (Student t) and the range.",
         "",
-        *budget_table(results, chosen, BUDGET, BUDGET_NOISE),
+        *seed_table([(e, seeds_of(results, chosen, e, b)) for e in BUDGET_NOISE for b in (1, BUDGET)]),
         "",
         "![budget](target_study_budget.png)",
     ]
