@@ -7,8 +7,8 @@ with a model of real data has: activations on sequences, tagged by position, and
 The beliefs of independent factors are independent random variables, so a network that keeps them in separate
 subspaces has activations whose projections on those subspaces are independent. Independent subspace analysis
 finds them in three steps (ICA, then group the components that stay dependent), in one view of the activations:
-  0. view: the activations as they are, or their normal scores (each unit's ranks at each position mapped to
-     standard normal quantiles), whichever is the more compact (`analysed_view`; below);
+  0. view: the activations as they are, or linearized (each unit through the increasing map under which the
+     units are best explained by one linear code), whichever is the more compact (`analysed_view`; below);
   1. reduce: centre the view at each position, keep the top principal components, whiten;
   2. separate: FastICA rotates the whitened components to be as independent as possible. The coordinates of
      one factor cannot be made independent of each other (a Mess3 belief fills a triangle, a Bloch belief a
@@ -36,12 +36,14 @@ subspaces, less after FastICA). In other directions they are components of their
 and cross-terms of several, small in variance but whitened to unit variance like every kept component: once k
 passes the factors' dimensions, FastICA mixes them into the factors' components, the groups chain, and a factor
 found at k is not found again at k + 1. Two remedies, one for each place the nonlinearity can be:
-  - where it acts unit by unit on the units observed (a recurrent net's hidden state), it is undone: ranks do not
-    change under any increasing function of one unit, so the normal scores are the same for tanh at any gain, a
-    logistic or softsign, and where a unit mixes several factors its input is near-Gaussian and the scores are
-    that input again. Normal scores bend a linear code whose units are far from Gaussian (a unit that carries one
-    or two factors) and add harmonics of their own, so they are used only where they are the more compact view:
-    the larger share of the variance in the top components (`analysed_view`);
+  - where it acts unit by unit on the units observed (a recurrent net's hidden state), it is undone: the inverse
+    of an increasing function of each unit is itself one, and it is the one under which the units are a linear
+    code again (`linearized`: normal scores, which are that inverse where a unit's input is Gaussian, refined by
+    fitting each unit's increasing map to the code's top principal components). It depends on the units only
+    through their ranks, so tanh at any gain, a logistic or softsign give one view. Of a linear code no such map
+    makes the units more compact, so it is used only where it is the more compact view: the larger share of
+    the variance in the top components (`analysed_view`). Normal scores alone, without the refinement, leave
+    harmonics of strong factors in a weak factor's plane wherever the units' inputs are not Gaussian;
   - where it is not undone (it acted before a mixing, as a transformer's MLP writes into its residual stream, or
     it is a product of gates), a component that depends on two groups is a cross-term, not a factor's own: a
     factor's own component depends on its group alone. It is left out of both (`factor_groups`). Several such
@@ -67,6 +69,7 @@ from typing import Any
 
 import numpy as np
 from scipy.cluster.hierarchy import linkage
+from scipy.interpolate import PchipInterpolator
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import squareform
 from scipy.special import ndtri
@@ -74,12 +77,14 @@ from scipy.stats import chi2, rankdata
 from sklearn.base import BaseEstimator
 from sklearn.decomposition import FastICA
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.isotonic import isotonic_regression
 
 from . import analysis
 
 # Bumped whenever what the method finds can change, so that results cached in run folders are recomputed.
-# 2: the analysed view and cross-terms left out of the groups; 3: one-to-one `refound`; 4: images left out
-METHOD_VERSION = 4
+# 2: the analysed view and cross-terms left out of the groups; 3: one-to-one `refound`; 4: images left out;
+# 5: the linearized view in place of normal scores
+METHOD_VERSION = 5
 MIN_CONTRAST = 2.0  # the weakest link inside a factor: at least twice the strongest link out of it
 MAX_COMPONENTS = 24  # at most this many principal components are separated (FastICA's cost grows as k^2)
 # A direction counts as varying when its standard deviation exceeds the largest one's times d * eps(float32): the
@@ -95,6 +100,9 @@ _SAFE_EXPONENT = 400
 SAME_FACTOR = 0.5
 # A group whose subspace overlaps a stronger group's by more than half a match shares its directions (`images_of`).
 SHARED = SAME_FACTOR / 2
+# a unit's map in `linearized`: quantile bins of its values. A tanh's bend is followed by a few dozen knots; 64 bins
+# of 3,000 sequences x 8 positions average ~400 rows each, so the map's own noise stays far below a weak factor's
+LINEAR_BINS = 64
 _ICA_ROWS = 16_384  # rows FastICA is fitted on (then applied to all): plenty for k <= MAX_COMPONENTS
 
 
@@ -184,22 +192,65 @@ def top_share(acts: np.ndarray, m: int) -> float:
     return float(var[:m].sum() / var.sum()) if var.sum() > 0 else 1.0
 
 
+def _increasing_map(z: np.ndarray, bins: np.ndarray, target: np.ndarray, n_bins: int) -> np.ndarray:
+    """The smooth increasing function of z [n] closest to target [n]: target's means over the quantile bins of z
+    (bins [n], bin indices), made increasing (isotonic regression weighted by the bins' counts), then a monotone
+    cubic (PCHIP) through them, evaluated at z. A constant z maps to zeros."""
+    counts = np.bincount(bins, minlength=n_bins)
+    kept = counts > 0
+    if kept.sum() < 2:
+        return np.zeros_like(z)
+    knots = np.bincount(bins, z, n_bins)[kept] / counts[kept]
+    values = isotonic_regression(np.bincount(bins, target, n_bins)[kept] / counts[kept], sample_weight=counts[kept])
+    return PchipInterpolator(knots, values)(z)
+
+
+def linearized(acts: np.ndarray, m: int, n_bins: int = LINEAR_BINS, iterations: int = 10) -> np.ndarray:
+    """acts [B, P, d] -> float64 [B, P, d]: each unit through the increasing function under which the units are
+    best explained by one linear code of m dimensions (each unit's map fitted by `_increasing_map` to its
+    projection on the top m principal components, alternated until the top m share stops growing by 1e-4), each
+    unit at unit variance.
+
+    A unit-by-unit increasing nonlinearity after a linear code is undone by its inverse, which is exactly such a
+    map: under it the code is linear again, harmonics and cross-terms gone. The start is each unit's normal
+    scores over all rows pooled (one map serves every position, as one nonlinearity does), already the inverse
+    where a unit's input is Gaussian; the iterations correct what a non-Gaussian input leaves. The maps act on
+    ranks, so the result is the same under any increasing function of a unit."""
+    acts = _as_3d(acts)
+    shape, d = acts.shape, acts.shape[-1]
+    ranks = rankdata(acts.reshape(-1, d), axis=0)
+    n = len(ranks)
+    z = ndtri((ranks - 0.5) / n)
+    bins = np.minimum(((ranks - 1) * n_bins / n).astype(int), n_bins - 1)
+    view, share = z, 0.0
+    for _ in range(iterations):
+        centred = centre_positions(view.reshape(shape)).reshape(n, d)
+        directions = np.linalg.eigh(centred.T @ centred)[1][:, ::-1][:, :m]  # [d, m]
+        target = view - centred + centred @ directions @ directions.T
+        view = np.column_stack([_increasing_map(z[:, j], bins[:, j], target[:, j], n_bins) for j in range(d)])
+        std = view.std(axis=0)
+        view = (view - view.mean(axis=0)) / np.where(std > 0, std, 1.0)
+        new_share = top_share(view.reshape(shape), m)
+        if new_share < share + 1e-4:
+            break
+        share = new_share
+    return view.reshape(shape)
+
+
 def analysed_view(acts: np.ndarray, variance: float = 0.95) -> tuple[str, np.ndarray]:
-    """Which view of acts [B, P, d] the factors are separated in: ("activations", acts) or ("normal scores",
-    `normal_scores(acts)`), each float64 [B, P, d]. The more compact wins: the larger share of its variance in
-    its top m principal components, m the fewer of the two views' dimensions at `variance` (ties: the
-    activations).
+    """Which view of acts [B, P, d] the factors are separated in: ("activations", acts) or ("linearized",
+    `linearized(acts, m)`), each float64 [B, P, d]. The more compact wins: the larger share of its variance in
+    its top m principal components, m the fewer of the activations' and their normal scores' dimensions at
+    `variance` (ties: the activations).
 
     A linear code puts each factor in a subspace; a saturating nonlinearity applied unit by unit bends it, and
-    the bends (harmonics of one factor, cross-terms of several) spread variance into further directions. Normal
-    scores undo the nonlinearity where each unit's input is near-Gaussian (a unit that mixes several factors), so
-    they are the more compact view of a saturating code. Of a linear code whose units are not Gaussian (a unit
-    that carries one or two factors), normal scores are themselves a bend, and the activations stay the more
-    compact view."""
+    the bends (harmonics of one factor, cross-terms of several) spread variance into further directions. The
+    linearized view undoes the nonlinearity, so it is the more compact view of a saturating code. Of a linear
+    code the activations are already as compact as any unit-wise map can make them, and stay the view."""
     acts = _as_3d(acts).astype(np.float64)
-    scores = normal_scores(acts)
-    m = min(n_components_at(x, variance, cap=acts.shape[-1]) for x in (acts, scores))
-    return ("activations", acts) if top_share(acts, m) >= top_share(scores, m) else ("normal scores", scores)
+    m = min(n_components_at(x, variance, cap=acts.shape[-1]) for x in (acts, normal_scores(acts)))
+    lin = linearized(acts, m)
+    return ("activations", acts) if top_share(acts, m) >= top_share(lin, m) else ("linearized", lin)
 
 
 def numerical_rank(acts: np.ndarray) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from . import analysis
-from .discovery import SAME_FACTOR
+from .discovery import SAME_FACTOR, centre_positions
 
 
 # -------------------------------------------------------------------------------------------- known answers
@@ -42,6 +42,20 @@ def synthetic_activations(
         subspaces.append(vt[:rank] @ Q[:, start : start + b.shape[-1]].T)
         start += b.shape[-1]
     return acts, subspaces
+
+
+def observed_subspaces(acts: np.ndarray, beliefs: Sequence[np.ndarray], ranks: Sequence[int]) -> list[np.ndarray]:
+    """Where each factor's true beliefs move the observed acts [B, P, d]: for factor n, the top ranks[n] left
+    singular vectors of the covariance of the position-centred acts with its position-centred beliefs [B, P, S_n],
+    as orthonormal [ranks[n], d]. The truth in the coordinates a discovery reports in (`discovery.in_coordinates_of`):
+    after a nonlinearity, the directions a linear code had before it are no longer where the factor moves what is
+    observed, and no method reading the observed units can report them."""
+    flat = centre_positions(acts).reshape(-1, acts.shape[-1])
+    spaces = []
+    for b, rank in zip(beliefs, ranks, strict=True):
+        centred = centre_positions(np.asarray(b, dtype=np.float64)).reshape(len(flat), -1)
+        spaces.append(np.linalg.svd(flat.T @ centred, full_matrices=False)[0][:, :rank].T)
+    return spaces
 
 
 # --------------------------------------------------------------------------------------------------- scores
