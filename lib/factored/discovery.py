@@ -40,10 +40,10 @@ found at k is not found again at k + 1. Two remedies, one for each place the non
     of an increasing function of each unit is itself one, and it is the one under which the units are a linear
     code again (`linearized`: normal scores, which are that inverse where a unit's input is Gaussian, refined by
     fitting each unit's increasing map to the code's top principal components). It depends on the units only
-    through their ranks, so tanh at any gain, a logistic or softsign give one view. Of a linear code no such map
-    makes the units more compact, so it is used only where it is the more compact view: the larger share of
-    the variance in the top components (`analysed_view`). Normal scores alone, without the refinement, leave
-    harmonics of strong factors in a weak factor's plane wherever the units' inputs are not Gaussian;
+    through their ranks, so tanh at any gain, a logistic or softsign give one view. Being fitted to be compact,
+    it is used only where the code is saturated: where the normal scores, fitted to nothing, are the more compact
+    view than the activations (`analysed_view`). Normal scores alone leave harmonics of strong factors in a weak
+    factor's plane wherever the units' inputs are not Gaussian;
   - where it is not undone (it acted before a mixing, as a transformer's MLP writes into its residual stream, or
     it is a product of gates), a component that depends on two groups is a cross-term, not a factor's own: a
     factor's own component depends on its group alone. It is left out of both (`factor_groups`). Several such
@@ -239,18 +239,22 @@ def linearized(acts: np.ndarray, m: int, n_bins: int = LINEAR_BINS, iterations: 
 
 def analysed_view(acts: np.ndarray, variance: float = 0.95) -> tuple[str, np.ndarray]:
     """Which view of acts [B, P, d] the factors are separated in: ("activations", acts) or ("linearized",
-    `linearized(acts, m)`), each float64 [B, P, d]. The more compact wins: the larger share of its variance in
-    its top m principal components, m the fewer of the activations' and their normal scores' dimensions at
-    `variance` (ties: the activations).
+    `linearized(acts, m)`), each float64 [B, P, d]. Whether the code is saturated is judged by two views that
+    are not fitted: the activations against their normal scores, the larger share of variance in the top m
+    principal components winning (m the fewer of the two views' dimensions at `variance`; ties: the
+    activations). Where the normal scores win, their refinement `linearized` is the view.
 
     A linear code puts each factor in a subspace; a saturating nonlinearity applied unit by unit bends it, and
-    the bends (harmonics of one factor, cross-terms of several) spread variance into further directions. The
-    linearized view undoes the nonlinearity, so it is the more compact view of a saturating code. Of a linear
-    code the activations are already as compact as any unit-wise map can make them, and stay the view."""
+    the bends (harmonics of one factor, cross-terms of several) spread variance into further directions. Normal
+    scores undo the nonlinearity where each unit's input is near-Gaussian, so they are the more compact view of
+    a saturating code; of a linear code whose units are not Gaussian they are themselves a bend, and the
+    activations stay the more compact view. The linearized view is fitted to be compact, so it would win any
+    such comparison, saturated code or not: it is no judge (on recurrent nets whose units are no saturated
+    linear code it split off spurious groups), only the refinement of a verdict made without it."""
     acts = _as_3d(acts).astype(np.float64)
-    m = min(n_components_at(x, variance, cap=acts.shape[-1]) for x in (acts, normal_scores(acts)))
-    lin = linearized(acts, m)
-    return ("activations", acts) if top_share(acts, m) >= top_share(lin, m) else ("linearized", lin)
+    scores = normal_scores(acts)
+    m = min(n_components_at(x, variance, cap=acts.shape[-1]) for x in (acts, scores))
+    return ("activations", acts) if top_share(acts, m) >= top_share(scores, m) else ("linearized", linearized(acts, m))
 
 
 def numerical_rank(acts: np.ndarray) -> int:
