@@ -287,6 +287,23 @@ def test_the_linearized_view_undoes_a_unit_wise_nonlinearity_whatever_it_is():
     assert min(r) > 0.995 > max(np.corrcoef(np.tanh(3 * code[:, j]), code[:, j])[0, 1] for j in range(40))
 
 
+def test_a_constant_unit_stays_a_constant_zero_in_the_linearized_view():
+    acts, _ = discovery_eval.synthetic_activations(_five_factor_beliefs(), d=40)
+    acts[..., 3] = 7.0
+    view = discovery.linearized(np.tanh(2 * acts), 10)
+    assert np.isfinite(view).all() and np.array_equal(view[..., 3], np.zeros_like(view[..., 3]))
+
+
+def test_the_observed_truth_of_a_linear_code_is_its_own_subspaces():
+    beliefs = _five_factor_beliefs()
+    acts, truth = discovery_eval.synthetic_activations(beliefs, d=40, noise_std=0.0)
+    observed = discovery_eval.observed_subspaces(acts, beliefs, [len(t) for t in truth])
+    for o, t in zip(observed, truth, strict=True):
+        # the same planes, up to the sample covariance of independent factors (~1/sqrt(5,600 rows) = 0.013, which
+        # tilts a plane by that times a variance ratio); a wrong plane would be near 0
+        assert np.linalg.svd(o @ t.T, compute_uv=False).min() > 0.995
+
+
 def test_the_view_is_the_more_compact_one():
     acts, _ = discovery_eval.synthetic_activations(_five_factor_beliefs(), d=40)
     assert discovery.analysed_view(acts)[0] == "activations"  # a linear code: scores would bend it
