@@ -223,17 +223,18 @@ def linearized(acts: np.ndarray, m: int, n_bins: int = LINEAR_BINS, iterations: 
     z = ndtri((ranks - 0.5) / n)
     bins = np.minimum(((ranks - 1) * n_bins / n).astype(int), n_bins - 1)
     view, share = z, 0.0
-    for _ in range(iterations):
+    for i in range(iterations + 1):
         centred = centre_positions(view.reshape(shape)).reshape(n, d)
-        directions = np.linalg.eigh(centred.T @ centred)[1][:, ::-1][:, :m]  # [d, m]
-        target = view - centred + centred @ directions @ directions.T
+        variances, axes = np.linalg.eigh(centred.T @ centred)  # one decomposition: the share and the next target
+        variances, axes = np.clip(variances[::-1], 0.0, None), axes[:, ::-1]
+        new_share = variances[:m].sum() / variances.sum() if variances.sum() > 0 else 1.0
+        if i > 0 and (new_share < share + 1e-4 or i == iterations):
+            break
+        share = new_share if i > 0 else 0.0  # the first map is always fitted, as the start is no fit
+        target = view - centred + centred @ axes[:, :m] @ axes[:, :m].T
         view = np.column_stack([_increasing_map(z[:, j], bins[:, j], target[:, j], n_bins) for j in range(d)])
         std = view.std(axis=0)
         view = (view - view.mean(axis=0)) / np.where(std > 0, std, 1.0)
-        new_share = top_share(view.reshape(shape), m)
-        if new_share < share + 1e-4:
-            break
-        share = new_share
     return view.reshape(shape)
 
 
