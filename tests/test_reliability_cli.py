@@ -45,8 +45,9 @@ def test_training_started_with_sigint_ignored_stops_on_it_in_one_line_and_resume
     assert "Traceback" not in err and len(lines) == 2, err  # "training ... into ...", then the one line
     step = int(lines[-1].split("interrupted at step ")[1].split(";")[0])
     assert lines[-1] == f"interrupted at step {step}; run it again to resume" and step > 10
+    # the signal may land after the step it names was logged (while it is saved), never before it began
     steps = [m["step"] for m in runs.read_metrics(metrics.parent)]
-    assert steps == sorted(set(steps)) and steps[-1] < step
+    assert steps == sorted(set(steps)) and steps[-1] <= step
 
 
 # ----------------------------------------------------------------------------- folders that are not folders
