@@ -8,7 +8,7 @@ from contextlib import nullcontext
 import pytest
 import torch
 
-from factored import runs, sampling
+from factored import parameters, runs, sampling
 from factored import train as train_mod
 from factored.config import make_config
 from factored.models import pick_device
@@ -277,6 +277,19 @@ def test_the_command_line_trains_into_the_run_store_and_refuses_a_bad_field(tmp_
     assert cfg.run_id.startswith("eps0.1-") and runs.finished_run(cfg, tmp_path) is not None  # where notebooks look
     assert train_mod.main(["--profile", "smoke", "--nosie", "0.1"]) == 2
     assert "unknown config field 'nosie'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, values, model",
+    [(["--d_model", "48"], {"d_model": 48}, dict(d_model=48, d_mlp=192)),  # the MLP follows the width, as in 05
+     (["--arch", "lstm"], {"arch": "lstm"}, dict(arch="lstm", d_model=32, n_layers=2))],  # the authors' sizes
+)  # fmt: skip
+def test_the_command_line_trains_the_run_the_notebooks_load(args, values, model, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACTORED_OUTPUTS", str(tmp_path))
+    assert train_mod.main(["--profile", "smoke", *args, "--steps", "2", "--no-progress"]) == 0
+    cfg = parameters.run_config({"profile": "smoke", "steps": 2, **values})  # notebooks' and sweeps' constructor
+    assert {k: getattr(cfg.model, k) for k in model} == model
+    assert runs.finished_run(cfg, tmp_path) is not None
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="/dev/full (Linux) stands in for a full disk")

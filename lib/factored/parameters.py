@@ -145,11 +145,15 @@ RUN_PARAMETERS |= {"n_ctx"}
 SIZES = ("arch", "d_model", "n_layers", "n_heads", "d_mlp")
 
 
-def run_config(values: Mapping[str, Any], **changes: Any) -> RunConfig:
-    """The run notebook parameter values describe (the one constructor notebooks and sweep points share): the run
-    fields among `values` (others, like `survey`, are ignored) with `changes` on top, through `from_parameters`
-    with the architecture study's size rules (`architecture_sizes`), at `values["profile"]` ("": the default)."""
+def run_config(values: Mapping[str, Any], strict: bool = False, **changes: Any) -> RunConfig:
+    """The run notebook parameter values describe (the one constructor notebooks, sweep points and the training
+    command line share): the run fields among `values` (others, like `survey`, are ignored; with `strict`, as on
+    the command line, any other name is one ValueError) with `changes` on top, through `from_parameters` with the
+    architecture study's size rules (`architecture_sizes`), at `values["profile"]` ("": the default)."""
     merged = {**values, **changes}
+    unknown = sorted(set(merged) - RUN_PARAMETERS - {"profile"}) if strict else []
+    if unknown:
+        raise ValueError(f"unknown config field {unknown[0]!r}; valid fields: {sorted(RUN_PARAMETERS)}")
     params = {k: v for k, v in merged.items() if k in RUN_PARAMETERS}
     sizes = {k: params.pop(k) for k in SIZES if k in params}
     arch = sizes.pop("arch", "transformer")

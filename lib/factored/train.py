@@ -429,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fields = {name: parameters.parse_value(name, v) for name, v in run_field_pairs(rest)}
         pin_outputs_dir()  # a relative FACTORED_OUTPUTS is this working folder's; an outputs file is refused here
-        cfg = parameters.from_parameters(args.profile, **fields)
+        # the notebooks' own constructor, so `--d_model 480` or `--arch lstm` trains the very run they load
+        cfg = parameters.run_config({"profile": args.profile, **fields}, strict=True)
         if args.name:
             cfg = config.RunConfig(args.name, cfg.data, cfg.model, cfg.train)
         pick_device(cfg.train.device)  # an unavailable device is a bad value too: refused before "training ..."
