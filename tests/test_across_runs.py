@@ -66,6 +66,8 @@ def test_model_labels_name_what_differs_from_the_reference():
     assert across_runs.model_label(lstm, ref) == "LSTM 32x2"
     wide = parameters.from_parameters("laptop", d_model=480, d_mlp=1920, n_ctx=33)
     assert across_runs.model_label(wide, ref) == "transformer 480x4, n_ctx 33"
+    narrow_mlp = config.make_config("laptop", d_model=480, d_mlp=480)  # the canonical MLP kept: not 05's rule
+    assert across_runs.model_label(narrow_mlp, ref) == "transformer 480x4, d_mlp 480"
     assert across_runs.model_label(config.make_config("laptop", init="gpt2"), ref) == "transformer 120x4, init gpt2"
 
 

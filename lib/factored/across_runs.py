@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import probing, products, profiles, run_analysis, runs, sweep_spec, theory, verdicts
+from . import parameters, probing, products, profiles, run_analysis, runs, sweep_spec, theory, verdicts
 from .config import RunConfig
 from .paths import SWEEPS_DIR
 from .seeds import format_interval, interval_table
@@ -59,8 +59,10 @@ def model_label(cfg: RunConfig, ref: RunConfig) -> str:
     shown = {"arch", "d_model", "n_layers"}
     if m.arch != "transformer":
         shown |= {"n_heads", "d_mlp", "act", "init"}  # unused by recurrent nets
-    elif m.d_model != r.d_model:
-        shown |= {"d_mlp"}  # follows the width (4 x d_model) in notebook 05
+    elif m.d_model != r.d_model:  # the MLP follows the width in notebook 05: named only where it does not
+        shown |= {"d_mlp"}
+        if m.d_mlp != parameters.architecture_sizes("transformer", m.d_model)["d_mlp"]:
+            label += f", d_mlp {m.d_mlp}"
     extra = [
         f"{f.name} {getattr(m, f.name)}"
         for f in fields(m)
