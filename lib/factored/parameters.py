@@ -151,10 +151,8 @@ def run_config(values: Mapping[str, Any], strict: bool = False, **changes: Any) 
     the command line, any other name is one ValueError) with `changes` on top, through `from_parameters` with the
     architecture study's size rules (`architecture_sizes`), at `values["profile"]` ("": the default)."""
     merged = {**values, **changes}
-    unknown = sorted(set(merged) - RUN_PARAMETERS - {"profile"}) if strict else []
-    if unknown:
-        raise ValueError(f"unknown config field {unknown[0]!r}; valid fields: {sorted(RUN_PARAMETERS)}")
-    params = {k: v for k, v in merged.items() if k in RUN_PARAMETERS}
+    # strict: other names go on to make_config, whose own check refuses them
+    params = {k: v for k, v in merged.items() if k in RUN_PARAMETERS or (strict and k != "profile")}
     sizes = {k: params.pop(k) for k in SIZES if k in params}
     arch = sizes.pop("arch", "transformer")
     return from_parameters(merged.get("profile", ""), arch=arch, **params, **architecture_sizes(arch, **sizes))
