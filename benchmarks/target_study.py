@@ -17,6 +17,8 @@ unless a cell names more, with one thing changed at a time:
           the noise experiment (the law recipe's gap falls faster than 1/steps: 0.0019 at step 900, 0.0002 at 2,700 at
           eps 0, so 6,000 steps reach about 1e-4, below the cost at eps >= 0.2, 4.5e-4 to 8.6e-4, and near eps 0.1's
           1.6e-4)
+  long    the `long` profile (the paper's init, sampled tokens, 20,000 steps, the laptop recipe otherwise) at eps 0
+          and 0.5, seeds 0-2: does sampled-token training reach another geometry than the exact law?
 Runs are named by their condition (`canonical`, `eps0.5`) and live in outputs/runs/ like any run, so a run of
 the chosen cell is the very run the notebooks load. Training is single-threaded (torch.set_num_threads(1)),
 as `make run` trains, so the floats are the ones a fresh clone reproduces.
@@ -41,7 +43,7 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from factored import probing, products, runs, theory, train
+from factored import parameters, probing, products, runs, theory, train
 from factored.config import DataConfig, ModelConfig, RunConfig, TrainConfig, condition_name
 
 HERE = Path(__file__).resolve().parent
@@ -56,17 +58,18 @@ EXPANSION_SEEDS = {0.1: (0,), 0.2: (0, 1, 2), 0.3: (0,), 0.5: (0, 1, 2)}  # 3 se
 BUDGET, BUDGET_NOISE = 4, (0.1, 0.2, 0.3, 0.5)  # the longer runs: x the recipe's steps, at these eps (docstring)
 # the longer runs answer the noise question: 3 seeds at every eps
 BUDGET_SEEDS = {0.1: (0, 1, 2), 0.2: (0, 1, 2), 0.3: (0, 1, 2), 0.5: (0, 1, 2)}
+LONG_NOISE, LONG_SEEDS = (0.0, 0.5), (0, 1, 2)  # the `long` profile's runs (docstring)
 TC_SEQUENCES = 2_000  # probe sequences for the predicted law's total correlation
 FIDELITY_SAMPLES = 100_000  # Monte-Carlo contexts of the true law's fidelity cost (standard error near 1%)
 
 
 def cell(
-    init: str, target: str, eps: float = 0.0, seed: int = 0, batch: int = 256, process: str = "", budget: int = 1
+    init: str, target: str, eps: float = 0.0, seed: int = 0, batch: int = 256, process: str = "", budget: int | str = 1
 ) -> str:
     """A run's name in the study; `process`: "" (the transformer on independent factors), "chain" or "lstm";
-    budget: the multiple of the recipe's steps (named `-x4` when not 1)."""
+    budget: the multiple of the recipe's steps (named `-x4` when not 1), or "long": the `long` profile's run."""
     name = f"{init}-{target}-eps{eps:g}-b{batch}-s{seed}" + (f"-{process}" if process else "")
-    return name + (f"-x{budget}" if budget != 1 else "")
+    return name + ("-long" if budget == "long" else f"-x{budget}" if budget != 1 else "")
 
 
 def cells() -> list[str]:
@@ -78,16 +81,16 @@ def cells() -> list[str]:
     noisy = [cell(i, t, 0.5) for i in ("paper", "laptop") for t in ("law", "tokens")]
     expansion = [cell(*CHOSEN, eps, s) for eps in NOISE_LEVELS[1:] for s in EXPANSION_SEEDS[eps]]
     longer = [cell(*CHOSEN, eps, s, budget=BUDGET) for s in (0, 1, 2) for eps in BUDGET_NOISE if s in BUDGET_SEEDS[eps]]
-    return list(
-        dict.fromkeys(
-            [*first, *notebooks, *seeds, *noisy[:2], *expansion, *noisy[2:], cell(*CHOSEN, batch=1024), *longer]
-        )
-    )
+    long = [cell("paper", "tokens", eps, s, budget="long") for s in LONG_SEEDS for eps in LONG_NOISE]
+    grid = [*first, *notebooks, *seeds, *noisy[:2], *expansion, *noisy[2:], cell(*CHOSEN, batch=1024), *longer, *long]
+    return list(dict.fromkeys(grid))
 
 
 def run_config(name: str) -> RunConfig:
     init, target, eps, batch, seed, *rest = name.split("-")
     eps, batch, seed = float(eps[3:]), int(batch[1:]), int(seed[1:])
+    if rest == ["long"]:  # the very run `python -m factored.train --profile long` trains
+        return parameters.run_config({"profile": "long", "noise": eps, "seed": seed})
     process = [p for p in rest if not p.startswith("x")]
     budget = int(next((p[1:] for p in rest if p.startswith("x")), 1))
     steps = RECIPE["steps"] * 256 // batch * budget  # equal sequences

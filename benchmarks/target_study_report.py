@@ -45,8 +45,8 @@ def collapse(r: dict) -> tuple[int, int]:
 
 def describe(name: str) -> str:
     init, target, eps, batch, seed, *rest = name.split("-")
-    process = [p for p in rest if not p.startswith("x")] or ["transformer"]
-    budget = [f"{p[1:]}x steps" for p in rest if p.startswith("x")]
+    process = [p for p in rest if not p.startswith("x") and p != "long"] or ["transformer"]
+    budget = [f"{p[1:]}x steps" if p.startswith("x") else "long (20,000 steps)" for p in rest if p not in process]
     return " ".join([*process, f"init {init}", target, eps, batch, seed, *budget])
 
 
@@ -103,23 +103,28 @@ SEED_COLUMNS = (
 )  # fmt: skip
 
 
-def seeds_of(results: dict, chosen: str, eps: float, budget: int = 1) -> list[dict]:
-    """Every seed's result of the chosen cell at eps on the independent process, at `budget` x the recipe's steps."""
-    pattern = re.escape(f"{chosen}-eps{eps:g}-b256-s") + r"\d+" + (f"-x{budget}" if budget != 1 else "")
+def seeds_of(results: dict, chosen: str, eps: float, budget: int | str = 1) -> list[dict]:
+    """Every seed's result of a cell ("init-target") at eps on the independent process, at `budget` x the recipe's
+    steps ("long": the `long` profile's runs)."""
+    suffix = "-long" if budget == "long" else f"-x{budget}" if budget != 1 else ""
+    pattern = re.escape(f"{chosen}-eps{eps:g}-b256-s") + r"\d+" + re.escape(suffix)
     return [r for n, r in results.items() if re.fullmatch(pattern, n)]
 
 
-def seed_table(groups: list[tuple[float, list[dict]]]) -> list[str]:
-    """One row per (eps, runs over seeds): means with 95% intervals over seeds where there are several."""
-    lines = ["| " + " | ".join(SEED_COLUMNS) + " |", "|" + "---|" * len(SEED_COLUMNS)]
+def seed_table(groups: list[tuple[float, list[dict]]], target: bool = False) -> list[str]:
+    """One row per (eps, runs over seeds): means with 95% intervals over seeds where there are several; `target`:
+    a first column naming the runs' training target and worst factor R² (mean over seeds)."""
+    columns = (("target", "worst R²") if target else ()) + SEED_COLUMNS
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for eps, runs in groups:
         if not runs:
             continue
+        first = [runs[0]["config"]["train"]["target"], spread([min(r["r2"][-1]) for r in runs])] if target else []
         gaps, costs = [r["gap"][-1] for r in runs], [r["fidelity_cost"] for r in runs]
         learned = sum(verdicts.learning(r["r2"][-1], r["gap"][-1]).learned for r in runs)
         recovered = [r["predicted_tc"] / r["fidelity_cost"] for r in runs if r["fidelity_cost"] > 0]
         cells = [
-            f"{eps:g}", f"{runs[0]['steps'][-1]:,}", str(len(runs)), f"{learned} of {len(runs)}", spread(gaps),
+            *first, f"{eps:g}", f"{runs[0]['steps'][-1]:,}", str(len(runs)), f"{learned} of {len(runs)}", spread(gaps),
             f"{sum(g < c for g, c in zip(gaps, costs, strict=True))} of {len(runs)}",
             spread([r["dims95"][-1] for r in runs]), spread([r["dims99"][-1] for r in runs]),
             spread([collapse(r)[0] for r in runs]), spread([100 * r["joint_gain"] for r in runs]),
@@ -178,7 +183,7 @@ def curves(results: dict, names: list[str], path: Path, title: str) -> None:
 
 
 def report(results: dict) -> None:
-    from target_study import BUDGET, BUDGET_NOISE, CHOSEN, NOISE_LEVELS, RECIPE, cells
+    from target_study import BUDGET, BUDGET_NOISE, CHOSEN, LONG_NOISE, NOISE_LEVELS, RECIPE, cells
 
     chosen = "-".join(CHOSEN)
     done = [n for n in cells() if n in results]
@@ -219,6 +224,23 @@ def report(results: dict) -> None:
         *seed_table([(e, seeds_of(results, chosen, e, b)) for e in BUDGET_NOISE for b in (1, BUDGET)]),
         "",
         "![budget](target_study_budget.png)",
+        "",
+        "## Sampled tokens over 20,000 steps (the `long` profile) beside the exact law",
+        "",
+        "The authors' init and target (sampled next tokens) trained 13x longer than the law recipe, at eps 0 and",
+        "0.5 (`python -m factored.train --profile long --noise EPS --seed S` trains the same runs): does sampled-token",
+        "training reach another geometry than the exact law, and does it learn every factor's belief on the way?",
+        "",
+        *seed_table(
+            [
+                (e, seeds_of(results, c, e, b))
+                for e in LONG_NOISE
+                for c, b in ((chosen, 1), (chosen, BUDGET), ("paper-tokens", "long"))
+            ],
+            target=True,
+        ),
+        "",
+        "![long](target_study_long.png)",
     ]
     (HERE / "target_study.md").write_text("\n".join(lines) + "\n")
     first = [n for n in done if n.split("-")[2] in ("eps0", "eps0.5") and n.endswith("s0")]
@@ -230,3 +252,7 @@ def report(results: dict) -> None:
     ]
     curves(results, [n for n in longer if n in results], HERE / "target_study_budget.png",
            f"{chosen}: {BUDGET}x the steps at eps {', '.join(f'{e:g}' for e in BUDGET_NOISE)} (seed 0)")  # fmt: skip
+    long = [n for n in done if n.endswith("-long")]
+    law = [n for n in (f"{chosen}-eps0-b256-s0", f"{chosen}-eps0.5-b256-s0-x{BUDGET}") if n in results]
+    curves(results, law + long, HERE / "target_study_long.png",
+           "sampled tokens over 20,000 steps (dashed, every seed) beside the exact law (seed 0)")  # fmt: skip

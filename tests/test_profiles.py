@@ -33,3 +33,10 @@ def test_token_training_is_one_field_away(study):
     tokens = study.run_config(study.cell("paper", "tokens"))
     assert make_config("laptop", target="tokens") == tokens
     assert make_config("laptop").train.target == "law" and make_config("paper").train.target == "tokens"
+
+
+@pytest.mark.parametrize(("eps", "seed"), [(0.0, 0), (0.5, 1)])
+def test_the_study_s_long_cells_are_the_long_profile_s_runs(study, eps, seed):
+    long = study.run_config(study.cell("paper", "tokens", eps, seed, budget="long"))
+    assert make_config("long", noise=eps, seed=seed) == long
+    assert (long.train.target, long.train.steps, long.model) == ("tokens", 20_000, make_config("laptop").model)
