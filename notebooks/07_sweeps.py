@@ -50,6 +50,7 @@ from factored import config, parameters, profiles
 
 _, acfg = parameters.prologue(globals())  # checks, converts and resolves the parameters: a bad one stops here
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -248,6 +249,42 @@ for row in seeds.difference_table(arch_runs[arch_runs["model"].isin(arch_compare
                                   ref_model).itertuples():
     print(f"final dims@95, {row.model} vs {ref_model}: {row.mean:.1f} vs {row.reference_mean:.1f} "
           f"({row.difference:+.1f}; {welch(row.p_welch)})")
+
+# %% [markdown]
+# ### What the extra directions hold
+#
+# dims@95 counts every direction a network uses, not only its beliefs. The nested linear models of notebook 03
+# split each learned network's final activations into the share the beliefs explain, then what position, the
+# tokens (newest and previous), within-factor products and last the joint belief (every cross-factor product) add,
+# on the same probe data (the models at the canonical context). Where a network sits above the factored count,
+# this tells joint beliefs (the paper's question) from the bookkeeping of position and tokens.
+#
+# The paper gives the wide transformer's d_model (480) and not its MLP width, so the sweep trains both readings on
+# the same seeds and recipe: 4 x d_model (notebook 05's rule) and the canonical 480. Each transformer whose MLP
+# departs from the rule is compared with the same model under it: the one change.
+
+# %%
+same_context = [r for r in noiseless_runs if r.config.data.seq_len == ref.data.seq_len]
+parts = across_runs.variance_parts(same_context, acfg).merge(arch_runs[["run", "model"]].drop_duplicates("run"))
+parts = parts[parts["model"].isin(arch_compared.learned)]
+part_models = [m for m in models if m in set(parts["model"])]
+plots.variance_parts_by(parts, "model", part_models, "What the final activations hold (learned networks)");
+
+# %%
+part_columns = [c for c in parts.columns if c not in ("run", "model")]
+shares = 100 * parts.groupby("model")[part_columns].mean().reindex(part_models)
+print("held-out share of the final activations' variance each part adds, % (mean over seeds):")
+print(shares.round(1).to_string() if len(parts) else "no learned runs at the canonical context here yet")
+for label, cfg in model_configs.items():
+    rule = parameters.architecture_sizes("transformer", cfg.model.d_model)["d_mlp"]
+    if cfg.model.arch != "transformer" or cfg.model.d_mlp == rule:
+        continue
+    ruled = across_runs.model_label(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, d_mlp=rule)), ref)
+    pair = arch_runs[arch_runs["model"].isin([label, ruled])]
+    for row in seeds.difference_table(pair, "model", ruled).itertuples():
+        print(f"one change, the MLP width: final dims@95, {row.model} vs {ruled}: {row.mean:.1f} vs "
+              f"{row.reference_mean:.1f} ({row.difference:+.1f}; {row.seeds} and {row.reference_seeds} seeds, "
+              f"{welch(row.p_welch)})")
 
 # %% [markdown]
 # ## Beyond the paper: dimension against the number of factors

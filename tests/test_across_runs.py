@@ -167,6 +167,20 @@ def test_noise_growth_measures_the_cost_of_factoring_and_growth_past_the_collaps
     pd.testing.assert_frame_equal(across_runs.noise_growth(made, acfg, n_mc=500).set_index("run"), growth)
 
 
+def test_variance_parts_of_each_run_are_its_final_decomposition_and_cached(tmp_path):
+    made = train.get_or_train(tiny_config(), root=tmp_path, progress=False)
+    acfg = probing.analysis_config("smoke")
+    frame = across_runs.variance_parts([made], acfg).set_index("run")
+    gain = probing.joint_belief_gain(made, acfg)  # the same decomposition, three of its numbers
+    row = frame.loc[made.dir.name]
+    assert row["beliefs"] == pytest.approx(gain["beliefs_r2"])
+    assert row["joint belief"] == pytest.approx(gain["joint_gain"])
+    assert row.sum() == pytest.approx(1.0) and row["unexplained"] == pytest.approx(1 - gain["before_joint_r2"]
+                                                                                  - gain["joint_gain"])  # fmt: skip
+    assert list(tmp_path.glob("runs/*/summaries/variance_parts-*.json"))
+    pd.testing.assert_frame_equal(across_runs.variance_parts([made], acfg).set_index("run"), frame)
+
+
 def test_intervals_by_sets_the_t_intervals_of_several_columns_side_by_side():
     frame = pd.DataFrame({"eps": [0, 0, 0, 0.5], "a": [10, 12, 14, 3.0], "b": [1.0, 1.0, 1.0, 2.0]})
     table = seeds.intervals_by(frame, "eps", {"a": ".3g", "b": ".1f"})

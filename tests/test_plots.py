@@ -32,3 +32,15 @@ def test_a_figure_leaves_the_global_style_as_it_was():
     assert fig.dpi <= plots.FIGURE_DPI
     after = dict(matplotlib.rcParams)
     assert {k for k in before if before[k] != after[k]} == set()
+
+
+def test_variance_parts_stack_each_condition_s_mean_shares_in_order():
+    import pandas as pd
+
+    parts = pd.DataFrame({"run": ["a", "b", "c"], "model": ["wide", "wide", "narrow"], "beliefs": [0.4, 0.6, 0.9],
+                          "position": [0.3, 0.1, -0.01], "unexplained": [0.3, 0.3, 0.11]})  # fmt: skip
+    fig = plots.variance_parts_by(parts, "model", ["narrow", "wide"], "t")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["wide", "narrow"]  # the first one drawn on top
+    widths = [round(p.get_width(), 6) for p in ax.patches]
+    assert widths == [0.5, 0.9, 0.2, 0.0, 0.3, 0.11]  # per part, the means of (wide, narrow); below 0 drawn as 0

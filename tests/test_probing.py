@@ -126,3 +126,13 @@ def test_overlap_split_separates_orthogonal_beliefs_from_shared_extra_directions
     assert split == {"k": 4, "at_k": 0.5, "head": 0.0, "tail": 1.0}
     with pytest.raises(ValueError, match="own must be in 1..k-1"):
         analysis.overlap_split([a, b], own=4, k=4)
+
+
+def test_variance_parts_are_the_increments_of_the_nested_models_and_sum_to_one():
+    names = list(probing.VARIANCE_PARTS)
+    r2 = [0.5, 0.7, 0.8, 0.79, 0.85, 0.9, 0.9]  # cumulative, as variance_decomposition gives them
+    parts = probing.variance_parts([{"features": n, "r2": v} for n, v in zip(names, r2, strict=True)])
+    expected = {"beliefs": 0.5, "position": 0.2, "tokens": 0.15, "within-factor": 0.05, "joint belief": 0.0,
+                "unexplained": 0.1}  # fmt: skip
+    assert list(parts) == list(expected) and parts == pytest.approx(expected)
+    assert sum(parts.values()) == pytest.approx(1.0)

@@ -199,6 +199,17 @@ def joint_belief_gains(run_list: list[runs.Run], acfg: probing.AnalysisConfig) -
     return pd.DataFrame(rows, columns=["run", "beliefs_r2", "before_joint_r2", "joint_gain"])
 
 
+def variance_parts(run_list: list[runs.Run], acfg: probing.AnalysisConfig) -> pd.DataFrame:
+    """What each run's final activations hold (`probing.variance_parts` of `probing.final_variance_decomposition`):
+    columns run (its folder name) and the held-out share of variance each part adds (beliefs, position, tokens,
+    within-factor, joint belief, unexplained); cached in each run folder (`runs.cached`, keyed by acfg)."""
+    rows = [{"run": r.dir.name,
+             **runs.cached(r, "variance_parts", asdict(acfg),
+                           lambda r=r: probing.variance_parts(probing.final_variance_decomposition(r, acfg)))}
+            for r in run_list]  # fmt: skip
+    return pd.DataFrame(rows, columns=["run", *dict.fromkeys(probing.VARIANCE_PARTS.values()), "unexplained"])
+
+
 GROWTH_MEASURES = ("beliefs_r2", "joint_gain", "prediction_tc")  # run_analysis.beyond_factored_at's columns
 
 

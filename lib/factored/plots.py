@@ -493,6 +493,31 @@ def final_dims_by(per_run, intervals, x: str, factored_dims: int, title: str, xl
 
 
 @figure
+def variance_parts_by(parts, by: str, order: Sequence[str], title: str):
+    """What the final activations hold, per condition: the mean over runs of the held-out share of variance each
+    part adds (stacked: beliefs, position, tokens, within-factor, joint belief, unexplained).
+
+    parts: a DataFrame with column `by` and one column per part (`across_runs.variance_parts`), one row per run;
+    order: the values of `by` to draw, top to bottom."""
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(order) + 1.6))
+    if parts.empty:
+        return _no_data(fig, ax, title, "no finished runs at this budget yet")
+    columns = [c for c in parts.columns if c not in ("run", by)]
+    means = parts.groupby(by)[columns].mean().loc[list(order)[::-1]]
+    left = np.zeros(len(means))
+    colors = [*sns.color_palette("deep", len(columns) - 1), "0.85"]  # the unexplained part in light grey
+    for column, color in zip(columns, colors, strict=True):
+        width = means[column].clip(lower=0).to_numpy(float)  # a part that adds nothing held out may dip below 0
+        ax.barh(range(len(means)), width, left=left, color=color, label=column)
+        left += width
+    ax.set_yticks(range(len(means)), means.index, fontsize=8)
+    ax.set(xlim=(0, 1), xlabel="held-out share of the final activations' variance (mean over seeds)", title=title)
+    ax.legend(fontsize=8, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.25 - 0.5 / len(order)))
+    fig.tight_layout()
+    return fig
+
+
+@figure
 def dims_vs_factors(scaling, d_model: int):
     """Measured dims@95 against the number of factors N, beside the factored (2N) and joint (3^N - 1) counts and
     the dims@95 of the true beliefs. scaling: `across_runs.factor_scaling`'s frame; d_model: the network's width."""

@@ -211,6 +211,38 @@ def variance_decomposition(probed: Probed, process, tokens: torch.Tensor, seed: 
     return analysis.variance_explained(probed.flat_acts, feature_sets, seed=seed)
 
 
+# the nested feature sets of `variance_decomposition`, gathered into what each adds (`variance_parts`)
+VARIANCE_PARTS = {
+    "beliefs (linear)": "beliefs",
+    "+ position": "position",
+    "+ newest token, per factor": "tokens",
+    "+ newest token, joint identity": "tokens",
+    "+ previous token, per factor": "tokens",
+    "+ beliefs, quadratic within factor": "within-factor",
+    "+ joint belief (cross-factor products)": "joint belief",
+}
+
+
+def variance_parts(rows: list[dict]) -> dict[str, float]:
+    """`variance_decomposition`'s cumulative rows as the share each part adds: beliefs, position, tokens (the newest
+    and previous ones), within-factor quadratic beliefs, the joint belief, and "unexplained" (1 - the last R²)."""
+    parts, before = dict.fromkeys([*dict.fromkeys(VARIANCE_PARTS.values()), "unexplained"], 0.0), 0.0
+    for row in rows:
+        parts[VARIANCE_PARTS[row["features"]]] += row["r2"] - before
+        before = row["r2"]
+    parts["unexplained"] = 1.0 - before
+    return parts
+
+
+def final_variance_decomposition(run: Run, cfg: AnalysisConfig, n_sequences: int = FEW_SEQUENCES) -> list[dict]:
+    """`variance_decomposition` of the run's final checkpoint on `few_probe_data`."""
+    data = few_probe_data(run.process, cfg, run.config.data.seq_len, n_sequences)
+    model = run.load_model(run.steps[-1])
+    return variance_decomposition(
+        probe(model, run.process, data, cfg.site_for(model)), run.process, data.tokens, cfg.seed
+    )
+
+
 def joint_belief_gain(run: Run, cfg: AnalysisConfig, n_sequences: int = FEW_SEQUENCES) -> dict:
     """Is the final representation factored or joint? `variance_decomposition` at the final checkpoint:
     `beliefs_r2`, the held-out share of the activations' variance the beliefs explain linearly; `before_joint_r2`,
@@ -218,12 +250,7 @@ def joint_belief_gain(run: Run, cfg: AnalysisConfig, n_sequences: int = FEW_SEQU
     belief coordinates (the joint belief) explains on top. A factored network leaves joint_gain near 0; a joint
     one puts its variance there. (The tokens come first because the newest token alone already predicts much of
     the joint belief: without them, an untrained network's token embedding would count as "joint".)"""
-    data = few_probe_data(run.process, cfg, run.config.data.seq_len, n_sequences)
-    model = run.load_model(run.steps[-1])
-    rows = variance_decomposition(
-        probe(model, run.process, data, cfg.site_for(model)), run.process, data.tokens, cfg.seed
-    )
-    r2 = [r["r2"] for r in rows]
+    r2 = [r["r2"] for r in final_variance_decomposition(run, cfg, n_sequences)]
     return {"beliefs_r2": r2[0], "before_joint_r2": r2[-2], "joint_gain": r2[-1] - r2[-2]}
 
 
