@@ -9,8 +9,9 @@ and AdamW on the rest at lr 4e-3, cosine, batch 256, 1,500 steps) with the sizes
   d_model 120, d_mlp 480    the canonical transformer
   d_model 480, d_mlp 1,920  notebook 05's reading of the paper's wide variant (the MLP follows the width, x 4)
   d_model 480, d_mlp 480    the other reading (the canonical MLP kept): the MLP width is the one change
-  optimizer adamw           AdamW on every parameter (the authors' optimizer) at the same lr: Muon's
-                            orthogonalised updates are the one change
+  optimizer adamw           AdamW on every parameter (the authors' optimizer): Muon's orthogonalised updates
+                            are the one change; at the profile's lr 4e-3 and, for the wide model, also at 1e-3
+                            (4e-3 x 120 / 480: AdamW's stable lr for hidden matrices falls as 1 / width)
 The runs are built by `parameters.run_config`, as `python -m factored.train --profile laptop --d_model 480 ...`
 builds them, so they are the very runs notebook 05 and the architectures sweep load. Single-threaded training,
 as `make run` trains.
@@ -35,20 +36,22 @@ from factored.trajectory import stages
 
 HERE = Path(__file__).resolve().parent
 SIZES = {"canonical": (120, 480), "wide, 05's MLP": (480, 1920), "wide, canonical MLP": (480, 480)}
-CONDITIONS = [(sizes, "muon", (0, 1, 2)) for sizes in SIZES] + [
-    ("canonical", "adamw", (0,)),
-    ("wide, canonical MLP", "adamw", (0,)),
-]  # (sizes, optimizer, seeds); AdamW on one seed each: a control of the optimizer, not a new condition
+LR = 4e-3  # the laptop profile's
+CONDITIONS = [(sizes, "muon", LR, (0, 1, 2)) for sizes in SIZES] + [
+    ("canonical", "adamw", LR, (0,)),
+    ("wide, canonical MLP", "adamw", LR, (0,)),
+    ("wide, canonical MLP", "adamw", LR * 120 / 480, (0,)),
+]  # (sizes, optimizer, lr, seeds); AdamW on one seed each: a control of the optimizer, not a new condition
 
 
-def run_config(sizes: str, optimizer: str, seed: int) -> RunConfig:
+def run_config(sizes: str, optimizer: str, lr: float, seed: int) -> RunConfig:
     d_model, d_mlp = SIZES[sizes]
-    values = {"profile": "laptop", "d_model": d_model, "d_mlp": d_mlp, "optimizer": optimizer, "seed": seed}
+    values = {"profile": "laptop", "d_model": d_model, "d_mlp": d_mlp, "optimizer": optimizer, "lr": lr, "seed": seed}
     return parameters.run_config(values, strict=True)
 
 
-def configs() -> list[tuple[str, str, int, RunConfig]]:
-    return [(s, o, seed, run_config(s, o, seed)) for s, o, seed_list in CONDITIONS for seed in seed_list]
+def configs() -> list[tuple[str, str, float, int, RunConfig]]:
+    return [(s, o, lr, seed, run_config(s, o, lr, seed)) for s, o, lr, seed_list in CONDITIONS for seed in seed_list]
 
 
 def train_lane(lane: int, n_lanes: int) -> None:
@@ -76,11 +79,11 @@ def score(run: runs.Run, acfg: probing.AnalysisConfig) -> dict:
 def report() -> None:
     acfg = probing.AnalysisConfig()
     rows = []
-    for sizes, optimizer, seed, cfg in configs():
+    for sizes, optimizer, lr, seed, cfg in configs():
         run = runs.finished_run(cfg)
         if run is not None:
             parts = across_runs.variance_parts([run], acfg).iloc[0].drop("run").to_dict()
-            rows.append({"sizes": sizes, "optimizer": optimizer, "seed": seed, **score(run, acfg), **parts})
+            rows.append({"sizes": sizes, "optimizer": optimizer, "lr": lr, "seed": seed, **score(run, acfg), **parts})
     columns = ["beliefs", "position", "tokens", "within-factor", "joint belief", "unexplained"]
     lines = [
         "# The wide transformer: what its extra directions hold",
@@ -89,13 +92,13 @@ def report() -> None:
         "(method: that script's docstring). Each row: the mean over its seeds, with the 95% t-interval of dims@95",
         "where there are several; the variance parts are held-out shares of the final activations' variance (%).",
         "",
-        "| d_model, d_mlp | optimizer | seeds | learned | worst R² | gap | dims@95 | dims@99 | collapse | "
+        "| d_model, d_mlp | optimizer, lr | seeds | learned | worst R² | gap | dims@95 | dims@99 | collapse | "
         + " | ".join(columns)
         + " |",
         "|" + "---|" * (9 + len(columns)),
     ]
-    for sizes, optimizer, _ in CONDITIONS:
-        picked = [r for r in rows if (r["sizes"], r["optimizer"]) == (sizes, optimizer)]
+    for sizes, optimizer, lr, _ in CONDITIONS:
+        picked = [r for r in rows if (r["sizes"], r["optimizer"], r["lr"]) == (sizes, optimizer, lr)]
         if not picked:
             continue
         mean = {key: float(np.mean([r[key] for r in picked])) for key in ["gap", "dims99", "collapse", *columns]}
@@ -105,7 +108,7 @@ def report() -> None:
             _, low, high = seeds.seed_interval(dims)
             d95 += f" [{low:.1f}, {high:.1f}]" if np.isfinite(low) else f" (range {min(dims)}-{max(dims)})"
         cells = [
-            f"{SIZES[sizes][0]}, {SIZES[sizes][1]} ({sizes})", optimizer, str(len(picked)),
+            f"{SIZES[sizes][0]}, {SIZES[sizes][1]} ({sizes})", f"{optimizer}, {lr:g}", str(len(picked)),
             f"{sum(r['learned'] for r in picked)} of {len(picked)}", f"{min(r['worst_r2'] for r in picked):.3f}",
             f"{mean['gap']:.4f}", d95, f"{mean['dims99']:.1f}", f"{mean['collapse']:.1f}",
             *(f"{100 * mean[c]:.1f}" for c in columns),
