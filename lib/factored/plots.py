@@ -512,7 +512,7 @@ def variance_parts_by(parts, by: str, order: Sequence[str], title: str):
         left += width
     ax.set_yticks(range(len(means)), means.index, fontsize=8)
     ax.set(xlim=(0, 1), xlabel="held-out share of the final activations' variance (mean over seeds)", title=title)
-    ax.legend(fontsize=8, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.25 - 0.5 / len(order)))
+    ax.legend(fontsize=8, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     fig.tight_layout()
     return fig
 
