@@ -22,7 +22,8 @@ FIGURES = {  # file name -> (notebook, index of the image output, counting from 
     "sweep_noise.png": ("07_sweeps", 0),
     "expansion_dims.png": ("07_sweeps", 2),
     "sweep_architectures.png": ("07_sweeps", 4),
-    "factor_scaling.png": ("07_sweeps", 5),
+    "variance_parts.png": ("07_sweeps", 5),
+    "factor_scaling.png": ("07_sweeps", 6),
 }
 
 
