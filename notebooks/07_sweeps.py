@@ -264,9 +264,9 @@ for row in seeds.difference_table(arch_runs[arch_runs["model"].isin(arch_compare
 # departs from the rule is compared with the same model under it: the one change.
 
 # %%
-same_context = [r for r in noiseless_runs if r.config.data.seq_len == ref.data.seq_len]
-parts = across_runs.variance_parts(same_context, acfg).merge(arch_runs[["run", "model"]].drop_duplicates("run"))
-parts = parts[parts["model"].isin(arch_compared.learned)]
+learned_here = [r for r in noiseless_runs if r.config.data.seq_len == ref.data.seq_len
+                and across_runs.model_label(r.config, ref) in arch_compared.learned]  # fmt: skip
+parts = across_runs.variance_parts(learned_here, acfg).merge(arch_runs[["run", "model"]].drop_duplicates("run"))
 part_models = [m for m in models if m in set(parts["model"])]
 plots.variance_parts_by(parts, "model", part_models, "What the final activations hold (learned networks)");
 
