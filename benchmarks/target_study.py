@@ -69,7 +69,12 @@ def cell(
     """A run's name in the study; `process`: "" (the transformer on independent factors), "chain" or "lstm";
     budget: the multiple of the recipe's steps (named `-x4` when not 1), or "long": the `long` profile's run."""
     name = f"{init}-{target}-eps{eps:g}-b{batch}-s{seed}" + (f"-{process}" if process else "")
-    return name + ("-long" if budget == "long" else f"-x{budget}" if budget != 1 else "")
+    return name + budget_suffix(budget)
+
+
+def budget_suffix(budget: int | str) -> str:
+    """How a run's name ends for its budget: "" (the recipe's steps), "-x4" (4x) or "-long" (the long profile)."""
+    return "-long" if budget == "long" else f"-x{budget}" if budget != 1 else ""
 
 
 def cells() -> list[str]:

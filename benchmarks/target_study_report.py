@@ -106,8 +106,9 @@ SEED_COLUMNS = (
 def seeds_of(results: dict, chosen: str, eps: float, budget: int | str = 1) -> list[dict]:
     """Every seed's result of a cell ("init-target") at eps on the independent process, at `budget` x the recipe's
     steps ("long": the `long` profile's runs)."""
-    suffix = "-long" if budget == "long" else f"-x{budget}" if budget != 1 else ""
-    pattern = re.escape(f"{chosen}-eps{eps:g}-b256-s") + r"\d+" + re.escape(suffix)
+    from target_study import budget_suffix
+
+    pattern = re.escape(f"{chosen}-eps{eps:g}-b256-s") + r"\d+" + re.escape(budget_suffix(budget))
     return [r for n, r in results.items() if re.fullmatch(pattern, n)]
 
 
