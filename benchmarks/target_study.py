@@ -18,7 +18,9 @@ unless a cell names more, with one thing changed at a time:
           eps 0, so 6,000 steps reach about 1e-4, below the cost at eps >= 0.2, 4.5e-4 to 8.6e-4, and near eps 0.1's
           1.6e-4)
   long    the `long` profile (the paper's init, sampled tokens, 20,000 steps, the laptop recipe otherwise) at eps 0
-          and 0.5, seeds 0-2: does sampled-token training reach another geometry than the exact law?
+          and 0.5, seeds 0-2: does sampled-token training reach another geometry than the exact law? And eps 0.5
+          seed 0 at batch 1,024 over the same sequences (5,000 steps, warmup and checkpoints scaled alike): does
+          less target noise per step let sampled tokens learn the Mess3 beliefs?
 Runs are named by their condition (`canonical`, `eps0.5`) and live in outputs/runs/ like any run, so a run of
 the chosen cell is the very run the notebooks load. Training is single-threaded (torch.set_num_threads(1)),
 as `make run` trains, so the floats are the ones a fresh clone reproduces.
@@ -37,6 +39,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +62,7 @@ BUDGET, BUDGET_NOISE = 4, (0.1, 0.2, 0.3, 0.5)  # the longer runs: x the recipe'
 # the longer runs answer the noise question: 3 seeds at every eps
 BUDGET_SEEDS = {0.1: (0, 1, 2), 0.2: (0, 1, 2), 0.3: (0, 1, 2), 0.5: (0, 1, 2)}
 LONG_NOISE, LONG_SEEDS = (0.0, 0.5), (0, 1, 2)  # the `long` profile's runs (docstring)
+LONG_BATCH = 1024  # eps 0.5's long run at 4x the batch over the same sequences: less sampled-target noise per step
 TC_SEQUENCES = 2_000  # probe sequences for the predicted law's total correlation
 FIDELITY_SAMPLES = 100_000  # Monte-Carlo contexts of the true law's fidelity cost (standard error near 1%)
 
@@ -87,15 +91,26 @@ def cells() -> list[str]:
     expansion = [cell(*CHOSEN, eps, s) for eps in NOISE_LEVELS[1:] for s in EXPANSION_SEEDS[eps]]
     longer = [cell(*CHOSEN, eps, s, budget=BUDGET) for s in (0, 1, 2) for eps in BUDGET_NOISE if s in BUDGET_SEEDS[eps]]
     long = [cell("paper", "tokens", eps, s, budget="long") for s in LONG_SEEDS for eps in LONG_NOISE]
-    grid = [*first, *notebooks, *seeds, *noisy[:2], *expansion, *noisy[2:], cell(*CHOSEN, batch=1024), *longer, *long]
+    long_batch = [cell("paper", "tokens", 0.5, 0, batch=LONG_BATCH, budget="long")]
+    grid = [*first, *notebooks, *seeds, *noisy[:2], *expansion, *noisy[2:], cell(*CHOSEN, batch=1024), *longer, *long,
+            *long_batch]  # fmt: skip
     return list(dict.fromkeys(grid))
+
+
+def at_equal_sequences(recipe: TrainConfig, batch: int) -> TrainConfig:
+    """`recipe` at batch `batch`: its steps, warmup and checkpoint spacing scaled so every sequence count it trains,
+    warms up over and checkpoints at stays the same."""
+    scale = lambda n: n * recipe.batch_size // batch  # noqa: E731
+    return replace(recipe, batch_size=batch, steps=scale(recipe.steps), warmup_steps=scale(recipe.warmup_steps),
+                   checkpoint_every=scale(recipe.checkpoint_every), log_every=scale(recipe.log_every))  # fmt: skip
 
 
 def run_config(name: str) -> RunConfig:
     init, target, eps, batch, seed, *rest = name.split("-")
     eps, batch, seed = float(eps[3:]), int(batch[1:]), int(seed[1:])
-    if rest == ["long"]:  # the very run `python -m factored.train --profile long` trains
-        return parameters.run_config({"profile": "long", "noise": eps, "seed": seed})
+    if rest == ["long"]:  # the very run `python -m factored.train --profile long` trains, or it at equal sequences
+        long = parameters.run_config({"profile": "long", "noise": eps, "seed": seed})
+        return long if batch == 256 else replace(long, train=at_equal_sequences(long.train, batch))
     process = [p for p in rest if not p.startswith("x")]
     budget = int(next((p[1:] for p in rest if p.startswith("x")), 1))
     steps = RECIPE["steps"] * 256 // batch * budget  # equal sequences

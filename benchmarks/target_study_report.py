@@ -46,7 +46,8 @@ def collapse(r: dict) -> tuple[int, int]:
 def describe(name: str) -> str:
     init, target, eps, batch, seed, *rest = name.split("-")
     process = [p for p in rest if not p.startswith("x") and p != "long"] or ["transformer"]
-    budget = [f"{p[1:]}x steps" if p.startswith("x") else "long (20,000 steps)" for p in rest if p not in process]
+    long = "long (20,000 x 256 sequences)"
+    budget = [f"{p[1:]}x steps" if p.startswith("x") else long for p in rest if p not in process]
     return " ".join([*process, f"init {init}", target, eps, batch, seed, *budget])
 
 
@@ -184,9 +185,10 @@ def curves(results: dict, names: list[str], path: Path, title: str) -> None:
 
 
 def report(results: dict) -> None:
-    from target_study import BUDGET, BUDGET_NOISE, CHOSEN, LONG_NOISE, NOISE_LEVELS, RECIPE, cells
+    from target_study import BUDGET, BUDGET_NOISE, CHOSEN, LONG_BATCH, LONG_NOISE, NOISE_LEVELS, RECIPE, cell, cells
 
     chosen = "-".join(CHOSEN)
+    batches = [cell("paper", "tokens", 0.5, 0, batch=b, budget="long") for b in (256, LONG_BATCH)]
     done = [n for n in cells() if n in results]
     lines = [
         "# The training target study",
@@ -242,6 +244,14 @@ def report(results: dict) -> None:
         ),
         "",
         "![long](target_study_long.png)",
+        "",
+        f"### {LONG_BATCH:,} sequences a step over the same sequences (eps 0.5, seed 0)",
+        "",
+        f"The eps 0.5 seed-0 token run again at batch {LONG_BATCH:,} for a quarter of the steps, its warmup,",
+        "checkpoints and evaluations at the same sequence counts. One change: each step's gradient averages 4x as many",
+        "sequences, a quarter of the variance of its sampled-target noise (the exact law removes all of it).",
+        "",
+        *seed_table([(0.5, [results[n]]) for n in batches if n in results], target=True),
     ]
     (HERE / "target_study.md").write_text("\n".join(lines) + "\n")
     first = [n for n in done if n.split("-")[2] in ("eps0", "eps0.5") and n.endswith("s0")]

@@ -40,3 +40,12 @@ def test_the_study_s_long_cells_are_the_long_profile_s_runs(study, eps, seed):
     long = study.run_config(study.cell("paper", "tokens", eps, seed, budget="long"))
     assert make_config("long", noise=eps, seed=seed) == long
     assert (long.train.target, long.train.steps, long.model) == ("tokens", 20_000, make_config("laptop").model)
+
+
+def test_the_study_s_long_batch_cell_sees_the_long_run_s_sequences_at_4x_the_batch(study):
+    long = study.run_config(study.cell("paper", "tokens", 0.5, 0, budget="long"))
+    wide = study.run_config(study.cell("paper", "tokens", 0.5, 0, batch=1024, budget="long"))
+    assert wide.train.batch_size == 4 * long.train.batch_size
+    for field in ("steps", "warmup_steps", "checkpoint_every", "log_every"):  # every sequence count stays
+        assert getattr(wide.train, field) * 1024 == getattr(long.train, field) * 256, field
+    assert (wide.data, wide.model, wide.train.target, wide.train.lr) == (long.data, long.model, "tokens", 4e-3)
