@@ -156,15 +156,18 @@ def equal_gap_table(results: dict, names: list[str]) -> list[str]:
 
 
 def curves(results: dict, names: list[str], path: Path, title: str) -> None:
-    """Gap, worst factor R^2, dims@95 and dims@99 over training steps, one line per run."""
+    """Gap, worst factor R^2, dims@95 and dims@99 over training, one line per run; the x axis counts sequences in
+    steps of 256, so runs at another batch sit where they have seen as many sequences."""
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for name in names:
         r = results[name]
+        at = r["config"]["train"]["batch_size"] / 256
+        steps, gap_steps = np.multiply(r["steps"][1:], at), np.multiply(r["gap_steps"][1:], at)
         style = dict(label=describe(name), ls="--" if "tokens" in name else "-", lw=1.2)
-        axes[0].plot(r["gap_steps"][1:], np.maximum(r["gap"][1:], 1e-5), **style)
-        axes[1].plot(r["steps"][1:], [min(v) for v in r["r2"][1:]], **style)
-        axes[2].plot(r["steps"][1:], r["dims95"][1:], **style)
-        axes[3].plot(r["steps"][1:], r["dims99"][1:], **style)
+        axes[0].plot(gap_steps, np.maximum(r["gap"][1:], 1e-5), **style)
+        axes[1].plot(steps, [min(v) for v in r["r2"][1:]], **style)
+        axes[2].plot(steps, r["dims95"][1:], **style)
+        axes[3].plot(steps, r["dims99"][1:], **style)
     axes[0].axhline(verdicts.LEARNED_GAP, color="grey", lw=0.8, ls=":")
     axes[1].axhline(verdicts.LEARNED_R2, color="grey", lw=0.8, ls=":")
     for ax in axes[2:]:
@@ -173,7 +176,7 @@ def curves(results: dict, names: list[str], path: Path, title: str) -> None:
     labels = ["held-out gap (nats, log)", "worst factor's R²", "dims@95", "dims@99"]
     for ax, label in zip(axes, labels, strict=True):
         ax.set_xscale("log")
-        ax.set_xlabel("step")
+        ax.set_xlabel("sequences trained / 256 (the step at batch 256)")
         ax.set_title(label)
     axes[0].set_yscale("log")
     axes[1].set_ylim(0, 1)
@@ -249,9 +252,14 @@ def report(results: dict) -> None:
         "",
         f"The eps 0.5 seed-0 token run again at batch {LONG_BATCH:,} for a quarter of the steps, its warmup,",
         "checkpoints and evaluations at the same sequence counts. One change: each step's gradient averages 4x as many",
-        "sequences, a quarter of the variance of its sampled-target noise (the exact law removes all of it).",
+        "sequences, a quarter of the variance of its sampled-target noise (the exact law removes all of it). The",
+        "table's steps are each run's own (x 4 for the batch-1,024 run's sequences in steps of 256); the figure puts",
+        "both on sequences.",
         "",
-        *seed_table([(0.5, [results[n]]) for n in batches if n in results], target=True),
+        GRID_HEADER,
+        *[grid_row(n, results[n]) for n in batches if n in results],
+        "",
+        "![batch](target_study_batch.png)",
     ]
     (HERE / "target_study.md").write_text("\n".join(lines) + "\n")
     first = [n for n in done if n.split("-")[2] in ("eps0", "eps0.5") and n.endswith("s0")]
@@ -263,7 +271,9 @@ def report(results: dict) -> None:
     ]
     curves(results, [n for n in longer if n in results], HERE / "target_study_budget.png",
            f"{chosen}: {BUDGET}x the steps at eps {', '.join(f'{e:g}' for e in BUDGET_NOISE)} (seed 0)")  # fmt: skip
-    long = [n for n in done if n.endswith("-long")]
+    long = [n for n in done if n.endswith("-long") and "-b256-" in n]
     law = [n for n in (f"{chosen}-eps0-b256-s0", f"{chosen}-eps0.5-b256-s0-x{BUDGET}") if n in results]
     curves(results, law + long, HERE / "target_study_long.png",
            "sampled tokens over 20,000 steps (dashed, every seed) beside the exact law (seed 0)")  # fmt: skip
+    curves(results, [n for n in batches if n in results], HERE / "target_study_batch.png",
+           f"sampled tokens at eps 0.5 (seed 0): batch 256 and {LONG_BATCH:,} over the same sequences")  # fmt: skip
