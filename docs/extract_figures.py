@@ -19,6 +19,7 @@ FIGURES = {  # file name -> (notebook, index of the image output, counting from 
     "extra_dims.png": ("03_factored_geometry", 5),
     "overlap.png": ("03_factored_geometry", 6),
     "noise_dims.png": ("04_noise", 4),
+    "long_tokens.png": ("04_noise", 8),
     "sweep_noise.png": ("07_sweeps", 0),
     "expansion_dims.png": ("07_sweeps", 2),
     "sweep_architectures.png": ("07_sweeps", 4),

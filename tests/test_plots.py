@@ -1,7 +1,9 @@
 """The figures' own rules: colours that are a function of the belief alone, and a style that stays inside."""
 
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 
 from factored import plots, products
@@ -35,8 +37,6 @@ def test_a_figure_leaves_the_global_style_as_it_was():
 
 
 def test_variance_parts_stack_each_condition_s_mean_shares_in_order():
-    import pandas as pd
-
     parts = pd.DataFrame({"run": ["a", "b", "c"], "model": ["wide", "wide", "narrow"], "beliefs": [0.4, 0.6, 0.9],
                           "position": [0.3, 0.1, -0.01], "unexplained": [0.3, 0.3, 0.11]})  # fmt: skip
     fig = plots.variance_parts_by(parts, "model", ["narrow", "wide"], "t")
@@ -44,3 +44,14 @@ def test_variance_parts_stack_each_condition_s_mean_shares_in_order():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["wide", "narrow"]  # the first one drawn on top
     widths = [round(p.get_width(), 6) for p in ax.patches]
     assert widths == [0.5, 0.9, 0.2, 0.0, 0.3, 0.11]  # per part, the means of (wide, narrow); below 0 drawn as 0
+
+
+def test_a_legend_drawn_outside_lies_right_of_the_axes():
+    per_step = pd.DataFrame({"step": [0, 10, 100] * 2, "dims95": [60, 12, 10, 60, 30, 20], "eps": list("aaabbb")})
+    for outside in (False, True):
+        fig = plots.dims_over_training_by(per_step, "eps", 10, "t", legend_outside=outside)
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        legend, axes_box = ax.get_legend().get_window_extent(), ax.get_window_extent()
+        assert (legend.x0 >= axes_box.x1) == outside
+        plt.close(fig)

@@ -433,10 +433,17 @@ def _no_data(fig, ax, title: str, message: str):
 
 @figure
 def dims_over_training_by(
-    per_step, hue: str, factored_dims: int, title: str, order: Sequence[str] | None = None, legend_title: str = ""
+    per_step,
+    hue: str,
+    factored_dims: int,
+    title: str,
+    order: Sequence[str] | None = None,
+    legend_title: str = "",
+    legend_outside: bool = False,
 ):
     """dims@95 against step, one curve per value of `hue` (an eps, a model): the mean over seeds, the band their
-    range (min to max). `per_step`: a DataFrame with columns step, dims95 and `hue`, one row per run and step."""
+    range (min to max). `per_step`: a DataFrame with columns step, dims95 and `hue`, one row per run and step.
+    `legend_outside`: the legend right of the axes, for curves that fill every corner."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     if per_step.empty:
         return _no_data(fig, ax, title, "no finished runs at this budget yet")
@@ -458,7 +465,10 @@ def dims_over_training_by(
     ax.set(xscale="log", yscale="log", xlabel="training step (step 0 drawn at 1)", ylabel="dims@95%", title=title)
     for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):  # 12, not 1.2 x 10^1
         axis(plt.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.legend(title=legend_title or hue, fontsize=8)
+    outside = dict(loc="upper left", bbox_to_anchor=(1.01, 1)) if legend_outside else {}
+    ax.legend(title=legend_title or hue, fontsize=8, **outside)
+    if legend_outside:
+        fig.tight_layout()
     return fig
 
 
