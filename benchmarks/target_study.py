@@ -19,8 +19,8 @@ unless a cell names more, with one thing changed at a time:
           1.6e-4)
   long    the `long` profile (the paper's init, sampled tokens, 20,000 steps, the laptop recipe otherwise) at eps 0
           and 0.5, seeds 0-2: does sampled-token training reach another geometry than the exact law? And eps 0.5
-          seed 0 at batch 1,024 over the same sequences (5,000 steps, warmup and checkpoints scaled alike): does
-          less target noise per step let sampled tokens learn the Mess3 beliefs?
+          at batch 1,024 over the same sequences (5,000 steps, warmup and checkpoints scaled alike), seeds 0-2:
+          does less target noise per step let sampled tokens learn the Mess3 beliefs?
 Runs are named by their condition (`canonical`, `eps0.5`) and live in outputs/runs/ like any run, so a run of
 the chosen cell is the very run the notebooks load. Training is single-threaded (torch.set_num_threads(1)),
 as `make run` trains, so the floats are the ones a fresh clone reproduces.
@@ -91,7 +91,7 @@ def cells() -> list[str]:
     expansion = [cell(*CHOSEN, eps, s) for eps in NOISE_LEVELS[1:] for s in EXPANSION_SEEDS[eps]]
     longer = [cell(*CHOSEN, eps, s, budget=BUDGET) for s in (0, 1, 2) for eps in BUDGET_NOISE if s in BUDGET_SEEDS[eps]]
     long = [cell("paper", "tokens", eps, s, budget="long") for s in LONG_SEEDS for eps in LONG_NOISE]
-    long_batch = [cell("paper", "tokens", 0.5, 0, batch=LONG_BATCH, budget="long")]
+    long_batch = [cell("paper", "tokens", 0.5, s, batch=LONG_BATCH, budget="long") for s in LONG_SEEDS]
     grid = [*first, *notebooks, *seeds, *noisy[:2], *expansion, *noisy[2:], cell(*CHOSEN, batch=1024), *longer, *long,
             *long_batch]  # fmt: skip
     return list(dict.fromkeys(grid))

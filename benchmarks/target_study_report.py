@@ -104,12 +104,12 @@ SEED_COLUMNS = (
 )  # fmt: skip
 
 
-def seeds_of(results: dict, chosen: str, eps: float, budget: int | str = 1) -> list[dict]:
+def seeds_of(results: dict, chosen: str, eps: float, budget: int | str = 1, batch: int = 256) -> list[dict]:
     """Every seed's result of a cell ("init-target") at eps on the independent process, at `budget` x the recipe's
-    steps ("long": the `long` profile's runs)."""
+    steps ("long": the `long` profile's runs) and batch `batch`."""
     from target_study import budget_suffix
 
-    pattern = re.escape(f"{chosen}-eps{eps:g}-b256-s") + r"\d+" + re.escape(budget_suffix(budget))
+    pattern = re.escape(f"{chosen}-eps{eps:g}-b{batch}-s") + r"\d+" + re.escape(budget_suffix(budget))
     return [r for n, r in results.items() if re.fullmatch(pattern, n)]
 
 
@@ -188,10 +188,21 @@ def curves(results: dict, names: list[str], path: Path, title: str) -> None:
 
 
 def report(results: dict) -> None:
-    from target_study import BUDGET, BUDGET_NOISE, CHOSEN, LONG_BATCH, LONG_NOISE, NOISE_LEVELS, RECIPE, cell, cells
+    from target_study import (
+        BUDGET,
+        BUDGET_NOISE,
+        CHOSEN,
+        LONG_BATCH,
+        LONG_NOISE,
+        LONG_SEEDS,
+        NOISE_LEVELS,
+        RECIPE,
+        cell,
+        cells,
+    )
 
     chosen = "-".join(CHOSEN)
-    batches = [cell("paper", "tokens", 0.5, 0, batch=b, budget="long") for b in (256, LONG_BATCH)]
+    batches = [cell("paper", "tokens", 0.5, s, batch=b, budget="long") for s in LONG_SEEDS for b in (256, LONG_BATCH)]
     done = [n for n in cells() if n in results]
     lines = [
         "# The training target study",
@@ -248,13 +259,15 @@ def report(results: dict) -> None:
         "",
         "![long](target_study_long.png)",
         "",
-        f"### {LONG_BATCH:,} sequences a step over the same sequences (eps 0.5, seed 0)",
+        f"### {LONG_BATCH:,} sequences a step over the same sequences (eps 0.5)",
         "",
-        f"The eps 0.5 seed-0 token run again at batch {LONG_BATCH:,} for a quarter of the steps, its warmup,",
-        "checkpoints and evaluations at the same sequence counts. One change: each step's gradient averages 4x as many",
-        "sequences, a quarter of the variance of its sampled-target noise (the exact law removes all of it). The",
-        "table's steps are each run's own (x 4 for the batch-1,024 run's sequences in steps of 256); the figure puts",
-        "both on sequences.",
+        f"The eps 0.5 token runs again at batch {LONG_BATCH:,} for a quarter of the steps, their warmup, checkpoints",
+        "and evaluations at the same sequence counts, seed for seed. One change: each step's gradient averages 4x as",
+        "many sequences, a quarter of the variance of its sampled-target noise (the exact law removes all of it). The",
+        "grid's steps are each run's own (x 4 for a batch-1,024 run's sequences in steps of 256); the figure puts",
+        "both on sequences (seed 0).",
+        "",
+        *seed_table([(0.5, seeds_of(results, "paper-tokens", 0.5, "long", b)) for b in (256, LONG_BATCH)], target=True),
         "",
         GRID_HEADER,
         *[grid_row(n, results[n]) for n in batches if n in results],
@@ -275,5 +288,5 @@ def report(results: dict) -> None:
     law = [n for n in (f"{chosen}-eps0-b256-s0", f"{chosen}-eps0.5-b256-s0-x{BUDGET}") if n in results]
     curves(results, law + long, HERE / "target_study_long.png",
            "sampled tokens over 20,000 steps (dashed, every seed) beside the exact law (seed 0)")  # fmt: skip
-    curves(results, [n for n in batches if n in results], HERE / "target_study_batch.png",
+    curves(results, [n for n in batches[:2] if n in results], HERE / "target_study_batch.png",
            f"sampled tokens at eps 0.5 (seed 0): batch 256 and {LONG_BATCH:,} over the same sequences")  # fmt: skip
