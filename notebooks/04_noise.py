@@ -326,8 +326,9 @@ if long_runs:
               for r in (base, *long_runs)}  # fmt: skip
     per_step = pd.concat([law_steps, token_steps]).assign(recipe=lambda f: f["run"].map(recipe))
     finals = pd.concat([law_final, token_final]).assign(recipe=lambda f: f["run"].map(recipe))
+    legend = "target, budget, eps\n(band: range over seeds)"
     plots.dims_over_training_by(per_step, "recipe", factored_dim, "dims@95: the exact law against sampled tokens",
-                                legend_title="target, budget, eps\n(band: range over seeds)", legend_outside=True)  # fmt: skip
+                                legend_title=legend, legend_outside=True)  # fmt: skip
     print(finals[["recipe", "seed", "gap", "worst_r2", "learned", "min_dims95", "final_dims95"]].to_string(index=False))
     for eps, group in token_final.groupby("noise"):
         print(f"Sampled tokens at eps {eps:g}: {group['learned'].sum()} of {len(group)} runs learned; final dims@95 "
