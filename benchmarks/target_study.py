@@ -165,18 +165,23 @@ def record(name: str, result: dict) -> None:
         runs.atomic_write_text(RESULTS, json.dumps(results, indent=1, sort_keys=True))
 
 
-def train_lane(lane: int, n_lanes: int) -> None:
+def train_cell(name: str) -> None:
+    """Train (or load, or resume) one cell's run single-threaded, score it and record the result."""
     torch.set_num_threads(1)
+    cfg = run_config(name)
+    start = time.perf_counter()
+    run = train.get_or_train(cfg, progress=False)
+    seconds = time.perf_counter() - start
+    result = score(run, fidelity_cost(cfg.data))
+    record(name, {**result, "train_seconds": seconds, "run": run.dir.name})
+    print(f"{name}: {run.dir.name} trained in {seconds / 60:.1f} min, final gap {result['gap'][-1]:+.5f}, "
+          f"dims@95 {result['dims95'][-1]}", flush=True)  # fmt: skip
+
+
+def train_lane(lane: int, n_lanes: int) -> None:
     done = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for name in [n for n in cells() if n not in done][lane::n_lanes]:  # lanes started together share what is left
-        cfg = run_config(name)
-        start = time.perf_counter()
-        run = train.get_or_train(cfg, progress=False)
-        seconds = time.perf_counter() - start
-        result = score(run, fidelity_cost(cfg.data))
-        record(name, {**result, "train_seconds": seconds, "run": run.dir.name})
-        print(f"{name}: {run.dir.name} trained in {seconds / 60:.1f} min, final gap {result['gap'][-1]:+.5f}, "
-              f"dims@95 {result['dims95'][-1]}", flush=True)  # fmt: skip
+        train_cell(name)
 
 
 if __name__ == "__main__":
