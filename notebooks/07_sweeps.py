@@ -23,6 +23,7 @@
 # ```bash
 # make sweep SWEEP=params/sweeps/noise.yaml           # 04_noise at eps 0, 0.2, 0.5 x seeds 0, 1, 2
 # make sweep SWEEP=params/sweeps/architectures.yaml   # 05_architectures for RNN, LSTM, GRU x seeds 0, 1, 2
+# make sweep SWEEP=params/sweeps/transformer_variants.yaml  # the long and wide transformers (hours of 2 cores)
 # make sweep SWEEP=params/sweeps/factors.yaml         # 02_training on N = 1..6 independent Mess3 factors
 # python -m factored.sweep params/sweeps/noise.yaml --scheduler tcp://host:8786   # on a Dask cluster
 # ```
@@ -57,7 +58,8 @@ import pandas as pd
 
 from factored import across_runs, paper, paths, plots, products, runs, seeds, sweep, train, verdicts
 
-SWEEPS = {name: paths.SWEEPS_DIR / f"{name}.yaml" for name in ("noise", "architectures", "factors", "expansion")}
+SWEEPS = {name: paths.SWEEPS_DIR / f"{name}.yaml"
+          for name in ("noise", "architectures", "transformer_variants", "factors", "expansion")}
 # acfg: notebooks 03-05's analysis sizes, so their caches are shared
 ref = config.make_config(profile)  # the canonical transformer of this profile: the models are named against it
 joint_dim, factored_dim = products.dimension_counts(products.process_of(ref.data).state_dims)
@@ -219,18 +221,20 @@ print("\n".join(f.sentence() for f in verdicts.expansion_findings(expansion, exp
 # %% [markdown]
 # ## Architectures
 #
-# Every model of `params/sweeps/architectures.yaml` on the noiseless five-factor process, each trained with its
-# own optimizer and lr (`Profile.recurrent`, from the recipe study) on the exact law for 1,500 steps, beside the
-# canonical transformer (the eps = 0 runs above). A recurrent net is probed at the hidden state of its top
-# layer. The paper (one seed each, 30k steps and more) finds the LSTM of width 32 at 14-17 dimensions, the RNN
-# of width 256 still at about 35 at 30k steps, the wide transformer and the long contexts at 10-12.
+# Every model of `params/sweeps/architectures.yaml` (the recurrent nets) and `transformer_variants.yaml` (the long
+# and wide transformers) on the noiseless five-factor process, each trained with its own optimizer and lr
+# (`Profile.recurrent`, from the recipe study) on the exact law for 1,500 steps, beside the canonical transformer
+# (the eps = 0 runs above). A recurrent net is probed at the hidden state of its top layer. The paper (one seed
+# each, 30k steps and more) finds the LSTM of width 32 at 14-17 dimensions, the RNN of width 256 still at about 35
+# at 30k steps, the wide transformer and the long contexts at 10-12.
 #
 # Each net is said to have learned its beliefs, or not, by the library's rule before its dimension is compared.
 
 # %%
 noiseless = lambda frame: frame[frame["noise"] == 0]
-arch_steps = pd.concat([noiseless(frames["noise"][0]), frames["architectures"][0]])
-arch_runs = pd.concat([noiseless(frames["noise"][1]), frames["architectures"][1]])
+ARCH_SWEEPS = ("architectures", "transformer_variants")
+arch_steps = pd.concat([noiseless(frames["noise"][0]), *(frames[name][0] for name in ARCH_SWEEPS)])
+arch_runs = pd.concat([noiseless(frames["noise"][1]), *(frames[name][1] for name in ARCH_SWEEPS)])
 models = sorted(arch_runs["model"].unique(), key=lambda m: (m != ref_model, m))  # the canonical one first
 plots.dims_over_training_by(arch_steps, "model", factored_dim, "dims@95 over training, by architecture", models);
 
@@ -240,7 +244,7 @@ plots.final_dims_by(arch_runs, arch_table, "model", factored_dim, "Final dims@95
 
 # %%
 arch_summary = across_runs.condition_table(arch_runs, "model").loc[models]
-noiseless_runs = [r for r in [*swept["noise"], *swept["architectures"]] if r.config.data.noise == 0]
+noiseless_runs = [r for name in ("noise", *ARCH_SWEEPS) for r in swept[name] if r.config.data.noise == 0]
 model_configs = {across_runs.model_label(r.config, ref): r.config for r in noiseless_runs}
 arch_summary["paper (final dims@95)"] = [paper.architecture_final_dims95(model_configs[m]).value for m in models]
 print(arch_summary.round(3).to_string() if len(arch_summary) else "no noiseless runs here yet")

@@ -335,7 +335,7 @@ def surveyed(r, step):
     return verdicts.DiscoveryVerdict(**runs.cached(r, f"08_discovery-step{step}", settings, verdict))
 
 
-swept = [r for name in ("noise", "architectures", "factors")
+swept = [r for name in ("noise", "architectures", "transformer_variants", "factors")
          for r in across_runs.sweep_runs(paths.SWEEPS_DIR / f"{name}.yaml", profile)]  # fmt: skip
 chain = runs.finished_run(parameters.run_config(dict(profile=profile, seed=seed), structure="chain"))
 others = list({r.dir: r for r in [*swept, *([chain] if chain else [])] if r.dir != run.dir}.values())
