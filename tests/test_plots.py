@@ -55,3 +55,28 @@ def test_a_legend_drawn_outside_lies_right_of_the_axes():
         legend, axes_box = ax.get_legend().get_window_extent(), ax.get_window_extent()
         assert (legend.x0 >= axes_box.x1) == outside
         plt.close(fig)
+
+
+def test_final_dims_by_draws_each_seed_in_its_condition_s_slot_the_same_way_every_time():
+    per_run = pd.DataFrame({"model": ["a", "a", "a", "b"], "final_dims95": [11, 12, 13, 20]})
+    intervals = pd.DataFrame({"model": ["b", "a"], "mean": [20.0, 12.0], "low": [np.nan, 9.5], "high": [np.nan, 14.5]})
+
+    def dots(fig):
+        return fig.axes[0].collections[0].get_offsets().data
+
+    first = dots(plots.final_dims_by(per_run, intervals, "model", 10, "t"))
+    again = dots(plots.final_dims_by(per_run, intervals, "model", 10, "t"))
+    np.testing.assert_array_equal(first, again)  # seeded jitter: a re-render draws the same figure
+    np.testing.assert_allclose(np.round(first[:, 0]), [1, 1, 1, 0])  # "a" drawn second, as `intervals` orders it
+    np.testing.assert_array_equal(first[:, 1], [11, 12, 13, 20])
+    assert np.abs(first[:, 0] - np.round(first[:, 0])).max() <= 0.08
+
+
+def test_final_dims_by_tilts_only_labels_that_would_run_into_each_other():
+    def rotation(names):
+        per_run = pd.DataFrame({"c": names, "final_dims95": range(len(names))})
+        intervals = pd.DataFrame({"c": names, "mean": range(len(names)), "low": np.nan, "high": np.nan})
+        return plots.final_dims_by(per_run, intervals, "c", 10, "t").axes[0].get_xticklabels()[0].get_rotation()
+
+    assert rotation(["0", "0.1", "0.2", "0.3", "0.5"]) == 0
+    assert rotation([f"transformer 480x4, d_mlp {w}" for w in range(10)]) == 25

@@ -482,7 +482,18 @@ def final_dims_by(per_run, intervals, x: str, factored_dims: int, title: str, xl
     if per_run.empty:
         return _no_data(fig, ax, title, "no finished runs at this budget yet")
     order = list(intervals[x])
-    sns.stripplot(data=per_run, x=x, y="final_dims95", order=order, color="0.5", size=6, jitter=0.08, ax=ax)
+    slot = per_run[x].map({value: i for i, value in enumerate(order)}).to_numpy(float)
+    jitter = np.random.default_rng(0).uniform(-0.08, 0.08, len(slot))  # seeded: a re-render draws the same figure
+    ax.scatter(slot + jitter, per_run["final_dims95"], color="0.5", s=36, label="one seed")
+    labels = [str(value) for value in order]
+    ticks = ax.set_xticks(range(len(order)), labels)
+    ax.set_xlim(-0.5, len(order) - 0.5)
+    ax.xaxis.grid(False)  # categories, not a scale
+    # tilt the labels when side by side they would run into each other (a character is about 0.6 em wide)
+    slot_points = ax.get_position().width * fig.get_figwidth() * 72 / len(order)
+    if max(map(len, labels)) * 0.6 * ticks[0].label1.get_fontsize() > slot_points:
+        ax.tick_params(axis="x", labelrotation=25)
+        plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     mean = intervals["mean"].to_numpy(float)
     low, high = intervals["low"].fillna(intervals["mean"]), intervals["high"].fillna(intervals["mean"])
     ax.errorbar(
@@ -494,10 +505,10 @@ def final_dims_by(per_run, intervals, x: str, factored_dims: int, title: str, xl
         capsize=5,
         label="mean over seeds, 95% t-interval",
     )
-    ax.scatter([], [], color="0.5", label="one seed")
     ax.axhline(factored_dims, color="0.3", ls="--", lw=1, label=f"factored: {factored_dims}")
     ax.set(xlabel=xlabel or x, ylabel="final dims@95%", title=title)
-    ax.set_ylim(bottom=0)
+    top = np.nanmax([per_run["final_dims95"].max(), high.max(), factored_dims])
+    ax.set_ylim(0, 1.1 * top)  # room above the highest dot and interval
     ax.legend(fontsize=8)
     return fig
 
