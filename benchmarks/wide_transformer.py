@@ -12,6 +12,8 @@ and AdamW on the rest at lr 4e-3, cosine, batch 256, 1,500 steps) with the sizes
   optimizer adamw           AdamW on every parameter (the authors' optimizer): Muon's orthogonalised updates
                             are the one change; at the profile's lr 4e-3 and, for the wide model, also at 1e-3
                             (4e-3 x 120 / 480: AdamW's stable lr for hidden matrices falls as 1 / width)
+  steps 6,000               the wide model with the canonical MLP over 4 x the budget (its cosine schedule
+                            stretched to match), seed 0: the budget is the one change
 The runs are built by `parameters.run_config`, as `python -m factored.train --profile laptop --d_model 480 ...`
 builds them, so they are the very runs notebook 05 and the architectures sweep load. Single-threaded training,
 as `make run` trains.
@@ -36,22 +38,28 @@ from factored.trajectory import stages
 
 HERE = Path(__file__).resolve().parent
 SIZES = {"canonical": (120, 480), "wide, 05's MLP": (480, 1920), "wide, canonical MLP": (480, 480)}
-LR = 4e-3  # the laptop profile's
-CONDITIONS = [(sizes, "muon", LR, (0, 1, 2)) for sizes in SIZES] + [
-    ("canonical", "adamw", LR, (0,)),
-    ("wide, canonical MLP", "adamw", LR, (0,)),
-    ("wide, canonical MLP", "adamw", LR * 120 / 480, (0,)),
-]  # (sizes, optimizer, lr, seeds); AdamW on one seed each: a control of the optimizer, not a new condition
+LR, STEPS = 4e-3, 1500  # the laptop profile's
+CONDITIONS = [(sizes, "muon", LR, (0, 1, 2), STEPS) for sizes in SIZES] + [
+    ("canonical", "adamw", LR, (0,), STEPS),
+    ("wide, canonical MLP", "adamw", LR, (0,), STEPS),
+    ("wide, canonical MLP", "adamw", LR * 120 / 480, (0,), STEPS),
+    ("wide, canonical MLP", "muon", LR, (0,), 4 * STEPS),
+]  # (sizes, optimizer, lr, seeds, steps); AdamW on one seed each: a control of the optimizer, not a new condition;
+# 4 x the steps (seed 0): does a longer budget move position and tokens out of the top 95% of the variance?
 
 
-def run_config(sizes: str, optimizer: str, lr: float, seed: int) -> RunConfig:
+def run_config(sizes: str, optimizer: str, lr: float, seed: int, steps: int = STEPS) -> RunConfig:
     d_model, d_mlp = SIZES[sizes]
     values = {"profile": "laptop", "d_model": d_model, "d_mlp": d_mlp, "optimizer": optimizer, "lr": lr, "seed": seed}
-    return parameters.run_config(values, strict=True)
+    return parameters.run_config(values | ({"steps": steps} if steps != STEPS else {}), strict=True)
 
 
-def configs() -> list[tuple[str, str, float, int, RunConfig]]:
-    return [(s, o, lr, seed, run_config(s, o, lr, seed)) for s, o, lr, seed_list in CONDITIONS for seed in seed_list]
+def configs() -> list[tuple[str, str, float, int, int, RunConfig]]:
+    return [
+        (s, o, lr, seed, steps, run_config(s, o, lr, seed, steps))
+        for s, o, lr, seed_list, steps in CONDITIONS
+        for seed in seed_list
+    ]
 
 
 def train_lane(lane: int, n_lanes: int) -> None:
@@ -79,11 +87,12 @@ def score(run: runs.Run, acfg: probing.AnalysisConfig) -> dict:
 def report() -> None:
     acfg = probing.AnalysisConfig()
     rows = []
-    for sizes, optimizer, lr, seed, cfg in configs():
+    for sizes, optimizer, lr, seed, steps, cfg in configs():
         run = runs.finished_run(cfg)
         if run is not None:
             parts = across_runs.variance_parts([run], acfg).iloc[0].drop("run").to_dict()
-            rows.append({"sizes": sizes, "optimizer": optimizer, "lr": lr, "seed": seed, **score(run, acfg), **parts})
+            condition = {"sizes": sizes, "optimizer": optimizer, "lr": lr, "steps": steps, "seed": seed}
+            rows.append({**condition, **score(run, acfg), **parts})
     columns = ["beliefs", "position", "tokens", "within-factor", "joint belief", "unexplained"]
     lines = [
         "# The wide transformer: what its extra directions hold",
@@ -92,13 +101,14 @@ def report() -> None:
         "(method: that script's docstring). Each row: the mean over its seeds, with the 95% t-interval of dims@95",
         "where there are several; the variance parts are held-out shares of the final activations' variance (%).",
         "",
-        "| d_model, d_mlp | optimizer, lr | seeds | learned | worst R² | gap | dims@95 | dims@99 | collapse | "
+        "| d_model, d_mlp | optimizer, lr | steps | seeds | learned | worst R² | gap | dims@95 | dims@99 | collapse | "
         + " | ".join(columns)
         + " |",
-        "|" + "---|" * (9 + len(columns)),
+        "|" + "---|" * (10 + len(columns)),
     ]
-    for sizes, optimizer, lr, _ in CONDITIONS:
-        picked = [r for r in rows if (r["sizes"], r["optimizer"], r["lr"]) == (sizes, optimizer, lr)]
+    for sizes, optimizer, lr, _, steps in CONDITIONS:
+        condition = (sizes, optimizer, lr, steps)
+        picked = [r for r in rows if (r["sizes"], r["optimizer"], r["lr"], r["steps"]) == condition]
         if not picked:
             continue
         mean = {key: float(np.mean([r[key] for r in picked])) for key in ["gap", "dims99", "collapse", *columns]}
@@ -108,7 +118,7 @@ def report() -> None:
             _, low, high = seeds.seed_interval(dims)
             d95 += f" [{low:.1f}, {high:.1f}]" if np.isfinite(low) else f" (range {min(dims)}-{max(dims)})"
         cells = [
-            f"{SIZES[sizes][0]}, {SIZES[sizes][1]} ({sizes})", f"{optimizer}, {lr:g}", str(len(picked)),
+            f"{SIZES[sizes][0]}, {SIZES[sizes][1]} ({sizes})", f"{optimizer}, {lr:g}", f"{steps:,}", str(len(picked)),
             f"{sum(r['learned'] for r in picked)} of {len(picked)}", f"{min(r['worst_r2'] for r in picked):.3f}",
             f"{mean['gap']:.4f}", d95, f"{mean['dims99']:.1f}", f"{mean['collapse']:.1f}",
             *(f"{100 * mean[c]:.1f}" for c in columns),
