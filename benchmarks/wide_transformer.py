@@ -15,7 +15,7 @@ and AdamW on the rest at lr 4e-3, cosine, batch 256, 1,500 steps) with the sizes
   steps 6,000               the wide model with the canonical MLP over 4 x the budget (its cosine schedule
                             stretched to match), seed 0: the budget is the one change
 The runs are built by `parameters.run_config`, as `python -m factored.train --profile laptop --d_model 480 ...`
-builds them, so they are the very runs notebook 05 and the architectures sweep load. Single-threaded training,
+builds them, so they are the very runs notebook 05 and the transformer_variants sweep load. Single-threaded training,
 as `make run` trains.
 
 Scoring, the same for every run: learned or not by the library's rule (`verdicts.learning`: every factor's
