@@ -51,7 +51,7 @@ CONDITIONS = [(sizes, "muon", LR, (0, 1, 2), STEPS) for sizes in SIZES] + [
 def run_config(sizes: str, optimizer: str, lr: float, seed: int, steps: int = STEPS) -> RunConfig:
     d_model, d_mlp = SIZES[sizes]
     values = {"profile": "laptop", "d_model": d_model, "d_mlp": d_mlp, "optimizer": optimizer, "lr": lr, "seed": seed}
-    return parameters.run_config(values | ({"steps": steps} if steps != STEPS else {}), strict=True)
+    return parameters.run_config(values | {"steps": steps}, strict=True)
 
 
 def configs() -> list[tuple[str, str, float, int, int, RunConfig]]:

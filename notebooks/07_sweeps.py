@@ -56,10 +56,9 @@ import math
 
 import pandas as pd
 
-from factored import across_runs, paper, paths, plots, products, runs, seeds, sweep, train, verdicts
+from factored import across_runs, paper, plots, products, runs, seeds, sweep, train, verdicts
 
-SWEEPS = {name: paths.SWEEPS_DIR / f"{name}.yaml"
-          for name in ("noise", "architectures", "transformer_variants", "factors", "expansion")}
+SWEEPS = across_runs.SWEEPS
 # acfg: notebooks 03-05's analysis sizes, so their caches are shared
 ref = config.make_config(profile)  # the canonical transformer of this profile: the models are named against it
 joint_dim, factored_dim = products.dimension_counts(products.process_of(ref.data).state_dims)
@@ -232,9 +231,8 @@ print("\n".join(f.sentence() for f in verdicts.expansion_findings(expansion, exp
 
 # %%
 noiseless = lambda frame: frame[frame["noise"] == 0]
-ARCH_SWEEPS = ("architectures", "transformer_variants")
-arch_steps = pd.concat([noiseless(frames["noise"][0]), *(frames[name][0] for name in ARCH_SWEEPS)])
-arch_runs = pd.concat([noiseless(frames["noise"][1]), *(frames[name][1] for name in ARCH_SWEEPS)])
+arch_steps = pd.concat([noiseless(frames["noise"][0]), *(frames[name][0] for name in across_runs.ARCHITECTURE_SWEEPS)])
+arch_runs = pd.concat([noiseless(frames["noise"][1]), *(frames[name][1] for name in across_runs.ARCHITECTURE_SWEEPS)])
 models = sorted(arch_runs["model"].unique(), key=lambda m: (m != ref_model, m))  # the canonical one first
 plots.dims_over_training_by(arch_steps, "model", factored_dim, "dims@95 over training, by architecture", models);
 
@@ -244,7 +242,8 @@ plots.final_dims_by(arch_runs, arch_table, "model", factored_dim, "Final dims@95
 
 # %%
 arch_summary = across_runs.condition_table(arch_runs, "model").loc[models]
-noiseless_runs = [r for name in ("noise", *ARCH_SWEEPS) for r in swept[name] if r.config.data.noise == 0]
+noiseless_runs = [r for name in ("noise", *across_runs.ARCHITECTURE_SWEEPS) for r in swept[name]
+                  if r.config.data.noise == 0]
 model_configs = {across_runs.model_label(r.config, ref): r.config for r in noiseless_runs}
 arch_summary["paper (final dims@95)"] = [paper.architecture_final_dims95(model_configs[m]).value for m in models]
 print(arch_summary.round(3).to_string() if len(arch_summary) else "no noiseless runs here yet")

@@ -75,7 +75,6 @@ from factored import (
     discovery,
     discovery_eval,
     lens,
-    paths,
     plots,
     products,
     readout,
@@ -335,8 +334,8 @@ def surveyed(r, step):
     return verdicts.DiscoveryVerdict(**runs.cached(r, f"08_discovery-step{step}", settings, verdict))
 
 
-swept = [r for name in ("noise", "architectures", "transformer_variants", "factors")
-         for r in across_runs.sweep_runs(paths.SWEEPS_DIR / f"{name}.yaml", profile)]  # fmt: skip
+swept = [r for name in across_runs.INDEPENDENT_SWEEPS
+         for r in across_runs.sweep_runs(across_runs.SWEEPS[name], profile)]  # fmt: skip
 chain = runs.finished_run(parameters.run_config(dict(profile=profile, seed=seed), structure="chain"))
 others = list({r.dir: r for r in [*swept, *([chain] if chain else [])] if r.dir != run.dir}.values())
 survey_runs = [run, *others] if survey else [run]

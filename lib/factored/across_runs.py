@@ -20,6 +20,14 @@ from .paths import SWEEPS_DIR
 from .seeds import format_interval, interval_table
 from .trajectory import stages
 
+# The committed sweeps (params/sweeps/), by name; notebooks 07 and 08 collect their runs.
+SWEEPS = {
+    name: SWEEPS_DIR / f"{name}.yaml"
+    for name in ("noise", "architectures", "transformer_variants", "factors", "expansion")
+}
+ARCHITECTURE_SWEEPS = ("architectures", "transformer_variants")  # every model but the canonical one, noiseless
+INDEPENDENT_SWEEPS = ("noise", *ARCHITECTURE_SWEEPS, "factors")  # the paper's factors and N Mess3 factors
+
 
 def sweep_configs(path: Path, profile: str = "") -> list[RunConfig]:
     """The run of every point of the sweep file at `path`, at `profile` ("": the default profile), in grid order
@@ -246,7 +254,7 @@ def _noise_growth_of(run: runs.Run, acfg: probing.AnalysisConfig, n_mc: int) -> 
     }  # fmt: skip
 
 
-EXPANSION_SWEEP = SWEEPS_DIR / "expansion.yaml"
+EXPANSION_SWEEP = SWEEPS["expansion"]
 EXPANSION_COLUMNS = {  # column: format, in the order the expansion table shows them
     "fidelity_cost": ".3f", "gap": ".3f", "below_factored": "+.3f", "r2": ".2f", "min_dims95": ".3g",
     "final_dims95": ".3g", "dims_growth": "+.3g", "joint_gain_collapse": "+.4f", "joint_gain_final": "+.4f",
